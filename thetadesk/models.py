@@ -1,0 +1,204 @@
+"""Frozen value types shared by every part of ThetaDesk.
+
+Prices are per share in the underlying's currency (as exchanges quote options); a contract's
+``multiplier`` (100 for US equity and ETF options) turns them into dollars per contract.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from enum import StrEnum
+from numbers import Real
+
+from thetadesk.errors import DataError
+
+__all__ = ["Contract", "Greeks", "Leg", "Quote", "Right"]
+
+
+class Right(StrEnum):
+    CALL = "C"
+    PUT = "P"
+
+
+# OCC option symbol: root (1-6 characters, space-padded to 6 in the 21-character form), expiry
+# YYMMDD, C or P, strike in thousandths of a dollar as 8 digits.
+_OCC = re.compile(r"^(?P<root>[A-Z0-9]{1,6}) *(?P<date>\d{6})(?P<right>[CP])(?P<strike>\d{8})$")
+_ROOT = re.compile(r"^[A-Z0-9]{1,6}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """A listed option contract. ``strike`` is per share; OCC symbols carry it to $0.001."""
+
+    underlying: str
+    expiry: date
+    right: Right
+    strike: float
+    multiplier: int = 100
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.underlying, str) or not _ROOT.match(self.underlying):
+            raise DataError(
+                f"option root {self.underlying!r} must be 1-6 upper-case letters or digits"
+            )
+        if not isinstance(self.expiry, date) or isinstance(self.expiry, datetime):
+            raise DataError(f"option expiry must be a date, got {self.expiry!r}")
+        try:
+            object.__setattr__(self, "right", Right(self.right))
+        except ValueError:
+            raise DataError(f"option right must be 'C' or 'P', got {self.right!r}") from None
+        strike = float(self.strike)
+        milli = round(strike * 1000.0) if math.isfinite(strike) else -1
+        if not (0 < milli < 100_000_000) or abs(strike * 1000.0 - milli) > 1e-6:
+            raise DataError(
+                f"option strike {self.strike!r} must be > 0, below 100000 and a multiple of 0.001"
+            )
+        object.__setattr__(self, "strike", milli / 1000.0)
+        if not isinstance(self.multiplier, int) or self.multiplier <= 0:
+            raise DataError(
+                f"contract multiplier must be a positive integer, got {self.multiplier!r}"
+            )
+
+    @property
+    def is_call(self) -> bool:
+        return self.right is Right.CALL
+
+    @classmethod
+    def from_occ(cls, symbol: str, multiplier: int = 100) -> Contract:
+        """Parse an OCC symbol, compact (``SPY251219P00450000``) or padded (``SPY   251219...``)."""
+        if not isinstance(symbol, str):
+            raise DataError(f"OCC symbol must be a string, got {type(symbol).__name__}")
+        match = _OCC.match(symbol.strip())
+        if match is None or (" " in symbol.strip() and len(symbol.strip()) != 21):
+            raise DataError(
+                f"malformed OCC option symbol {symbol!r}: expected ROOT(1-6) YYMMDD C|P "
+                "and an 8-digit strike in thousandths, e.g. SPY251219P00450000"
+            )
+        raw = match["date"]
+        try:
+            expiry = date(2000 + int(raw[:2]), int(raw[2:4]), int(raw[4:]))
+        except ValueError:
+            raise DataError(f"OCC option symbol {symbol!r} has an invalid date {raw!r}") from None
+        milli = int(match["strike"])
+        if milli == 0:
+            raise DataError(f"OCC option symbol {symbol!r} has a zero strike")
+        return cls(match["root"], expiry, Right(match["right"]), milli / 1000.0, multiplier)
+
+    @property
+    def occ(self) -> str:
+        """The compact OCC symbol, as Alpaca uses it: ``SPY251219P00450000``."""
+        return self.underlying + self._occ_tail()
+
+    @property
+    def occ_padded(self) -> str:
+        """The 21-character OCC symbol with the root space-padded to six characters."""
+        return self.underlying.ljust(6) + self._occ_tail()
+
+    def _occ_tail(self) -> str:
+        return f"{self.expiry:%y%m%d}{self.right.value}{round(self.strike * 1000):08d}"
+
+    def __str__(self) -> str:
+        return self.occ
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A two-sided quote, per share. Rejects NaN, negative, and crossed (bid > ask) quotes."""
+
+    bid: float
+    ask: float
+    bid_size: int = 0
+    ask_size: int = 0
+    ts: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("bid", "ask"):
+            value = getattr(self, name)
+            if not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+                raise DataError(f"quote {name} must be a finite number >= 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.bid > self.ask:
+            raise DataError(f"crossed quote: bid {self.bid} > ask {self.ask}")
+        for name in ("bid_size", "ask_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise DataError(f"quote {name} must be an integer >= 0, got {value!r}")
+        if self.ts is not None and (self.ts.tzinfo is None or self.ts.utcoffset() is None):
+            raise DataError(f"quote timestamp must be timezone-aware, got {self.ts!r}")
+
+    @property
+    def mid(self) -> float:
+        return 0.5 * (self.bid + self.ask)
+
+    @property
+    def spread(self) -> float:
+        return self.ask - self.bid
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One leg of a multi-leg position: ``ratio`` contracts per unit, > 0 long, < 0 short."""
+
+    contract: Contract
+    ratio: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ratio, int) or self.ratio == 0:
+            raise DataError(f"leg ratio must be a non-zero integer, got {self.ratio!r}")
+
+    @property
+    def is_long(self) -> bool:
+        return self.ratio > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Greeks:
+    """Sensitivities that add and scale, so a portfolio's Greeks are ``sum(qty * g for ...)``.
+
+    Units follow ``thetadesk.pricing``: delta per 1.00 of spot, gamma per 1.00 of spot squared,
+    vega per 1.00 of volatility, theta per year of calendar time, rho per 1.00 of rate. Per share
+    as priced; multiply by ``contract.multiplier * quantity`` for a position.
+    """
+
+    delta: float = 0.0
+    gamma: float = 0.0
+    vega: float = 0.0
+    theta: float = 0.0
+    rho: float = 0.0
+
+    # Make numpy scalars defer to __rmul__ instead of building object arrays.
+    __array_ufunc__ = None
+
+    @classmethod
+    def zero(cls) -> Greeks:
+        return cls()
+
+    def _values(self) -> tuple[float, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def __add__(self, other: object) -> Greeks:
+        if isinstance(other, Greeks):
+            return Greeks(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
+        if isinstance(other, Real) and other == 0:  # lets sum() start from 0
+            return self
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def __neg__(self) -> Greeks:
+        return Greeks(*(-a for a in self._values()))
+
+    def __sub__(self, other: object) -> Greeks:
+        if isinstance(other, Greeks):
+            return self + (-other)
+        return NotImplemented
+
+    def __mul__(self, k: object) -> Greeks:
+        if isinstance(k, Real) and not isinstance(k, bool):
+            return Greeks(*(a * float(k) for a in self._values()))
+        return NotImplemented
+
+    __rmul__ = __mul__

@@ -1,0 +1,568 @@
+"""Black-Scholes-Merton prices, Greeks and implied volatility, vectorised and exact.
+
+Conventions (fixed; every caller relies on them):
+
+- ``S`` spot, ``K`` strike, both > 0, in the same currency units (per share, not per contract).
+- ``T`` time to expiry in years (> = 0). ``r`` and ``q`` are continuously compounded annual rates
+  (risk-free rate and dividend yield); either may be negative. ``sigma`` is the annualised
+  volatility as a fraction (0.20 is 20%), > = 0.
+- ``is_call`` is True for a call, False for a put.
+- delta is per 1.00 of spot, gamma per 1.00 of spot squared.
+- **vega is per 1.00 of volatility** (divide by 100 for "per vol point").
+- **theta is per year of calendar time**, the derivative of the price with respect to time
+  passing (that is ``-dV/dT``), so it is negative for a long vanilla option in ordinary markets.
+  Divide by 365 for "per calendar day".
+- **rho is per 1.00 of rate** (divide by 100 for "per percentage point").
+
+Every argument broadcasts like numpy arrays; scalars give numpy scalars back. Bad elements never
+raise and never print a numpy warning: an element gets NaN (in every output) when
+
+- ``S`` or ``K`` is not finite or not > 0,
+- ``T`` or ``sigma`` is not finite or negative,
+- ``r`` or ``q`` is not finite,
+- (``implied_vol`` only) the price is not finite, ``T`` is 0, or the price lies outside the
+  no-arbitrage bounds ``[intrinsic, upper)`` where intrinsic is ``max(±(S e^{-qT} - K e^{-rT}), 0)``
+  and the upper bound is ``S e^{-qT}`` for a call, ``K e^{-rT}`` for a put. A price exactly at
+  intrinsic gives volatility 0.
+
+Expiry and zero volatility (``T -> 0`` or ``sigma -> 0``) give the discounted intrinsic value on the
+forward and finite Greeks: delta is the discounted indicator of being in the money (half of it
+exactly at the money), gamma and vega are 0 (vega exactly at the money keeps its finite limit),
+theta and rho are those of the deterministic payoff. A total volatility ``sigma*sqrt(T)`` below
+1e-100 counts as zero.
+
+The kernels are compiled with numba (``cache=True``: the first call in a fresh environment
+compiles for a few seconds, later processes load the cache).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+__all__ = ["BSMGreeks", "bsm_greeks", "bsm_price", "implied_vol"]
+
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_SQRT3 = math.sqrt(3.0)
+_TWO_PI = 2.0 * math.pi
+_TWO_PI_OVER_SQRT27 = 2.0 * math.pi / math.sqrt(27.0)
+_SQRT_PI_OVER_2 = math.sqrt(math.pi / 2.0)
+_EPS = float(np.finfo(np.float64).eps)
+_TINY = float(np.finfo(np.float64).tiny)
+_DBL_MAX = float(np.finfo(np.float64).max)
+_MIN_TOTAL_VOL = 1e-100
+# Rational cubic control parameter bounds (Delbourgo and Gregory's shape-preserving form).
+_RC_MIN = -(1.0 - math.sqrt(_EPS))
+_RC_MAX = 2.0 / (_EPS * _EPS)
+_MODE_MIDDLE, _MODE_LOWER, _MODE_UPPER = 0, 1, 2
+_IV_MAX_ITERATIONS = 3
+
+_jit = njit(cache=True, error_model="numpy", nogil=True)
+
+
+class BSMGreeks(NamedTuple):
+    """Price and Greeks, each an array (or numpy scalar) of the broadcast shape.
+
+    Units: see the module docstring (vega and rho per 1.00, theta per year of calendar time).
+    """
+
+    price: np.ndarray
+    delta: np.ndarray
+    gamma: np.ndarray
+    vega: np.ndarray
+    theta: np.ndarray
+    rho: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar building blocks (compiled)
+
+
+@_jit
+def _ncdf(z):
+    return 0.5 * math.erfc(-z / _SQRT2)
+
+
+@_jit
+def _npdf(z):
+    return _INV_SQRT_2PI * math.exp(-0.5 * z * z)
+
+
+@_jit
+def _inv_ncdf(p):
+    # Acklam's rational approximation (relative error ~1e-9), then one Halley step on N(x) - p.
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    if p < 0.02425:
+        q = math.sqrt(-2.0 * math.log(p))
+        x = (
+            ((((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e00)
+              * q - 2.549671010243001e00) * q + 4.374664141464968e00) * q + 2.938163982698783e00
+        ) / ((((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e00)
+              * q + 3.754408661907416e00) * q + 1.0)
+    elif p <= 1.0 - 0.02425:
+        q = p - 0.5
+        t = q * q
+        x = (
+            (((((-3.969683028665376e01 * t + 2.209460984245205e02) * t - 2.759285104469687e02)
+               * t + 1.383577518672690e02) * t - 3.066479806614716e01) * t + 2.506628277459239e00)
+            * q
+        ) / (((((-5.447609879822406e01 * t + 1.615858368580409e02) * t - 1.556989798598866e02)
+               * t + 6.680131188771972e01) * t - 1.328068155288572e01) * t + 1.0)
+    else:
+        q = math.sqrt(-2.0 * math.log1p(-p))
+        x = -(
+            ((((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e00)
+              * q - 2.549671010243001e00) * q + 4.374664141464968e00) * q + 2.938163982698783e00
+        ) / ((((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e00)
+              * q + 3.754408661907416e00) * q + 1.0)
+    e = _ncdf(x) - p
+    u = e * _SQRT_2PI * math.exp(0.5 * x * x)
+    return x - u / (1.0 + 0.5 * x * u)
+
+
+# Normalised Black: for x = ln(F/K) <= 0 and total volatility s = sigma*sqrt(T), the out-of-the-
+# money call price divided by sqrt(F*K) times the discount factor:
+#   b(x, s) = e^{x/2} N(x/s + s/2) - e^{-x/2} N(x/s - s/2),   0 <= b < b_max = e^{x/2}.
+# Its s-derivative ("normalised vega") is exp(-(x^2/s^2 + s^2/4)/2) / sqrt(2 pi).
+
+
+@_jit
+def _nblack(x, s):
+    if s <= 0.0:
+        return 0.0
+    h = x / s
+    t = 0.5 * s
+    return math.exp(0.5 * x) * _ncdf(h + t) - math.exp(-0.5 * x) * _ncdf(h - t)
+
+
+@_jit
+def _nblack_complement(x, s):
+    # b_max - b(x, s), summed from two positive terms so it keeps its precision near b_max.
+    if s <= 0.0:
+        return math.exp(0.5 * x)
+    h = x / s
+    t = 0.5 * s
+    return math.exp(0.5 * x) * _ncdf(-(h + t)) + math.exp(-0.5 * x) * _ncdf(h - t)
+
+
+@_jit
+def _nvega(x, s):
+    if s <= 0.0:
+        return _INV_SQRT_2PI if x == 0.0 else 0.0
+    h = x / s
+    return _INV_SQRT_2PI * math.exp(-0.5 * (h * h + 0.25 * s * s))
+
+
+@_jit
+def _rc_interpolate(x, x_l, x_r, y_l, y_r, d_l, d_r, r):
+    # Rational cubic through (x_l, y_l), (x_r, y_r) with end slopes d_l, d_r; r = 3 is the
+    # cubic Hermite, larger r pulls towards the straight line.
+    h = x_r - x_l
+    if abs(h) <= 0.0:
+        return 0.5 * (y_l + y_r)
+    t = (x - x_l) / h
+    if r >= _RC_MAX:
+        return y_r * t + y_l * (1.0 - t)
+    omt = 1.0 - t
+    t2 = t * t
+    omt2 = omt * omt
+    num = (y_r * t2 * t + (r * y_r - h * d_r) * t2 * omt + (r * y_l + h * d_l) * t * omt2
+           + y_l * omt2 * omt)
+    return num / (1.0 + (r - 3.0) * t * omt)
+
+
+@_jit
+def _rc_min_control(d_l, d_r, slope, prefer_shape):
+    # The smallest control parameter that keeps the interpolant monotone/convex like its data.
+    monotonic = d_l * slope >= 0.0 and d_r * slope >= 0.0
+    convex = d_l <= slope <= d_r
+    concave = d_l >= slope >= d_r
+    if not monotonic and not convex and not concave:
+        return _RC_MIN
+    r1 = -_DBL_MAX
+    r2 = -_DBL_MAX
+    if monotonic:
+        if slope != 0.0:
+            r1 = (d_r + d_l) / slope
+        elif prefer_shape:
+            r1 = _RC_MAX
+    if convex or concave:
+        s_m_dl = slope - d_l
+        dr_m_s = d_r - slope
+        if s_m_dl != 0.0 and dr_m_s != 0.0:
+            r2 = max(abs((d_r - d_l) / dr_m_s), abs((d_r - d_l) / s_m_dl))
+        elif prefer_shape:
+            r2 = _RC_MAX
+    elif monotonic and prefer_shape:
+        r2 = _RC_MAX
+    return max(_RC_MIN, max(r1, r2))
+
+
+@_jit
+def _rc_control_left(x_l, x_r, y_l, y_r, d_l, d_r, d2_l, prefer_shape):
+    # Control parameter matching the second derivative d2_l at the left end (then shape-bounded).
+    h = x_r - x_l
+    num = 0.5 * h * d2_l + (d_r - d_l)
+    den = (y_r - y_l) / h - d_l
+    if num == 0.0:
+        r = 0.0
+    elif den == 0.0:
+        r = _RC_MAX if num > 0.0 else _RC_MIN
+    else:
+        r = num / den
+    return max(r, _rc_min_control(d_l, d_r, (y_r - y_l) / h, prefer_shape))
+
+
+@_jit
+def _rc_control_right(x_l, x_r, y_l, y_r, d_l, d_r, d2_r, prefer_shape):
+    # Control parameter matching the second derivative d2_r at the right end (then shape-bounded).
+    h = x_r - x_l
+    num = 0.5 * h * d2_r + (d_r - d_l)
+    den = d_r - (y_r - y_l) / h
+    if num == 0.0:
+        r = 0.0
+    elif den == 0.0:
+        r = _RC_MAX if num > 0.0 else _RC_MIN
+    else:
+        r = num / den
+    return max(r, _rc_min_control(d_l, d_r, (y_r - y_l) / h, prefer_shape))
+
+
+# Lower map (small prices): f(s) = 2 pi |x| / sqrt(27) * N(z)^3 with z = -|x| / (sqrt(3) s)
+# behaves like b(s) as s -> 0 and has a closed-form inverse. Derivatives are d/d(beta), beta = b(s).
+
+
+@_jit
+def _lower_map(x, s):
+    ax = abs(x)
+    z = -ax / (_SQRT3 * s)
+    y = z * z
+    phi_z = _ncdf(z)
+    f = _TWO_PI_OVER_SQRT27 * ax * phi_z * phi_z * phi_z
+    fp = _TWO_PI * y * phi_z * phi_z * math.exp(y + 0.125 * s * s)
+    dlog_fp_ds = -2.0 / s - 2.0 * z * _npdf(z) / (s * phi_z) - 2.0 * y / s + 0.25 * s
+    fpp = fp * dlog_fp_ds * _SQRT_2PI * math.exp(1.5 * y + 0.125 * s * s)
+    return f, fp, fpp
+
+
+@_jit
+def _inverse_lower_map(x, f):
+    if f <= 0.0:
+        return 0.0
+    z = _inv_ncdf((f / (_TWO_PI_OVER_SQRT27 * abs(x))) ** (1.0 / 3.0))
+    if not z < 0.0:
+        return -1.0
+    return abs(x) / (_SQRT3 * -z)
+
+
+# Upper map (prices near b_max): f(s) = N(-s/2), inverse s = -2 N^{-1}(f).
+
+
+@_jit
+def _upper_map(x, s):
+    f = _ncdf(-0.5 * s)
+    w = (x / s) ** 2
+    fp = -0.5 * math.exp(0.5 * w)
+    fpp = _SQRT_PI_OVER_2 * math.exp(w + 0.125 * s * s) * w / s
+    return f, fp, fpp
+
+
+@_jit
+def _normalised_iv(beta, x):
+    """Total volatility s with b(x, s) = beta, for x <= 0 and 0 < beta < e^{x/2}."""
+    b_max = math.exp(0.5 * x)
+    if x == 0.0:
+        s_c, b_c, v_c = 0.0, 0.0, _INV_SQRT_2PI
+    else:
+        s_c = math.sqrt(2.0 * abs(x))
+        b_c = _nblack(x, s_c)
+        v_c = _nvega(x, s_c)
+    s_left = 0.0
+    s_right = math.inf
+    mode = _MODE_MIDDLE
+    if beta < b_c:
+        s_l = s_c - b_c / v_c
+        b_l = _nblack(x, s_l)
+        if beta < b_l:
+            f_l, fp_l, fpp_l = _lower_map(x, s_l)
+            r = _rc_control_right(0.0, b_l, 0.0, f_l, 1.0, fp_l, fpp_l, True)
+            f = _rc_interpolate(beta, 0.0, b_l, 0.0, f_l, 1.0, fp_l, r)
+            if not f > 0.0:
+                t = beta / b_l
+                f = (f_l * t + b_l * (1.0 - t)) * t
+            s = _inverse_lower_map(x, f)
+            s_right = s_l
+            mode = _MODE_LOWER
+            if not 0.0 < s < s_l:
+                s = 0.5 * s_l
+        else:
+            v_l = _nvega(x, s_l)
+            r = _rc_control_right(b_l, b_c, s_l, s_c, 1.0 / v_l, 1.0 / v_c, 0.0, False)
+            s = _rc_interpolate(beta, b_l, b_c, s_l, s_c, 1.0 / v_l, 1.0 / v_c, r)
+            s_left = s_l
+            s_right = s_c
+    else:
+        s_h = s_c + (b_max - b_c) / v_c
+        b_h = _nblack(x, s_h)
+        if beta <= b_h:
+            v_h = _nvega(x, s_h)
+            r = _rc_control_left(b_c, b_h, s_c, s_h, 1.0 / v_c, 1.0 / v_h, 0.0, False)
+            s = _rc_interpolate(beta, b_c, b_h, s_c, s_h, 1.0 / v_c, 1.0 / v_h, r)
+            s_left = s_c
+            s_right = s_h
+        else:
+            f_h, fp_h, fpp_h = _upper_map(x, s_h)
+            f = -1.0
+            if abs(fpp_h) < 1e150:
+                r = _rc_control_left(b_h, b_max, f_h, 0.0, fp_h, -0.5, fpp_h, True)
+                f = _rc_interpolate(beta, b_h, b_max, f_h, 0.0, fp_h, -0.5, r)
+            if not f > 0.0:
+                h = b_max - b_h
+                t = (beta - b_h) / h
+                f = (f_h * (1.0 - t) + 0.5 * h * t) * (1.0 - t)
+            s = -2.0 * _inv_ncdf(f)
+            s_left = s_h
+            if not s > s_h:
+                s = 2.0 * s_h
+            if beta > 0.5 * b_max:
+                mode = _MODE_UPPER
+
+    # Householder (third order) iterations on an objective chosen per branch so that it is
+    # close to linear in s there: b - beta (middle), 1/ln b - 1/ln beta (small prices),
+    # ln((b_max - beta) / (b_max - b)) (prices near b_max). Bracketed by [s_left, s_right].
+    log_beta = math.log(beta)
+    ds = math.inf
+    ds_prev = 0.0
+    reversals = 0
+    it = 0
+    while it < _IV_MAX_ITERATIONS and abs(ds) > _EPS * s:
+        if ds * ds_prev < 0.0:
+            reversals += 1
+        if it > 0 and (reversals == 3 or not (s_left < s < s_right)):
+            s = 0.5 * (s_left + s_right) if s_right < math.inf else 2.0 * s_left
+            if s_right - s_left <= _EPS * s:
+                break
+            reversals = 0
+            ds = 0.0
+        ds_prev = ds
+        b = _nblack(x, s)
+        bp = _nvega(x, s)
+        if b > beta and s < s_right:
+            s_right = s
+        elif b < beta and s > s_left:
+            s_left = s
+        if b <= 0.0 or bp <= 0.0:
+            ds = 0.5 * (s_left + s_right) - s if s_right < math.inf else s
+        else:
+            hs = x / (s * s)
+            halley_b = (x / s) * hs - 0.25 * s  # b''/b'
+            hh3_b = halley_b * halley_b - 3.0 * hs * hs - 0.25  # b'''/b'
+            if mode == _MODE_LOWER:
+                lb = math.log(b)
+                g2 = -(2.0 + lb) / (b * lb)  # G''/G' for G = 1/ln(b)
+                g3 = (6.0 + lb * (6.0 + 2.0 * lb)) / (b * b * lb * lb)  # G'''/G'
+                nu = (1.0 / log_beta - 1.0 / lb) * (-(b * lb * lb) / bp)
+                halley = g2 * bp + halley_b
+                hh3 = g3 * bp * bp + 3.0 * g2 * bp * halley_b + hh3_b
+            elif mode == _MODE_UPPER:
+                u = _nblack_complement(x, s)
+                ub = b_max - beta
+                g2 = 1.0 / u  # G''/G' for G = -ln(b_max - b)
+                nu = math.log(u / ub) * u / bp
+                halley = g2 * bp + halley_b
+                hh3 = 2.0 * g2 * g2 * bp * bp + 3.0 * g2 * bp * halley_b + hh3_b
+            else:
+                nu = (beta - b) / bp
+                halley = halley_b
+                hh3 = hh3_b
+            ds = nu * (1.0 + 0.5 * halley * nu) / (1.0 + nu * (halley + hh3 * nu / 6.0))
+            ds = max(-0.5 * s, ds)
+        s += ds
+        it += 1
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# Vector kernels. Every input is a contiguous 1-D array of length n or 1 (a broadcast scalar);
+# `st*` is 1 or 0 accordingly.
+
+
+@_jit
+def _valid(s, k, t, r, v, q):
+    return (
+        math.isfinite(s) and s > 0.0 and math.isfinite(k) and k > 0.0
+        and math.isfinite(t) and t >= 0.0 and math.isfinite(v) and v >= 0.0
+        and math.isfinite(r) and math.isfinite(q)
+    )
+
+
+@_jit
+def _price_kernel(S, K, T, R, V, Q, C, out):
+    stS, stK, stT = S.size > 1, K.size > 1, T.size > 1
+    stR, stV, stQ, stC = R.size > 1, V.size > 1, Q.size > 1, C.size > 1
+    for i in range(out.size):
+        s = S[i * stS]
+        k = K[i * stK]
+        t = T[i * stT]
+        r = R[i * stR]
+        v = V[i * stV]
+        q = Q[i * stQ]
+        th = 1.0 if C[i * stC] else -1.0
+        if not _valid(s, k, t, r, v, q):
+            out[i] = math.nan
+            continue
+        dq = math.exp(-q * t)
+        dr = math.exp(-r * t)
+        sd = s * dq
+        kd = k * dr
+        vol = v * math.sqrt(t)
+        if vol < _MIN_TOTAL_VOL:
+            out[i] = max(th * (sd - kd), 0.0)
+            continue
+        d1 = (math.log(s / k) + (r - q) * t) / vol + 0.5 * vol
+        out[i] = th * (sd * _ncdf(th * d1) - kd * _ncdf(th * (d1 - vol)))
+
+
+@_jit
+def _greeks_kernel(S, K, T, R, V, Q, C, price, delta, gamma, vega, theta, rho):
+    stS, stK, stT = S.size > 1, K.size > 1, T.size > 1
+    stR, stV, stQ, stC = R.size > 1, V.size > 1, Q.size > 1, C.size > 1
+    for i in range(price.size):
+        s = S[i * stS]
+        k = K[i * stK]
+        t = T[i * stT]
+        r = R[i * stR]
+        v = V[i * stV]
+        q = Q[i * stQ]
+        th = 1.0 if C[i * stC] else -1.0
+        if not _valid(s, k, t, r, v, q):
+            price[i] = delta[i] = gamma[i] = vega[i] = theta[i] = rho[i] = math.nan
+            continue
+        dq = math.exp(-q * t)
+        dr = math.exp(-r * t)
+        sd = s * dq
+        kd = k * dr
+        sqt = math.sqrt(t)
+        vol = v * sqt
+        if vol < _MIN_TOTAL_VOL:
+            # Deterministic payoff: weight 1 in the money, 0 out, 1/2 exactly at the money.
+            fwd = sd - kd
+            w = 1.0 if th * fwd > 0.0 else (0.5 if fwd == 0.0 else 0.0)
+            price[i] = max(th * fwd, 0.0)
+            delta[i] = w * th * dq
+            gamma[i] = 0.0
+            vega[i] = sd * sqt * _INV_SQRT_2PI if fwd == 0.0 else 0.0
+            theta[i] = w * th * (q * sd - r * kd)
+            rho[i] = w * th * kd * t
+            continue
+        d1 = (math.log(s / k) + (r - q) * t) / vol + 0.5 * vol
+        d2 = d1 - vol
+        n1 = _ncdf(th * d1)
+        n2 = _ncdf(th * d2)
+        pdf = _INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
+        price[i] = th * (sd * n1 - kd * n2)
+        delta[i] = th * dq * n1
+        gamma[i] = dq * pdf / (s * vol)
+        vega[i] = sd * pdf * sqt
+        theta[i] = -0.5 * sd * pdf * v / sqt + th * (q * sd * n1 - r * kd * n2)
+        rho[i] = th * kd * t * n2
+
+
+@_jit
+def _iv_kernel(P, S, K, T, R, Q, C, out):
+    stP, stS, stK, stT = P.size > 1, S.size > 1, K.size > 1, T.size > 1
+    stR, stQ, stC = R.size > 1, Q.size > 1, C.size > 1
+    for i in range(out.size):
+        p = P[i * stP]
+        s = S[i * stS]
+        k = K[i * stK]
+        t = T[i * stT]
+        r = R[i * stR]
+        q = Q[i * stQ]
+        th = 1.0 if C[i * stC] else -1.0
+        out[i] = math.nan
+        if not (_valid(s, k, t, r, 0.0, q) and t > 0.0 and math.isfinite(p)):
+            continue
+        # Normalise by the discounted geometric mean of forward and strike; x = ln(F/K).
+        x = math.log(s / k) + (r - q) * t
+        beta = p / (math.sqrt(s * k) * math.exp(-0.5 * (r + q) * t))
+        if th * x > 0.0:  # in the money: keep the time value, price the out-of-the-money twin
+            beta -= th * 2.0 * math.sinh(0.5 * x)
+            th = -th
+        if th < 0.0:
+            x = -x
+        if beta < 0.0 or not beta < math.exp(0.5 * x):
+            continue
+        if beta == 0.0:
+            out[i] = 0.0
+            continue
+        out[i] = _normalised_iv(beta, x) / math.sqrt(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def _flat(*args):
+    arrays = [np.asarray(a, dtype=np.float64) for a in args[:-1]]
+    calls = np.asarray(args[-1], dtype=np.bool_)
+    shape = np.broadcast_shapes(*(a.shape for a in arrays), calls.shape)
+    flat = []
+    for a in [*arrays, calls]:
+        if a.size == 1:
+            flat.append(np.ascontiguousarray(a.reshape(1)))
+        else:
+            flat.append(np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1))
+    n = math.prod(shape)
+    return flat, shape, n
+
+
+def _shaped(a: np.ndarray, shape: tuple[int, ...]):
+    a = a.reshape(shape)
+    return a[()] if shape == () else a
+
+
+def bsm_price(S, K, T, r, sigma, q=0.0, is_call=True):
+    """Black-Scholes-Merton option price with continuous dividend yield ``q``.
+
+    Arguments broadcast; see the module docstring for units and for when an element is NaN.
+    """
+    flat, shape, n = _flat(S, K, T, r, sigma, q, is_call)
+    out = np.empty(n)
+    _price_kernel(*flat, out)
+    return _shaped(out, shape)
+
+
+def bsm_greeks(S, K, T, r, sigma, q=0.0, is_call=True) -> BSMGreeks:
+    """Price, delta, gamma, vega, theta and rho in one pass.
+
+    Vega per 1.00 of volatility, theta per year of calendar time passing (``-dV/dT``, negative for
+    a long vanilla option in ordinary markets), rho per 1.00 of rate; T in years.
+    """
+    flat, shape, n = _flat(S, K, T, r, sigma, q, is_call)
+    outs = [np.empty(n) for _ in range(6)]
+    _greeks_kernel(*flat, *outs)
+    return BSMGreeks(*(_shaped(o, shape) for o in outs))
+
+
+def implied_vol(price, S, K, T, r, q=0.0, is_call=True):
+    """Black-Scholes-Merton implied volatility of option prices, to machine precision.
+
+    Follows the structure of Jaeckel's "Let's Be Rational" (2015): the price is reduced to an
+    out-of-the-money normalised call, a rational-cubic initial guess is built in one of four
+    branches, then at most three safeguarded third-order Householder steps on a branch-specific
+    objective refine it. Returns NaN (never raises) where the price is outside the no-arbitrage
+    bounds or an input is invalid; 0 where the price equals intrinsic value.
+    """
+    flat, shape, n = _flat(price, S, K, T, r, q, is_call)
+    out = np.empty(n)
+    _iv_kernel(*flat, out)
+    return _shaped(out, shape)
