@@ -366,12 +366,15 @@ def _normalised_iv(beta, x):
             halley_b = (x / s) * hs - 0.25 * s  # b''/b'
             hh3_b = halley_b * halley_b - 3.0 * hs * hs - 0.25  # b'''/b'
             if mode == _MODE_LOWER:
+                # G = 1/ln(b): G''/G' = -(2 + ln b) / (b ln b) and G'''/G' = (6 + 6 ln b +
+                # 2 ln^2 b) / (b ln b)^2, written with b'/b because b^2 underflows below 1e-154.
                 lb = math.log(b)
-                g2 = -(2.0 + lb) / (b * lb)  # G''/G' for G = 1/ln(b)
-                g3 = (6.0 + lb * (6.0 + 2.0 * lb)) / (b * b * lb * lb)  # G'''/G'
-                nu = (1.0 / log_beta - 1.0 / lb) * (-(b * lb * lb) / bp)
-                halley = g2 * bp + halley_b
-                hh3 = g3 * bp * bp + 3.0 * g2 * bp * halley_b + hh3_b
+                bp_b = bp / b
+                g2bp = -(2.0 + lb) / lb * bp_b
+                nu = (1.0 / log_beta - 1.0 / lb) * (-lb * lb / bp_b)
+                halley = g2bp + halley_b
+                hh3 = ((6.0 + lb * (6.0 + 2.0 * lb)) / (lb * lb) * bp_b * bp_b
+                       + 3.0 * g2bp * halley_b + hh3_b)
             elif mode == _MODE_UPPER:
                 u = _nblack_complement(x, s)
                 ub = b_max - beta
