@@ -22,8 +22,10 @@ raise and never print a numpy warning: an element gets NaN (in every output) whe
 - ``r`` or ``q`` is not finite,
 - (``implied_vol`` only) the price is not finite, ``T`` is 0, or the price lies outside the
   no-arbitrage bounds ``[intrinsic, upper)`` where intrinsic is ``max(±(S e^{-qT} - K e^{-rT}), 0)``
-  and the upper bound is ``S e^{-qT}`` for a call, ``K e^{-rT}`` for a put. A price exactly at
-  intrinsic gives volatility 0.
+  and the upper bound is ``S e^{-qT}`` for a call, ``K e^{-rT}`` for a put. The bounds are
+  computed in floating point, so prices within 4 ulps of ``max(S e^{-qT}, K e^{-rT})`` of a
+  bound count as at it: at the upper bound the volatility is unbounded (NaN), at a positive
+  intrinsic value it is 0. Out of the money (intrinsic exactly 0) any price > 0 is solved.
 
 Expiry and zero volatility (``T -> 0`` or ``sigma -> 0``) give the discounted intrinsic value on the
 forward and finite Greeks: delta is the discounted indicator of being in the money (half of it
@@ -61,6 +63,7 @@ _RC_MIN = -(1.0 - math.sqrt(_EPS))
 _RC_MAX = 2.0 / (_EPS * _EPS)
 _MODE_MIDDLE, _MODE_LOWER, _MODE_UPPER = 0, 1, 2
 _IV_MAX_ITERATIONS = 3
+_BOUND_ULPS = 4.0
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 
@@ -494,18 +497,25 @@ def _iv_kernel(P, S, K, T, R, Q, C, out):
         out[i] = math.nan
         if not (_valid(s, k, t, r, 0.0, q) and t > 0.0 and math.isfinite(p)):
             continue
-        # Normalise by the discounted geometric mean of forward and strike; x = ln(F/K).
-        x = math.log(s / k) + (r - q) * t
-        beta = p / (math.sqrt(s * k) * math.exp(-0.5 * (r + q) * t))
-        if th * x > 0.0:  # in the money: keep the time value, price the out-of-the-money twin
-            beta -= th * 2.0 * math.sinh(0.5 * x)
-            th = -th
-        if th < 0.0:
-            x = -x
-        if beta < 0.0 or not beta < math.exp(0.5 * x):
+        # The no-arbitrage bounds exactly as documented, in price space.
+        sd = s * math.exp(-q * t)
+        kd = k * math.exp(-r * t)
+        intrinsic = max(th * (sd - kd), 0.0)
+        upper = sd if th > 0.0 else kd
+        tol = _BOUND_ULPS * _EPS * max(sd, kd)  # the rounding of the bounds themselves
+        tol_intrinsic = tol if intrinsic > 0.0 else 0.0  # 0 is exact out of the money
+        if p < intrinsic - tol_intrinsic or p >= upper - tol:
             continue
-        if beta == 0.0:
+        time_value = p - intrinsic  # in the money: the out-of-the-money twin's price (parity)
+        if time_value <= tol_intrinsic:
             out[i] = 0.0
+            continue
+        # Normalise by the discounted geometric mean of forward and strike. As an out-of-the-
+        # money call, x = ln(F/K) <= 0 and the normalised price lies in (0, e^{x/2}).
+        x = -abs(math.log(s / k) + (r - q) * t)
+        beta = time_value / (math.sqrt(s) * math.sqrt(k) * math.exp(-0.5 * (r + q) * t))
+        b_max = math.exp(0.5 * x)
+        if not beta < b_max:  # below the bound in price space, at it after rounding
             continue
         out[i] = _normalised_iv(beta, x) / math.sqrt(t)
 
