@@ -18,6 +18,11 @@ Keys:
                           K e^{-rT})): the ITM error in units of the price's own rounding (a
                           price is the difference of terms that size, so a few ulps is exact)
   iv_nan_count            NaN results among options with vega > 1e-6 (should be 0)
+  py_vollib_vectorized_iv_per_s  the same options through py_vollib_vectorized's implied
+                          volatility (Jaeckel's LBR compiled with numba), timed in this run when
+                          that package is importable (it is not a ThetaDesk dependency), else null
+                          with py_vollib_vectorized_note saying why; its max error on the OTM set
+                          is py_vollib_vectorized_iv_max_err
 
 The options: S = 100, ln(K/F) uniform in [-1, 1], T log-uniform from 1 day to 3 years, sigma
 log-uniform from 3% to 300%, r uniform in [-1%, 8%], q in [0, 4%], calls and puts half each.
@@ -112,6 +117,26 @@ def main() -> None:
     forward = S * np.exp((r - q) * T)
     otm = np.where(is_call, forward <= K, forward >= K)
     measurable = greeks.vega > 1e-6
+    pvv_rate = pvv_err = None
+    pvv_note = "py_vollib_vectorized not installed"
+    try:
+        from py_vollib_vectorized import vectorized_implied_volatility
+    except ImportError:
+        vectorized_implied_volatility = None
+    if vectorized_implied_volatility is not None:
+        flags = np.where(is_call, "c", "p")
+
+        def pvv():
+            return vectorized_implied_volatility(
+                greeks.price, S, K, T, r, flags, q=q, model="black_scholes_merton",
+                return_as="numpy", on_error="ignore",
+            )
+
+        try:
+            pvv_err = float(np.nanmax(np.abs(pvv() - sigma)[measurable & otm]))
+            pvv_rate = round(median_rate(pvv, args.n, args.runs))
+        except Exception as exc:  # e.g. 0.1.1 does not compile under numba >= 0.60
+            pvv_note = f"py_vollib_vectorized failed: {type(exc).__name__}"
     itm = measurable & ~otm
     scale = np.maximum(greeks.price, np.maximum(S * np.exp(-q * T), K * np.exp(-r * T)))
     ulps = err[itm] * greeks.vega[itm] / np.spacing(scale[itm])
@@ -124,6 +149,9 @@ def main() -> None:
         "iv_max_err_itm": float(np.nanmax(err[itm])),
         "iv_itm_err_in_input_ulps": round(float(np.nanmax(ulps)), 2),
         "iv_nan_count": int(np.isnan(iv[measurable]).sum()),
+        "py_vollib_vectorized_iv_per_s": pvv_rate,
+        "py_vollib_vectorized_iv_max_err": pvv_err,
+        **({} if pvv_rate is not None else {"py_vollib_vectorized_note": pvv_note}),
         "n": args.n,
         "runs": args.runs,
         "numpy": np.__version__,

@@ -210,33 +210,20 @@ def _rc_min_control(d_l, d_r, slope, prefer_shape):
 
 
 @_jit
-def _rc_control_left(x_l, x_r, y_l, y_r, d_l, d_r, d2_l, prefer_shape):
-    # Control parameter matching the second derivative d2_l at the left end (then shape-bounded).
+def _rc_control(x_l, x_r, y_l, y_r, d_l, d_r, d2, at_left, prefer_shape):
+    # Control parameter matching the second derivative d2 at the left (or right) end, raised to
+    # the minimum that keeps the interpolant's shape.
     h = x_r - x_l
-    num = 0.5 * h * d2_l + (d_r - d_l)
-    den = (y_r - y_l) / h - d_l
+    slope = (y_r - y_l) / h
+    num = 0.5 * h * d2 + (d_r - d_l)
+    den = slope - d_l if at_left else d_r - slope
     if num == 0.0:
         r = 0.0
     elif den == 0.0:
         r = _RC_MAX if num > 0.0 else _RC_MIN
     else:
         r = num / den
-    return max(r, _rc_min_control(d_l, d_r, (y_r - y_l) / h, prefer_shape))
-
-
-@_jit
-def _rc_control_right(x_l, x_r, y_l, y_r, d_l, d_r, d2_r, prefer_shape):
-    # Control parameter matching the second derivative d2_r at the right end (then shape-bounded).
-    h = x_r - x_l
-    num = 0.5 * h * d2_r + (d_r - d_l)
-    den = d_r - (y_r - y_l) / h
-    if num == 0.0:
-        r = 0.0
-    elif den == 0.0:
-        r = _RC_MAX if num > 0.0 else _RC_MIN
-    else:
-        r = num / den
-    return max(r, _rc_min_control(d_l, d_r, (y_r - y_l) / h, prefer_shape))
+    return max(r, _rc_min_control(d_l, d_r, slope, prefer_shape))
 
 
 # Lower map (small prices): f(s) = 2 pi |x| / sqrt(27) * N(z)^3 with z = -|x| / (sqrt(3) s)
@@ -296,7 +283,7 @@ def _normalised_iv(beta, x):
         b_l = _nblack(x, s_l)
         if beta < b_l:
             f_l, fp_l, fpp_l = _lower_map(x, s_l)
-            r = _rc_control_right(0.0, b_l, 0.0, f_l, 1.0, fp_l, fpp_l, True)
+            r = _rc_control(0.0, b_l, 0.0, f_l, 1.0, fp_l, fpp_l, False, True)
             f = _rc_interpolate(beta, 0.0, b_l, 0.0, f_l, 1.0, fp_l, r)
             if not f > 0.0:
                 t = beta / b_l
@@ -308,7 +295,7 @@ def _normalised_iv(beta, x):
                 s = 0.5 * s_l
         else:
             v_l = _nvega(x, s_l)
-            r = _rc_control_right(b_l, b_c, s_l, s_c, 1.0 / v_l, 1.0 / v_c, 0.0, False)
+            r = _rc_control(b_l, b_c, s_l, s_c, 1.0 / v_l, 1.0 / v_c, 0.0, False, False)
             s = _rc_interpolate(beta, b_l, b_c, s_l, s_c, 1.0 / v_l, 1.0 / v_c, r)
             s_left = s_l
             s_right = s_c
@@ -317,7 +304,7 @@ def _normalised_iv(beta, x):
         b_h = _nblack(x, s_h)
         if beta <= b_h:
             v_h = _nvega(x, s_h)
-            r = _rc_control_left(b_c, b_h, s_c, s_h, 1.0 / v_c, 1.0 / v_h, 0.0, False)
+            r = _rc_control(b_c, b_h, s_c, s_h, 1.0 / v_c, 1.0 / v_h, 0.0, True, False)
             s = _rc_interpolate(beta, b_c, b_h, s_c, s_h, 1.0 / v_c, 1.0 / v_h, r)
             s_left = s_c
             s_right = s_h
@@ -325,7 +312,7 @@ def _normalised_iv(beta, x):
             f_h, fp_h, fpp_h = _upper_map(x, s_h)
             f = -1.0
             if abs(fpp_h) < 1e150:
-                r = _rc_control_left(b_h, b_max, f_h, 0.0, fp_h, -0.5, fpp_h, True)
+                r = _rc_control(b_h, b_max, f_h, 0.0, fp_h, -0.5, fpp_h, True, True)
                 f = _rc_interpolate(beta, b_h, b_max, f_h, 0.0, fp_h, -0.5, r)
             if not f > 0.0:
                 h = b_max - b_h
@@ -397,8 +384,17 @@ def _normalised_iv(beta, x):
 
 
 # ---------------------------------------------------------------------------------------------
-# Vector kernels. Every input is a contiguous 1-D array of length n or 1 (a broadcast scalar);
-# `st*` is 1 or 0 accordingly.
+# Vector kernels. Every input is a contiguous 1-D array of length n or 1 (a broadcast scalar).
+
+
+@_jit
+def _element(i, A, B, C, D, E, F, calls):
+    # Element i of six float inputs and the call flag, each of length n or 1 (broadcast).
+    return (
+        A[i if A.size > 1 else 0], B[i if B.size > 1 else 0], C[i if C.size > 1 else 0],
+        D[i if D.size > 1 else 0], E[i if E.size > 1 else 0], F[i if F.size > 1 else 0],
+        1.0 if calls[i if calls.size > 1 else 0] else -1.0,
+    )
 
 
 @_jit
@@ -412,16 +408,8 @@ def _valid(s, k, t, r, v, q):
 
 @_jit
 def _price_kernel(S, K, T, R, V, Q, C, out):
-    stS, stK, stT = S.size > 1, K.size > 1, T.size > 1
-    stR, stV, stQ, stC = R.size > 1, V.size > 1, Q.size > 1, C.size > 1
     for i in range(out.size):
-        s = S[i * stS]
-        k = K[i * stK]
-        t = T[i * stT]
-        r = R[i * stR]
-        v = V[i * stV]
-        q = Q[i * stQ]
-        th = 1.0 if C[i * stC] else -1.0
+        s, k, t, r, v, q, th = _element(i, S, K, T, R, V, Q, C)
         if not _valid(s, k, t, r, v, q):
             out[i] = math.nan
             continue
@@ -439,16 +427,8 @@ def _price_kernel(S, K, T, R, V, Q, C, out):
 
 @_jit
 def _greeks_kernel(S, K, T, R, V, Q, C, price, delta, gamma, vega, theta, rho):
-    stS, stK, stT = S.size > 1, K.size > 1, T.size > 1
-    stR, stV, stQ, stC = R.size > 1, V.size > 1, Q.size > 1, C.size > 1
     for i in range(price.size):
-        s = S[i * stS]
-        k = K[i * stK]
-        t = T[i * stT]
-        r = R[i * stR]
-        v = V[i * stV]
-        q = Q[i * stQ]
-        th = 1.0 if C[i * stC] else -1.0
+        s, k, t, r, v, q, th = _element(i, S, K, T, R, V, Q, C)
         if not _valid(s, k, t, r, v, q):
             price[i] = delta[i] = gamma[i] = vega[i] = theta[i] = rho[i] = math.nan
             continue
@@ -484,16 +464,8 @@ def _greeks_kernel(S, K, T, R, V, Q, C, price, delta, gamma, vega, theta, rho):
 
 @_jit
 def _iv_kernel(P, S, K, T, R, Q, C, out):
-    stP, stS, stK, stT = P.size > 1, S.size > 1, K.size > 1, T.size > 1
-    stR, stQ, stC = R.size > 1, Q.size > 1, C.size > 1
     for i in range(out.size):
-        p = P[i * stP]
-        s = S[i * stS]
-        k = K[i * stK]
-        t = T[i * stT]
-        r = R[i * stR]
-        q = Q[i * stQ]
-        th = 1.0 if C[i * stC] else -1.0
+        p, s, k, t, r, q, th = _element(i, P, S, K, T, R, Q, C)
         out[i] = math.nan
         if not (_valid(s, k, t, r, 0.0, q) and t > 0.0 and math.isfinite(p)):
             continue
