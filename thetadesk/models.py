@@ -15,7 +15,19 @@ from numbers import Real
 
 from thetadesk.errors import DataError
 
-__all__ = ["Contract", "Greeks", "Leg", "Quote", "Right"]
+__all__ = [
+    "BrokerAccount",
+    "BrokerOrder",
+    "BrokerPosition",
+    "Contract",
+    "Fill",
+    "Greeks",
+    "Leg",
+    "OrderRequest",
+    "OrderStatus",
+    "Quote",
+    "Right",
+]
 
 
 class Right(StrEnum):
@@ -202,3 +214,100 @@ class Greeks:
         return NotImplemented
 
     __rmul__ = __mul__
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders, fills and positions, as the Broker port speaks them. Prices of multi-leg orders are
+# NET PER SHARE for one unit of the combination, signed from the trader's side: > 0 a credit
+# received, < 0 a debit paid (the convention of `Spread.net_premium`). Quantities are units of
+# the combination (spreads), > 0.
+
+
+class OrderStatus(StrEnum):
+    NEW = "new"  # accepted, resting
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A limit order for ``quantity`` units of the combination ``legs`` at ``limit_price`` net.
+
+    ``opening`` is True to open a position (legs as given), False to close one (the legs are
+    the position's legs with their ratios reversed). ``client_order_id`` is deterministic
+    (derived from the intent) so that an ambiguous submission can be looked up, never re-sent.
+    """
+
+    client_order_id: str
+    account: str
+    legs: tuple[Leg, ...]
+    quantity: int
+    limit_price: float
+    opening: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.client_order_id or len(self.client_order_id) > 48:
+            raise DataError(f"client_order_id must be 1-48 characters: {self.client_order_id!r}")
+        if not self.legs:
+            raise DataError("an order needs at least one leg")
+        if not isinstance(self.quantity, int) or self.quantity <= 0:
+            raise DataError(f"order quantity must be a positive integer, got {self.quantity!r}")
+        if not (isinstance(self.limit_price, Real) and math.isfinite(self.limit_price)):
+            raise DataError(f"order limit price must be finite, got {self.limit_price!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    """The broker's view of an order."""
+
+    client_order_id: str
+    broker_order_id: str
+    status: OrderStatus
+    quantity: int
+    filled_quantity: int
+    limit_price: float
+    avg_fill_price: float | None
+    submitted_at: datetime
+    updated_at: datetime
+    reason: str | None = None  # why rejected or canceled, when known
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution: ``quantity`` units of the order's combination at ``price`` net per share.
+
+    ``exec_id`` is unique per execution at the broker; the ledger de-duplicates on it.
+    ``commission`` is in dollars for this execution (all legs).
+    """
+
+    exec_id: str
+    client_order_id: str
+    quantity: int
+    price: float
+    commission: float
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPosition:
+    """A position in one contract at the broker: ``quantity`` contracts, > 0 long, < 0 short;
+    ``avg_price`` per share."""
+
+    contract: Contract
+    quantity: int
+    avg_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAccount:
+    """Cash and buying power in dollars, as the broker reports them."""
+
+    cash: float
+    buying_power: float
+    equity: float

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from thetadesk.config import Config
+from thetadesk.logging import configure_logging
+from thetadesk.store import LEDGER_FILE, Ledger
+
+SIM_NOW = "sim_now"
+
+
+def start_process(config: Config, state_dir: Path, component: str, console: bool) -> None:
+    configure_logging(state_dir, component, config.logging.level,
+                      console=console and config.logging.console)
+
+
+def ledger_for(state_dir: Path) -> Ledger:
+    return Ledger(Path(state_dir) / LEDGER_FILE)
+
+
+def current_time(ledger: Ledger, fallback: datetime) -> datetime:
+    """The run's current instant: the simulated clock as the supervisor last recorded it.
+
+    An actor restarted by Ray re-runs its constructor with its original arguments, so the time
+    it was first created at would be stale; the ledger has the tick in progress.
+    """
+    value = ledger.get_state(SIM_NOW)
+    return datetime.fromisoformat(value) if value else fallback
+
+
+def pid() -> int:
+    return os.getpid()

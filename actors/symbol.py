@@ -1,0 +1,28 @@
+"""SymbolActor: one per underlying. Market snapshot -> signals -> trade intents."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from actors._common import pid, start_process
+from thetadesk.config import Config
+from thetadesk.messages import SymbolTick
+from thetadesk.symbol import BullPutRules, SymbolEngine
+from thetadesk.wiring import build_market
+
+
+class SymbolActor:
+    def __init__(self, symbol: str, config: Config, state_dir: Path, console: bool) -> None:
+        start_process(config, state_dir, f"symbol-{symbol}", console)
+        self.engine = SymbolEngine(symbol, BullPutRules.from_config(config.strategy),
+                                   build_market(config))
+
+    def tick(self, now: datetime) -> tuple[SymbolTick, float]:
+        """The symbol's tick and the wall-clock time it was proposed (for latency stats)."""
+        result = self.engine.tick(now)
+        return result, time.time()
+
+    def ping(self) -> int:
+        return pid()

@@ -1,0 +1,199 @@
+"""Specifications of the account engine: sizing, the risk gate, write-ahead orders, ambiguous
+outcomes resolved by lookup, recovery on start, exits and reconciliation.
+
+Real parts throughout: a seeded SimMarket, a SimBroker on its own SQLite file, the ledger and the
+risk engine. The broker is wrapped by a recorder that can fail on purpose.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.unit.conftest import MORNING, account_rules, make_market
+from thetadesk.account import AccountEngine, entry_order_id
+from thetadesk.errors import AmbiguousOrderState, TemporaryError
+from thetadesk.messages import Severity
+from thetadesk.models import OrderRequest
+from thetadesk.risk.engine import RiskEngine
+from thetadesk.risk.limits import RiskLimits
+
+
+class RecordingBroker:
+    """Delegates to a real broker; records what the ledger said at each submit; can fail
+    before sending (nothing lands) or after sending (it landed, the reply is lost)."""
+
+    def __init__(self, inner, ledger):
+        self.inner = inner
+        self.ledger = ledger
+        self.fail: str | None = None
+        self.status_at_submit: list[str | None] = []
+
+    def submit(self, order, now):
+        row = self.ledger.order(order.client_order_id)
+        self.status_at_submit.append(None if row is None else row["status"])
+        if self.fail == "before":
+            raise TemporaryError("connection reset before the request was sent")
+        result = self.inner.submit(order, now)
+        if self.fail == "after":
+            raise AmbiguousOrderState("read timeout after the request was sent")
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def rec(broker, ledger):
+    return RecordingBroker(broker, ledger)
+
+
+def test_account_entry_writes_ahead_sizes_by_budget_and_opens_position(rec, make_engine, intent,
+                                                                       ledger):
+    engine = make_engine(rec)
+
+    tick = engine.tick(MORNING, [intent])
+
+    cid = entry_order_id("paper", intent)
+    assert tick.submitted == (cid,)
+    assert rec.status_at_submit == ["pending_submit"]  # the ledger knew before the broker did
+    order = ledger.order(cid)
+    assert order["quantity"] == int(1000 // intent.max_loss_per_spread)
+    assert order["status"] == "filled"
+    (position,) = ledger.positions("paper")
+    assert position["quantity"] == order["quantity"]
+    assert position["entry_price"] == pytest.approx(intent.limit_price)
+    assert tick.opened == 1
+    assert rec.submission_count(cid) == 1
+
+
+def test_account_same_intent_twice_is_one_order(rec, make_engine, intent, ledger):
+    engine = make_engine(rec)
+    engine.tick(MORNING, [intent])
+    engine.tick(MORNING + timedelta(minutes=5), [intent])
+
+    assert len(ledger.orders("paper")) == 1
+    assert rec.submission_count(entry_order_id("paper", intent)) == 1
+
+
+def test_account_risk_rejection_is_recorded_and_nothing_is_sent(rec, make_engine, intent, ledger):
+    strict = RiskEngine(ledger, {"paper": RiskLimits(100.0, 4, 0.0, 2000.0)})
+    engine = make_engine(rec, gate=strict.check)
+
+    tick = engine.tick(MORNING, [intent])
+
+    assert tick.submitted == ()
+    assert rec.status_at_submit == []
+    (verdict,) = ledger.verdicts("paper")
+    assert verdict["approved"] == 0
+    assert verdict["check_name"] == "max_loss_per_trade"
+    assert ledger.orders("paper") == []
+
+
+def test_account_ambiguous_submit_is_resolved_by_lookup_never_resent(rec, make_engine, intent,
+                                                                      ledger):
+    engine = make_engine(rec)
+    rec.fail = "after"
+
+    tick = engine.tick(MORNING, [intent])
+
+    cid = entry_order_id("paper", intent)
+    assert rec.submission_count(cid) == 1
+    assert ledger.order(cid)["status"] == "filled"  # learned from the lookup
+    assert len(ledger.positions("paper")) == 1
+    assert tick.submitted == (cid,)
+
+
+def test_account_temporary_error_before_sending_marks_order_not_submitted(rec, make_engine,
+                                                                          intent, ledger):
+    engine = make_engine(rec)
+    rec.fail = "before"
+
+    engine.tick(MORNING, [intent])
+
+    cid = entry_order_id("paper", intent)
+    assert rec.submission_count(cid) == 0
+    assert ledger.order(cid)["status"] == "not_submitted"
+    assert ledger.positions("paper") == []
+
+
+def test_account_recovery_resolves_unknown_outcomes_by_client_order_id(rec, make_engine, intent,
+                                                                        ledger, broker):
+    # Two crashes' worth of leftovers: one order written ahead but never sent, one sent to the
+    # broker (and filled there) whose reply never reached the ledger.
+    def write_ahead(cid, decided_at):
+        ledger.record_intent_and_order(
+            intent_id=f"i-{cid}", account="paper", symbol="SPY", strategy=intent.strategy,
+            decided_at=decided_at, context={"max_loss_per_spread": intent.max_loss_per_spread,
+                                            "max_profit_per_spread": 1.0},
+            client_order_id=cid, position_id=cid, opening=True, purpose="entry",
+            legs=intent.spread.legs, quantity=1, limit_price=intent.limit_price, now=MORNING)
+
+    write_ahead("td-never-sent", MORNING)
+    write_ahead("td-sent", MORNING + timedelta(seconds=1))
+    broker.submit(OrderRequest("td-sent", "paper", intent.spread.legs, 1, intent.limit_price),
+                  MORNING)
+
+    make_engine(rec)  # start-up is recovery
+
+    assert ledger.order("td-never-sent")["status"] == "not_submitted"
+    assert ledger.order("td-sent")["status"] == "filled"
+    assert [p["position_id"] for p in ledger.positions("paper")] == ["td-sent"]
+    assert len(ledger.fills(client_order_id="td-sent")) == 1
+    assert rec.submission_count("td-never-sent") == 0
+    assert rec.submission_count("td-sent") == 1
+    assert rec.status_at_submit == []  # recovery never submits
+
+
+def test_account_time_exit_closes_position_and_books_realized_pnl(rec, make_engine, intent,
+                                                                  ledger, broker):
+    engine = make_engine(rec)
+    engine.tick(MORNING, [intent])
+    cash_after_open = broker.account().cash
+    expiry = intent.spread.expiry
+    late = datetime(expiry.year, expiry.month, expiry.day, 16, 0, tzinfo=UTC) - timedelta(days=3)
+    assert late.weekday() == 1  # a Tuesday, 3 days to expiry: inside the 7-day exit
+
+    tick = engine.tick(late, [])
+
+    assert tick.closed == 1
+    (closed,) = ledger.positions("paper", status="closed")
+    assert closed["exit_reason"] == "time"
+    # Realised P&L = the cash the round trip left behind (both commissions included).
+    assert closed["realized_pnl"] == pytest.approx(
+        broker.account().cash - 100_000.0, abs=0.01)
+    assert broker.account().cash != cash_after_open
+    assert broker.positions() == []
+
+
+def test_account_exit_is_skipped_when_a_leg_quote_is_bad(rec, ledger, risk, intent):
+    AccountEngine(account_rules(), ledger, rec, make_market(), risk.check, MORNING).tick(
+        MORNING, [intent])
+    held = {leg.contract for leg in intent.spread.legs}
+    bad = make_market(corrupt=lambda c, now: "crossed" if c in held else None)
+    engine = AccountEngine(account_rules(close_dte=60), ledger, rec, bad, risk.check, MORNING)
+
+    with capture_logs() as logs:
+        tick = engine.tick(MORNING + timedelta(minutes=5), [])
+
+    assert tick.submitted == ()
+    assert any(e["event"] == "exit_skipped" and "crossed quote" in e["reason"] for e in logs)
+    assert len(ledger.positions("paper")) == 1
+
+
+def test_account_position_mismatch_fails_closed_with_critical_alert(rec, make_engine, intent,
+                                                                    ledger, broker):
+    # Someone traded the account behind ThetaDesk's back.
+    broker.submit(OrderRequest("external-1", "paper", intent.spread.legs, 1, intent.limit_price),
+                  MORNING)
+
+    engine = make_engine(rec)
+    tick = engine.tick(MORNING + timedelta(minutes=5), [intent])
+
+    assert engine.fail_closed is not None
+    assert "ledger 0 vs broker" in engine.fail_closed
+    assert tick.submitted == ()
+    assert {(a.kind, a.severity) for a in tick.alerts} == {
+        ("reconciliation_mismatch", Severity.CRITICAL),
+        ("unknown_fill", Severity.WARNING),  # the external order's fill, reported
+    }

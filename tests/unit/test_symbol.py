@@ -1,0 +1,69 @@
+"""Specifications of the symbol engine's first strategy (bull put credit spread)."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+from structlog.testing import capture_logs
+
+from tests.unit.conftest import MORNING, RULES, make_market
+from thetadesk.models import Right
+from thetadesk.strategies.spreads import SpreadKind
+from thetadesk.symbol import SymbolEngine
+
+
+def test_symbol_engine_proposes_a_bull_put_near_target_delta_and_dte(market):
+    tick = SymbolEngine("SPY", RULES, market).tick(MORNING)
+
+    (intent,) = tick.intents
+    short, long_ = intent.spread.legs
+    assert intent.spread.kind is SpreadKind.BULL_PUT_CREDIT
+    assert short.ratio == -1
+    assert long_.ratio == 1
+    assert short.contract.strike - long_.contract.strike == RULES.width
+    assert 21 <= intent.context["dte"] <= 49
+    assert abs(abs(intent.context["short_delta"]) - RULES.short_delta) < 0.05
+    assert 0 < intent.limit_price <= intent.context["mid_credit"]
+    assert intent.max_loss_per_spread == (RULES.width - intent.limit_price) * 100
+    assert intent.intent_id == "SPY:bull_put_credit:20250106T1100"
+
+
+def test_symbol_engine_is_deterministic_across_instances():
+    a = SymbolEngine("SPY", RULES, make_market()).tick(MORNING)
+    b = SymbolEngine("SPY", RULES, make_market()).tick(MORNING)
+    assert a.intents == b.intents
+
+
+def test_symbol_engine_outside_entry_window_proposes_nothing(market):
+    tick = SymbolEngine("SPY", RULES, market).tick(MORNING - timedelta(hours=1, minutes=30))
+    assert tick.intents == ()
+    assert tick.note == "outside the entry window"
+
+
+def test_symbol_engine_low_iv_proposes_nothing_and_says_why(market):
+    tick = SymbolEngine("SPY", replace(RULES, min_iv=5.0), market).tick(MORNING)
+
+    assert tick.intents == ()
+    assert "below the 5.000 minimum" in tick.note
+
+
+def test_symbol_engine_never_trades_on_nan_or_crossed_quotes():
+    clean = SymbolEngine("SPY", RULES, make_market()).tick(MORNING).intents[0]
+    picked = {leg.contract for leg in clean.spread.legs}
+
+    def corrupt(contract, now):
+        if contract in picked:
+            return "nan" if contract.strike == max(c.strike for c in picked) else "crossed"
+        return None
+
+    with capture_logs() as logs:
+        tick = SymbolEngine("SPY", RULES, make_market(corrupt=corrupt)).tick(MORNING)
+
+    rejected = [e for e in logs if e["event"] == "quote_rejected"]
+    assert len(rejected) == 2
+    reasons = sorted(e["reason"] for e in rejected)
+    assert reasons[0].startswith("crossed quote")
+    assert "quote bid must be a finite number" in reasons[1]
+    assert tick.intents  # it still trades, on other strikes
+    for intent in tick.intents:
+        assert not {leg.contract for leg in intent.spread.legs} & picked
+        assert all(leg.contract.right is Right.PUT for leg in intent.spread.legs)

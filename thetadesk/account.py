@@ -1,0 +1,405 @@
+"""One account's trading: sizing, the risk gate, write-ahead orders, fills, positions, exits.
+
+Order safety, in the order things happen:
+
+1. The client order id is derived from the decision (account, symbol, strategy, legs, decision
+   time; for exits the position, reason and time), so the same decision always has the same id.
+2. The intent and its order (status ``pending_submit``) are written to the ledger in one
+   transaction before the broker is called.
+3. The broker's answer updates the order. A timeout, an unknown error or a crash in between
+   leaves the outcome unknown; it is resolved by looking the order up by its client order id
+   (``resolve``), never by submitting again. A ``pending_submit`` order the broker does not know
+   was never sent: it becomes ``not_submitted``.
+4. Fills are de-duplicated by execution id and applied to positions in the same transaction.
+
+Construction is recovery: the engine resolves every unfinished order against the broker,
+imports missed fills, and compares positions. A mismatch it cannot explain fails the account
+closed (no new entries; exits and cancels still run) with a critical alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from thetadesk import failpoints
+from thetadesk.chain import NEW_YORK
+from thetadesk.errors import AmbiguousOrderState, DataError, OrderRejected, TemporaryError
+from thetadesk.exits import ExitRules, decide_exit
+from thetadesk.logging import get_logger
+from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict, Severity, TradeIntent
+from thetadesk.models import BrokerOrder, Fill, Leg, OrderRequest, OrderStatus
+from thetadesk.ports import Broker, MarketData
+from thetadesk.risk.engine import session_of
+from thetadesk.store import Ledger, legs_from_json
+
+OPEN_STATUSES = ("pending_submit", OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value)
+_FINAL = {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED}
+ENTRY_TIMEOUT_TICKS = 3  # an unfilled opening order is cancelled after this many ticks
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRules:
+    name: str
+    symbols: tuple[str, ...]
+    max_risk_per_trade: float
+    exits: ExitRules
+
+    @classmethod
+    def from_config(cls, account, exits) -> AccountRules:
+        return cls(account.name, tuple(account.symbols), account.max_risk_per_trade,
+                   ExitRules(exits.take_profit, exits.stop_multiple, exits.close_dte))
+
+
+def client_order_id(*parts: object) -> str:
+    """A deterministic id (<= 48 characters) from the parts of a decision."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+    return f"td-{digest[:32]}"
+
+
+def entry_order_id(account: str, intent: TradeIntent) -> str:
+    legs = ",".join(f"{leg.ratio:+d}{leg.contract.occ}" for leg in intent.spread.legs)
+    return client_order_id(account, intent.symbol, intent.strategy, legs,
+                           intent.decided_at.isoformat())
+
+
+def _reversed(legs: Iterable[Leg]) -> tuple[Leg, ...]:
+    return tuple(Leg(leg.contract, -leg.ratio) for leg in legs)
+
+
+def _natural(legs: Iterable[Leg], quotes: dict) -> float:
+    return -sum(leg.ratio * (quotes[leg.contract].ask if leg.ratio > 0
+                             else quotes[leg.contract].bid) for leg in legs)
+
+
+class AccountEngine:
+    def __init__(
+        self,
+        rules: AccountRules,
+        ledger: Ledger,
+        broker: Broker,
+        market: MarketData,
+        risk_gate: Callable[[RiskRequest], RiskVerdict],
+        now: datetime,
+    ) -> None:
+        self.rules = rules
+        self.name = rules.name
+        self.ledger = ledger
+        self.broker = broker
+        self.market = market
+        self.risk_gate = risk_gate
+        self.log = get_logger("account").bind(account=self.name)
+        self.fail_closed: str | None = None
+        self._alerts: list[Alert] = []
+        self._opened = 0
+        self._closed = 0
+        self._order_age: Counter[str] = Counter()
+        self._wall: Callable[[], float] = lambda: 0.0
+        self._submit_wall = 0.0
+        self.recover(now)
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def recover(self, now: datetime) -> None:
+        """Bring the ledger in line with the broker: unfinished orders, missed fills, positions."""
+        for order in self.ledger.orders(self.name, OPEN_STATUSES):
+            self.resolve(order["client_order_id"], now)
+        for order in self.ledger.orders(self.name):
+            if order["status"] in ("not_submitted",):
+                continue
+            for fill in self.broker.fills(order["client_order_id"]):
+                self._apply_fill(fill, now)
+        self.reconcile_positions(now)
+
+    def resolve(self, cid: str, now: datetime) -> BrokerOrder | None:
+        """Settle an order whose state we do not know by looking it up at the broker."""
+        order = self.ledger.order(cid)
+        try:
+            found = self.broker.get_order_by_client_id(cid)
+        except TemporaryError as exc:
+            self.log.warning("lookup_failed", client_order_id=cid, reason=str(exc))
+            return None
+        if found is None:
+            if order is not None and order["status"] == "pending_submit":
+                self.ledger.update_order(cid, status="not_submitted", now=now,
+                                         reason="never reached the broker (resolved by lookup)")
+                self.log.info("order_not_submitted", client_order_id=cid)
+            elif order is not None:
+                self._alert(Severity.CRITICAL, "reconciliation_mismatch", cid,
+                            f"{self.name}: order {cid} is {order['status']} in the ledger but "
+                            "unknown to the broker", now)
+            return None
+        self._sync(found, now)
+        for fill in self.broker.fills(cid):
+            self._apply_fill(fill, now)
+        return found
+
+    def reconcile_positions(self, now: datetime) -> None:
+        mine: Counter[str] = Counter()
+        for pos in self.ledger.positions(self.name):
+            for leg in legs_from_json(pos["legs"]):
+                mine[leg.contract.occ] += leg.ratio * pos["quantity"]
+        theirs: Counter[str] = Counter()
+        for held in self.broker.positions():
+            theirs[held.contract.occ] += held.quantity
+        diff = {occ: (mine[occ], theirs[occ]) for occ in set(mine) | set(theirs)
+                if mine[occ] != theirs[occ]}
+        if diff:
+            detail = ", ".join(f"{occ}: ledger {a} vs broker {b}" for occ, (a, b) in sorted(
+                diff.items()))
+            self.fail_closed = f"positions do not match the broker ({detail})"
+            self._alert(Severity.CRITICAL, "reconciliation_mismatch", f"{self.name}:positions",
+                        f"{self.name}: {self.fail_closed}; new entries halted", now)
+        else:
+            self.fail_closed = None
+
+    # -- the tick -------------------------------------------------------------------------------
+
+    def tick(self, now: datetime, intents: Iterable[TradeIntent] = (),
+             proposed_wall: float | None = None, wall: Callable[[], float] | None = None,
+             ) -> AccountTick:
+        """One round: fills, order upkeep, exits, entries. ``proposed_wall`` and ``wall`` (wall
+        clock seconds, supplied by the actor shell) only measure intent-to-broker latency."""
+        self._opened = self._closed = 0
+        if wall is not None:
+            self._wall = wall
+        session = session_of(now)
+        acct = self.broker.account()
+        self.ledger.start_day(account=self.name, session=session, equity=acct.equity)
+        for fill in self.broker.poll(now):
+            self._apply_fill(fill, now)
+        for order in self.ledger.orders(self.name, OPEN_STATUSES):
+            self._upkeep(order, now)
+        submitted: list[str] = []
+        rejected: list[str] = []
+        self._manage_exits(now, submitted, rejected)
+        latencies: list[float] = []
+        if self.fail_closed is None:
+            for intent in intents:
+                if intent.symbol in self.rules.symbols:
+                    before = len(submitted)
+                    self._enter(intent, now, submitted, rejected)
+                    if proposed_wall is not None and wall is not None and len(submitted) > before:
+                        latencies.append((self._submit_wall - proposed_wall) * 1000.0)
+        elif intents:
+            self.log.warning("entries_halted", reason=self.fail_closed)
+        acct = self.broker.account()
+        positions = self.ledger.positions(self.name)
+        day = self.ledger.day(self.name, session)
+        self.ledger.end_day(account=self.name, session=session, equity=acct.equity,
+                            cash=acct.cash, open_positions=len(positions))
+        alerts, self._alerts = tuple(self._alerts), []
+        return AccountTick(
+            account=self.name, now=now, equity=acct.equity, cash=acct.cash,
+            buying_power=acct.buying_power, day_pnl=acct.equity - day["start_equity"],
+            open_positions=len(positions), opened=self._opened, closed=self._closed,
+            submitted=tuple(submitted), rejected=tuple(rejected), latencies_ms=tuple(latencies),
+            alerts=alerts,
+        )
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def _busy_symbols(self) -> set[str]:
+        busy = {p["symbol"] for p in self.ledger.positions(self.name)}
+        busy |= {o["symbol"] for o in self.ledger.orders(self.name, OPEN_STATUSES)}
+        return busy
+
+    def _enter(self, intent: TradeIntent, now: datetime, submitted: list[str],
+               rejected: list[str]) -> None:
+        if intent.symbol in self._busy_symbols():
+            return
+        if not (intent.max_loss_per_spread > 0 and math.isfinite(intent.max_loss_per_spread)):
+            self.log.warning("intent_rejected", intent_id=intent.intent_id,
+                             reason=f"max loss per spread {intent.max_loss_per_spread} unusable")
+            return
+        quantity = int(self.rules.max_risk_per_trade // intent.max_loss_per_spread)
+        if quantity < 1:
+            self.log.info("intent_skipped", intent_id=intent.intent_id, reason=(
+                f"one spread risks ${intent.max_loss_per_spread:,.2f}, more than the "
+                f"${self.rules.max_risk_per_trade:,.2f} budget per trade"))
+            return
+        cid = entry_order_id(self.name, intent)
+        if self.ledger.order(cid) is not None:
+            return  # the same decision, already handled (e.g. a re-sent tick)
+        acct = self.broker.account()
+        multiplier = intent.spread.multiplier
+        request = RiskRequest(
+            account=self.name, client_order_id=cid, intent_id=intent.intent_id,
+            symbol=intent.symbol, opening=True, quantity=quantity,
+            max_loss=quantity * intent.max_loss_per_spread,
+            buying_power_needed=quantity * (intent.margin_per_spread
+                                            - intent.limit_price * multiplier),
+            buying_power=acct.buying_power,
+            open_positions=len(self.ledger.positions(self.name))
+            + len(self.ledger.orders(self.name, OPEN_STATUSES)),
+            now=now,
+        )
+        verdict = self.risk_gate(request)
+        if not verdict.approved:
+            rejected.append(cid)
+            self.log.info("risk_rejected", intent_id=intent.intent_id, check=verdict.check,
+                          reason=verdict.reason)
+            return
+        order = OrderRequest(cid, self.name, intent.spread.legs, quantity, intent.limit_price,
+                             opening=True)
+        context = {**intent.context, "quantity": quantity,
+                   "max_loss_per_spread": intent.max_loss_per_spread,
+                   "max_profit_per_spread": intent.max_profit_per_spread}
+        self.ledger.record_intent_and_order(
+            intent_id=intent.intent_id, account=self.name, symbol=intent.symbol,
+            strategy=intent.strategy, decided_at=intent.decided_at, context=context,
+            client_order_id=cid, position_id=cid, opening=True, purpose="entry",
+            legs=intent.spread.legs, quantity=quantity, limit_price=intent.limit_price, now=now,
+        )
+        failpoints.hit("account.after_write_ahead")
+        self._submit(order, now, submitted, rejected, intent=intent)
+
+    # -- exits --------------------------------------------------------------------------------
+
+    def _manage_exits(self, now: datetime, submitted: list[str], rejected: list[str]) -> None:
+        closing = {o["position_id"] for o in self.ledger.orders(self.name, OPEN_STATUSES)
+                   if not o["opening"]}
+        for pos in self.ledger.positions(self.name):
+            if pos["position_id"] in closing or pos["quantity"] <= 0:
+                continue
+            legs = legs_from_json(pos["legs"])
+            try:
+                quotes: dict = {leg.contract: self.market.quote(leg.contract, now)
+                                for leg in legs}
+            except DataError as exc:
+                self.log.warning("exit_skipped", position_id=pos["position_id"],
+                                 reason=f"no usable quote: {exc}")
+                continue
+            value = sum(leg.ratio * quotes[leg.contract].mid for leg in legs)
+            expiry = legs[0].contract.expiry
+            dte = (expiry - now.astimezone(NEW_YORK).date()).days
+            decision = decide_exit(pos["entry_price"], value, dte, self.rules.exits)
+            if decision is None:
+                continue
+            close_legs = _reversed(legs)
+            natural = _natural(close_legs, quotes)
+            limit = math.floor(natural * 100 + 1e-9) / 100  # marketable: the natural price
+            cid = client_order_id(self.name, pos["position_id"], "close", decision.reason,
+                                  now.isoformat())
+            if self.ledger.order(cid) is not None:
+                continue
+            self.risk_gate(RiskRequest(
+                account=self.name, client_order_id=cid, intent_id=None, symbol=pos["symbol"],
+                opening=False, quantity=pos["quantity"], max_loss=0.0, buying_power_needed=0.0,
+                buying_power=self.broker.account().buying_power, open_positions=0, now=now,
+            ))  # closing orders reduce risk: recorded, never refused
+            self.log.info("exit", position_id=pos["position_id"], reason=decision.reason,
+                          detail=decision.detail, value=round(value, 4), limit=limit, dte=dte)
+            self.ledger.record_intent_and_order(
+                intent_id=None, account=self.name, symbol=pos["symbol"],
+                strategy=pos["strategy"], decided_at=now, context={}, client_order_id=cid,
+                position_id=pos["position_id"], opening=False, purpose=decision.reason,
+                legs=close_legs, quantity=pos["quantity"], limit_price=limit, now=now,
+            )
+            order = OrderRequest(cid, self.name, close_legs, pos["quantity"], limit,
+                                 opening=False)
+            self._submit(order, now, submitted, rejected)
+
+    # -- broker interaction ---------------------------------------------------------------------
+
+    def _submit(self, order: OrderRequest, now: datetime, submitted: list[str],
+                rejected: list[str], intent: TradeIntent | None = None) -> None:
+        cid = order.client_order_id
+        try:
+            result = self.broker.submit(order, now)
+        except OrderRejected as exc:
+            self.ledger.update_order(cid, status=OrderStatus.REJECTED.value, now=now,
+                                     reason=str(exc), submitted=True)
+            rejected.append(cid)
+            self._alert(Severity.WARNING, "order_rejected", cid,
+                        f"{self.name}: broker rejected {cid}: {exc}", now)
+            return
+        except (TemporaryError, AmbiguousOrderState, OSError) as exc:
+            self.log.warning("submit_outcome_unknown", client_order_id=cid, reason=str(exc))
+            if self.resolve(cid, now) is not None:
+                submitted.append(cid)
+            return
+        self._submit_wall = self._wall()
+        failpoints.hit("account.after_submit")
+        submitted.append(cid)
+        self._sync(result, now)
+        for fill in self.broker.fills(cid):
+            self._apply_fill(fill, now)
+        self.log.info("submitted", client_order_id=cid, purpose="entry" if order.opening
+                      else "exit", quantity=order.quantity, limit=order.limit_price,
+                      status=result.status.value,
+                      intent_id=None if intent is None else intent.intent_id)
+
+    def _sync(self, found: BrokerOrder, now: datetime) -> None:
+        self.ledger.update_order(
+            found.client_order_id, status=found.status.value, now=now,
+            broker_order_id=found.broker_order_id, reason=found.reason, submitted=True,
+        )
+
+    def _upkeep(self, order: dict, now: datetime) -> None:
+        cid = order["client_order_id"]
+        if order["status"] == "pending_submit":
+            self.resolve(cid, now)
+            return
+        found = self.broker.get_order_by_client_id(cid)
+        if found is None:
+            return
+        if found.status.is_open and order["opening"]:
+            self._order_age[cid] += 1
+            if self._order_age[cid] >= ENTRY_TIMEOUT_TICKS:
+                found = self.broker.cancel(cid, now)
+                self.log.info("entry_cancelled", client_order_id=cid,
+                              reason=f"unfilled after {ENTRY_TIMEOUT_TICKS} ticks")
+        self._sync(found, now)
+
+    def _apply_fill(self, fill: Fill, now: datetime) -> None:
+        order = self.ledger.order(fill.client_order_id)
+        if order is None:
+            self._alert(Severity.WARNING, "unknown_fill", fill.exec_id,
+                        f"{self.name}: fill {fill.exec_id} for an order the ledger does not "
+                        f"know ({fill.client_order_id})", now)
+            return
+        legs = legs_from_json(order["legs"])
+        multiplier = legs[0].contract.multiplier
+        with self.ledger.transaction():
+            if not self.ledger.record_fill(fill, self.name):
+                return
+            filled = sum(f["quantity"] for f in self.ledger.fills(
+                client_order_id=fill.client_order_id))
+            status = (OrderStatus.FILLED if filled >= order["quantity"]
+                      else OrderStatus.PARTIALLY_FILLED)
+            self.ledger.update_order(fill.client_order_id, status=status.value, now=now,
+                                     filled_quantity=filled, avg_fill_price=fill.price)
+            if order["opening"]:
+                intent = self.ledger.intent_for_order(fill.client_order_id) or {}
+                context = json.loads(intent.get("context", "{}"))
+                max_loss = context.get("max_loss_per_spread", math.nan)
+                max_profit = context.get("max_profit_per_spread", math.nan)
+                self.ledger.open_position(
+                    position_id=order["position_id"], account=self.name, symbol=order["symbol"],
+                    strategy=intent.get("strategy", "unknown"), legs=legs, quantity=fill.quantity,
+                    entry_price=fill.price, max_loss_per_spread=max_loss,
+                    max_profit_per_spread=max_profit, commission=fill.commission, now=fill.time,
+                )
+                self._opened += 1
+            else:
+                self.ledger.close_position(
+                    order["position_id"], quantity=fill.quantity, exit_price=fill.price,
+                    commission=fill.commission, reason=order["purpose"], multiplier=multiplier,
+                    now=fill.time,
+                )
+                if self.ledger.position(order["position_id"])["status"] == "closed":
+                    self._closed += 1
+        self.log.info("fill", exec_id=fill.exec_id, client_order_id=fill.client_order_id,
+                      quantity=fill.quantity, price=fill.price, commission=fill.commission)
+
+    def _alert(self, severity: Severity, kind: str, key: str, message: str,
+               now: datetime) -> None:
+        self.log.warning(kind, message=message)
+        self._alerts.append(Alert(severity, kind, key, message, now))
+

@@ -1,0 +1,705 @@
+"""A paper broker with its own books in its own SQLite file: the "broker's truth" in simulation.
+
+``SimBroker`` implements the ``Broker`` port against a market that quotes contracts (normally
+``SimMarket``). Its state (orders, submissions, fills, positions, cash, settlements, the poll
+cursor and its clock) lives only in the SQLite file at ``db_path`` (WAL, ``synchronous=FULL``),
+and every method that changes it does so in ONE transaction committed before it returns. A
+process killed at any instant (SIGKILL included) leaves either the state before or the state after
+a call, and a new ``SimBroker`` on the same file carries on from there. It shares nothing with
+ThetaDesk's own ledger, which is reconciled against it.
+
+Units and conventions (those of ``thetadesk.models``):
+
+- Order and fill prices are NET PER SHARE for one unit of the combination, > 0 a credit received,
+  < 0 a debit paid. Closing orders carry the position's legs with their ratios reversed.
+- Cash, equity, buying power, margin, commissions and settlement amounts are dollars.
+- Positions are signed contract counts (> 0 long, < 0 short) with an average price per share.
+
+Matching: an open order fills, all of it, at its limit price (no price improvement, no partial
+fills) as soon as it is marketable during a regular session: the natural net price of its legs
+(bid for the legs sold, ask for the legs bought) is at least the limit. A leg without a usable
+quote means no fill. Orders are good until canceled, or canceled by the broker when a leg
+expires first. Commission is ``commission_per_contract`` per contract (sum of |ratio| x quantity).
+
+Expiry: at the first ``poll`` at or after an option's expiry close (16:00 New York), it is
+CASH-SETTLED at intrinsic value against the underlying's spot at that close (a simplification of
+physical exercise and assignment; it leaves the same cash for a defined-risk spread closed the
+same day), the position is removed and a ``Settlement`` is recorded (settlements are not fills).
+
+Capital: equity = cash + positions marked at their mids (longs minus shorts, times multiplier).
+Margin is the worst value at expiry of each underlying's held options across its strikes (all
+expiries treated as expiring together), nothing for longs; unbounded for net short calls.
+buying_power = equity - margin - the buying power reserved by open opening orders, floored at 0.
+An opening order needs buying power for its own defined-risk margin times quantity, plus any
+debit and its commission. ``account()`` marks positions at the broker's clock: the latest
+``now`` it was given by ``submit``, ``cancel`` or ``poll``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from thetadesk.chain import expiry_instant
+from thetadesk.errors import DataError, OrderRejected
+from thetadesk.models import (
+    BrokerAccount,
+    BrokerOrder,
+    BrokerPosition,
+    Contract,
+    Fill,
+    Leg,
+    OrderRequest,
+    OrderStatus,
+    Quote,
+    Right,
+)
+
+__all__ = ["QuoteSource", "Settlement", "SimBroker", "defined_risk_margin"]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS book (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    account TEXT NOT NULL,
+    starting_cash REAL NOT NULL,
+    cash REAL NOT NULL,
+    fill_cursor INTEGER NOT NULL DEFAULT 0,
+    clock TEXT
+);
+CREATE TABLE IF NOT EXISTS orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_order_id TEXT NOT NULL UNIQUE,
+    broker_order_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    opening INTEGER NOT NULL,
+    legs TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    filled_quantity INTEGER NOT NULL DEFAULT 0,
+    limit_price REAL NOT NULL,
+    avg_fill_price REAL,
+    reserved REAL NOT NULL DEFAULT 0,
+    submitted_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    reason TEXT
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_order_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS submissions_by_client_id ON submissions (client_order_id);
+CREATE TABLE IF NOT EXISTS fills (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    exec_id TEXT NOT NULL UNIQUE,
+    client_order_id TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    price REAL NOT NULL,
+    commission REAL NOT NULL,
+    time TEXT NOT NULL,
+    leg_prices TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fills_by_client_id ON fills (client_order_id);
+CREATE TABLE IF NOT EXISTS positions (
+    occ TEXT NOT NULL,
+    multiplier INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    avg_price REAL NOT NULL,
+    PRIMARY KEY (occ, multiplier)
+);
+CREATE TABLE IF NOT EXISTS settlements (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    occ TEXT NOT NULL,
+    multiplier INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    underlying_price REAL NOT NULL,
+    intrinsic REAL NOT NULL,
+    amount REAL NOT NULL,
+    time TEXT NOT NULL
+);
+"""
+
+
+class QuoteSource(Protocol):
+    """What the paper broker needs from a market (``SimMarket`` provides it)."""
+
+    def quote(self, contract: Contract, now: datetime) -> Quote:
+        """The contract's quote at ``now``; DataError if there is no usable one."""
+        ...
+
+    def spot(self, symbol: str, now: datetime) -> float:
+        """The underlying's price per share at ``now``; DataError if unknown."""
+        ...
+
+    def is_open(self, now: datetime) -> bool:
+        """True during a regular session."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """An option position settled at expiry: ``quantity`` contracts (signed, as held) at
+    ``intrinsic`` per share against ``underlying_price`` at the expiry close; ``amount`` is the
+    cash it moved in dollars (> 0 received)."""
+
+    contract: Contract
+    quantity: int
+    underlying_price: float
+    intrinsic: float
+    amount: float
+    time: datetime
+
+
+def _intrinsic(contract: Contract, underlying_price: float) -> float:
+    if contract.right is Right.CALL:
+        return max(underlying_price - contract.strike, 0.0)
+    return max(contract.strike - underlying_price, 0.0)
+
+
+def defined_risk_margin(holdings: Iterable[tuple[Contract, int]]) -> float:
+    """Margin in dollars for signed contract quantities: per underlying, the worst value of the
+    options at expiry over the underlying prices 0 and every strike, as a loss (0 if none).
+
+    Every expiry is treated as expiring together (a calendar's long back month covers its short
+    front month). Net short calls on an underlying have unbounded risk: the margin is ``inf``.
+    """
+    by_underlying: dict[str, list[tuple[Contract, int]]] = defaultdict(list)
+    for contract, quantity in holdings:
+        if quantity:
+            by_underlying[contract.underlying].append((contract, quantity))
+    total = 0.0
+    for held in by_underlying.values():
+        if sum(q * c.multiplier for c, q in held if c.is_call) < 0:
+            return math.inf
+        nodes = {0.0, *(c.strike for c, _ in held)}
+        worst = min(
+            sum(q * c.multiplier * _intrinsic(c, s) for c, q in held) for s in nodes
+        )
+        total += max(0.0, -worst)
+    return total
+
+
+def _iso(now: datetime) -> str:
+    return now.astimezone(UTC).isoformat()
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _aware(now: datetime) -> datetime:
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise DataError(f"now must be a timezone-aware datetime, got {now!r}")
+    return now.astimezone(UTC)
+
+
+def _legs_json(legs: Iterable[Leg]) -> str:
+    return json.dumps([[leg.contract.occ, leg.contract.multiplier, leg.ratio] for leg in legs])
+
+
+def _legs(text: str) -> tuple[Leg, ...]:
+    return tuple(Leg(Contract.from_occ(occ, mult), ratio) for occ, mult, ratio in json.loads(text))
+
+
+def _natural(legs: Iterable[Leg], quotes: dict[Contract, Quote]) -> float:
+    """Net per-share price of one unit when crossing every leg's spread, > 0 credit."""
+    return sum(
+        -leg.ratio * (quotes[leg.contract].ask if leg.is_long else quotes[leg.contract].bid)
+        for leg in legs
+    )
+
+
+class SimBroker:
+    """A paper broker implementing the ``Broker`` port, persisted at ``db_path``.
+
+    ``account`` names the account (an existing file must belong to it); ``starting_cash`` in
+    dollars seeds a NEW file only (an existing file keeps its own cash); commission is
+    ``commission_per_contract`` dollars per option contract traded.
+    """
+
+    def __init__(
+        self,
+        account: str,
+        market: QuoteSource,
+        db_path: Path,
+        starting_cash: float,
+        commission_per_contract: float,
+    ) -> None:
+        if not isinstance(account, str) or not account:
+            raise DataError(f"SimBroker account must be a non-empty string, got {account!r}")
+        for name, value in (
+            ("starting_cash", starting_cash),
+            ("commission_per_contract", commission_per_contract),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DataError(f"SimBroker {name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise DataError(f"SimBroker {name} must be finite and >= 0, got {value!r}")
+        self._account = account
+        self._market = market
+        self._commission = float(commission_per_contract)
+        self._path = Path(db_path)
+        self._lock = threading.RLock()
+        self._log = structlog.get_logger("sim_broker").bind(account=account)
+        self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, _SCHEMA_VERSION):
+                raise DataError(
+                    f"{self._path}: broker schema version {version}, expected {_SCHEMA_VERSION}"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            row = db.execute("SELECT account FROM book WHERE id = 1").fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO book (id, account, starting_cash, cash) VALUES (1, ?, ?, ?)",
+                    (account, float(starting_cash), float(starting_cash)),
+                )
+            elif row["account"] != account:
+                raise DataError(
+                    f"{self._path} holds the books of account {row['account']!r}, "
+                    f"not {account!r}"
+                )
+
+    def close(self) -> None:
+        """Close the database connection (the state is already durable)."""
+        with self._lock:
+            self._db.close()
+
+    # -- the Broker port ------------------------------------------------------------------
+
+    def submit(self, order: OrderRequest, now: datetime) -> BrokerOrder:
+        """Accept a limit order (and fill it at once if marketable) or raise OrderRejected.
+
+        A rejected order is recorded with status REJECTED and its reason, except a duplicate
+        client order id, which leaves the existing order as it was.
+        """
+        now = _aware(now)
+        if not isinstance(order, OrderRequest):
+            raise DataError(f"submit needs an OrderRequest, got {order!r}")
+        coid = order.client_order_id
+        with self._tx() as db:
+            self._advance_clock(now)
+            existing = self._order_row(coid)
+            if existing is not None:
+                reason = (
+                    f"client_order_id must be unique: {coid!r} is already used by an order "
+                    f"that is {existing['status']}"
+                )
+                db.execute(
+                    "INSERT INTO submissions (client_order_id, at, outcome) VALUES (?, ?, ?)",
+                    (coid, _iso(now), "duplicate"),
+                )
+                rejected: str | None = reason
+                result = None
+            else:
+                rejected, reserved = self._check(order, now)
+                status = OrderStatus.REJECTED if rejected else OrderStatus.NEW
+                cursor = db.execute(
+                    "INSERT INTO orders (client_order_id, broker_order_id, status, opening, "
+                    "legs, quantity, limit_price, reserved, submitted_at, updated_at, reason) "
+                    "VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        coid, status.value, int(order.opening), _legs_json(order.legs),
+                        order.quantity, float(order.limit_price), reserved, _iso(now),
+                        _iso(now), rejected,
+                    ),
+                )
+                db.execute(
+                    "UPDATE orders SET broker_order_id = ? WHERE seq = ?",
+                    (f"{self._account}-{cursor.lastrowid:08d}", cursor.lastrowid),
+                )
+                db.execute(
+                    "INSERT INTO submissions (client_order_id, at, outcome) VALUES (?, ?, ?)",
+                    (coid, _iso(now), status.value),
+                )
+                if rejected is None and self._market.is_open(now):
+                    row = self._order_row(coid)
+                    assert row is not None
+                    self._try_fill(row, now)
+                result = self._order(self._order_row(coid))
+        if rejected is not None:
+            self._log.info("order_rejected", client_order_id=coid, reason=rejected)
+            raise OrderRejected(rejected)
+        assert result is not None
+        self._log.info("order_accepted", client_order_id=coid, status=result.status.value)
+        return result
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        with self._lock:
+            row = self._order_row(client_order_id)
+            return None if row is None else self._order(row)
+
+    def cancel(self, client_order_id: str, now: datetime) -> BrokerOrder:
+        """Cancel an open order; a final order is returned unchanged. Raises OrderRejected if
+        the broker has no order with this id."""
+        now = _aware(now)
+        with self._tx() as db:
+            row = self._order_row(client_order_id)
+            if row is None:
+                raise OrderRejected(f"cannot cancel {client_order_id!r}: no such order")
+            self._advance_clock(now)
+            if OrderStatus(row["status"]).is_open:
+                db.execute(
+                    "UPDATE orders SET status = ?, updated_at = ?, reason = ? WHERE seq = ?",
+                    (OrderStatus.CANCELED.value, _iso(now), "canceled by request", row["seq"]),
+                )
+            return self._order(self._order_row(client_order_id))
+
+    def open_orders(self) -> list[BrokerOrder]:
+        with self._lock:
+            return [self._order(row) for row in self._open_rows()]
+
+    def fills(self, client_order_id: str) -> list[Fill]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM fills WHERE client_order_id = ? ORDER BY seq", (client_order_id,)
+            ).fetchall()
+            return [self._fill(row) for row in rows]
+
+    def poll(self, now: datetime) -> list[Fill]:
+        """Settle expired options, cancel orders whose legs expired, match resting orders, and
+        return the fills no earlier poll returned, oldest first."""
+        now = _aware(now)
+        with self._tx() as db:
+            self._advance_clock(now)
+            self._settle_expired(now)
+            for row in self._open_rows():
+                expired = [
+                    leg.contract for leg in _legs(row["legs"])
+                    if expiry_instant(leg.contract.expiry) <= now
+                ]
+                if expired:
+                    db.execute(
+                        "UPDATE orders SET status = ?, updated_at = ?, reason = ? WHERE seq = ?",
+                        (
+                            OrderStatus.CANCELED.value, _iso(now),
+                            f"leg {expired[0]} expired before the order filled", row["seq"],
+                        ),
+                    )
+            if self._market.is_open(now):
+                for row in self._open_rows():
+                    self._try_fill(row, now)
+            cursor = db.execute("SELECT fill_cursor FROM book WHERE id = 1").fetchone()[0]
+            rows = db.execute(
+                "SELECT * FROM fills WHERE seq > ? ORDER BY seq", (cursor,)
+            ).fetchall()
+            if rows:
+                db.execute("UPDATE book SET fill_cursor = ? WHERE id = 1", (rows[-1]["seq"],))
+            return [self._fill(row) for row in rows]
+
+    def positions(self) -> list[BrokerPosition]:
+        with self._lock:
+            held = [
+                BrokerPosition(Contract.from_occ(r["occ"], r["multiplier"]), r["quantity"],
+                               r["avg_price"])
+                for r in self._db.execute("SELECT * FROM positions").fetchall()
+            ]
+        return sorted(
+            held,
+            key=lambda p: (p.contract.underlying, p.contract.expiry, p.contract.right.value,
+                           p.contract.strike),
+        )
+
+    def account(self) -> BrokerAccount:
+        """Cash, equity and buying power in dollars, marked at the broker's clock."""
+        with self._lock:
+            book = self._db.execute("SELECT cash, clock FROM book WHERE id = 1").fetchone()
+            clock = None if book["clock"] is None else _time(book["clock"])
+            return self._capital(book["cash"], clock)
+
+    # -- extras for tests and reconciliation ------------------------------------------------
+
+    def submission_count(self, client_order_id: str) -> int:
+        """How many ``submit`` calls carried this client order id, rejected duplicates included."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT COUNT(*) FROM submissions WHERE client_order_id = ?", (client_order_id,)
+            ).fetchone()[0]
+
+    def settlements(self) -> list[Settlement]:
+        """Every expiry settlement, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM settlements ORDER BY seq").fetchall()
+        return [
+            Settlement(
+                Contract.from_occ(r["occ"], r["multiplier"]), r["quantity"],
+                r["underlying_price"], r["intrinsic"], r["amount"], _time(r["time"]),
+            )
+            for r in rows
+        ]
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _advance_clock(self, now: datetime) -> None:
+        clock = self._db.execute("SELECT clock FROM book WHERE id = 1").fetchone()[0]
+        if clock is None or _time(clock) < now:
+            self._db.execute("UPDATE book SET clock = ? WHERE id = 1", (_iso(now),))
+
+    def _order_row(self, client_order_id: str) -> sqlite3.Row | None:
+        return self._db.execute(
+            "SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)
+        ).fetchone()
+
+    def _open_rows(self) -> list[sqlite3.Row]:
+        return self._db.execute(
+            "SELECT * FROM orders WHERE status IN (?, ?) ORDER BY seq",
+            (OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value),
+        ).fetchall()
+
+    @staticmethod
+    def _order(row: sqlite3.Row | None) -> BrokerOrder:
+        assert row is not None
+        return BrokerOrder(
+            client_order_id=row["client_order_id"],
+            broker_order_id=row["broker_order_id"],
+            status=OrderStatus(row["status"]),
+            quantity=row["quantity"],
+            filled_quantity=row["filled_quantity"],
+            limit_price=row["limit_price"],
+            avg_fill_price=row["avg_fill_price"],
+            submitted_at=_time(row["submitted_at"]),
+            updated_at=_time(row["updated_at"]),
+            reason=row["reason"],
+        )
+
+    @staticmethod
+    def _fill(row: sqlite3.Row) -> Fill:
+        return Fill(
+            exec_id=row["exec_id"],
+            client_order_id=row["client_order_id"],
+            quantity=row["quantity"],
+            price=row["price"],
+            commission=row["commission"],
+            time=_time(row["time"]),
+        )
+
+    def _held(self) -> dict[Contract, tuple[int, float]]:
+        return {
+            Contract.from_occ(r["occ"], r["multiplier"]): (r["quantity"], r["avg_price"])
+            for r in self._db.execute("SELECT * FROM positions").fetchall()
+        }
+
+    def _commission_for(self, legs: Iterable[Leg], quantity: int) -> float:
+        return self._commission * sum(abs(leg.ratio) for leg in legs) * quantity
+
+    def _check(self, order: OrderRequest, now: datetime) -> tuple[str | None, float]:
+        """Why the order must be rejected (or None), and the buying power it reserves."""
+        legs = order.legs
+        if order.account != self._account:
+            return (
+                f"order is for account {order.account!r}, this broker holds {self._account!r}",
+                0.0,
+            )
+        underlyings = sorted({leg.contract.underlying for leg in legs})
+        if len(underlyings) > 1:
+            return f"legs are on different underlyings: {', '.join(underlyings)}", 0.0
+        if len({leg.contract for leg in legs}) != len(legs):
+            return "the same contract appears in two legs", 0.0
+        if len({leg.contract.multiplier for leg in legs}) > 1:
+            return "legs have different contract multipliers", 0.0
+        for leg in legs:
+            if expiry_instant(leg.contract.expiry) <= now:
+                return (
+                    f"leg {leg.contract} expired at {expiry_instant(leg.contract.expiry)}",
+                    0.0,
+                )
+        try:
+            self._market.spot(underlyings[0], now)
+        except DataError as exc:
+            return f"unknown underlying {underlyings[0]!r}: {exc}", 0.0
+        if order.opening:
+            margin = defined_risk_margin(
+                (leg.contract, leg.ratio * order.quantity) for leg in legs
+            )
+            if math.isinf(margin):
+                return "undefined risk: the order is net short calls", 0.0
+            multiplier = legs[0].contract.multiplier
+            debit = max(0.0, -order.limit_price) * multiplier * order.quantity
+            need = margin + debit + self._commission_for(legs, order.quantity)
+            book = self._db.execute("SELECT cash FROM book WHERE id = 1").fetchone()
+            available = self._capital(book["cash"], now).buying_power
+            if need > available + 1e-9:
+                return (
+                    f"insufficient buying power: the order needs ${need:,.2f} (margin "
+                    f"${margin:,.2f}, debit ${debit:,.2f}, commission), ${available:,.2f} "
+                    "is available",
+                    0.0,
+                )
+            return None, need
+        # Closing: every leg must reduce a held position, net of other open closing orders.
+        held = self._held()
+        committed: dict[Contract, int] = defaultdict(int)
+        for row in self._open_rows():
+            if not row["opening"]:
+                for leg in _legs(row["legs"]):
+                    committed[leg.contract] += leg.ratio * row["quantity"]
+        for leg in legs:
+            have = held.get(leg.contract, (0, 0.0))[0]
+            pending = committed[leg.contract]
+            change = leg.ratio * order.quantity
+            remaining = have + pending  # what is left to close after other closing orders
+            if remaining == 0 or change * remaining > 0 or abs(change) > abs(remaining):
+                return (
+                    f"closing leg {leg.contract} x{change:+d} does not match a held position "
+                    f"(held {have:+d}, {pending:+d} already being closed)",
+                    0.0,
+                )
+        return None, 0.0
+
+    def _try_fill(self, row: sqlite3.Row, now: datetime) -> None:
+        """Fill an open order in full at its limit if its legs' natural price reaches it."""
+        legs = _legs(row["legs"])
+        quotes: dict[Contract, Quote] = {}
+        for leg in legs:
+            try:
+                quotes[leg.contract] = self._market.quote(leg.contract, now)
+            except DataError as exc:
+                self._log.debug(
+                    "fill_skipped", client_order_id=row["client_order_id"], reason=str(exc)
+                )
+                return
+        natural = _natural(legs, quotes)
+        limit = row["limit_price"]
+        if natural < limit - 1e-9:
+            return
+        quantity = row["quantity"] - row["filled_quantity"]
+        commission = self._commission_for(legs, quantity)
+        # Leg prices: each leg at its natural price, moved by an equal share of the gap between
+        # the natural and the limit price so that they net to the limit exactly.
+        share = (natural - limit) / sum(abs(leg.ratio) for leg in legs)
+        leg_prices = {}
+        for leg in legs:
+            q = quotes[leg.contract]
+            leg_prices[leg.contract] = q.ask + share if leg.is_long else q.bid - share
+        for leg in legs:
+            self._apply(leg.contract, leg.ratio * quantity, leg_prices[leg.contract])
+        multiplier = legs[0].contract.multiplier
+        self._db.execute(
+            "UPDATE book SET cash = cash + ? WHERE id = 1",
+            (limit * multiplier * quantity - commission,),
+        )
+        n = self._db.execute(
+            "SELECT COUNT(*) FROM fills WHERE client_order_id = ?", (row["client_order_id"],)
+        ).fetchone()[0]
+        exec_id = f"{row['client_order_id']}-{n + 1}"
+        self._db.execute(
+            "INSERT INTO fills (exec_id, client_order_id, quantity, price, commission, time, "
+            "leg_prices) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                exec_id, row["client_order_id"], quantity, limit, commission, _iso(now),
+                json.dumps([[c.occ, p] for c, p in leg_prices.items()]),
+            ),
+        )
+        filled = row["filled_quantity"] + quantity
+        self._db.execute(
+            "UPDATE orders SET status = ?, filled_quantity = ?, avg_fill_price = ?, "
+            "reserved = 0, updated_at = ? WHERE seq = ?",
+            (OrderStatus.FILLED.value, filled, limit, _iso(now), row["seq"]),
+        )
+        self._log.info(
+            "order_filled", client_order_id=row["client_order_id"], exec_id=exec_id,
+            quantity=quantity, price=limit, commission=commission,
+        )
+
+    def _apply(self, contract: Contract, change: int, price: float) -> None:
+        """Add ``change`` contracts bought (> 0) or sold (< 0) at ``price`` per share."""
+        key = (contract.occ, contract.multiplier)
+        row = self._db.execute(
+            "SELECT quantity, avg_price FROM positions WHERE occ = ? AND multiplier = ?", key
+        ).fetchone()
+        quantity, avg = (0, 0.0) if row is None else (row["quantity"], row["avg_price"])
+        new = quantity + change
+        if new == 0:
+            self._db.execute("DELETE FROM positions WHERE occ = ? AND multiplier = ?", key)
+            return
+        if quantity == 0 or quantity * new < 0:  # opening, or flipped through zero
+            avg = price
+        elif abs(new) > abs(quantity):  # adding to the position
+            avg = (abs(quantity) * avg + abs(change) * price) / abs(new)
+        self._db.execute(
+            "INSERT INTO positions (occ, multiplier, quantity, avg_price) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (occ, multiplier) DO UPDATE SET quantity = excluded.quantity, "
+            "avg_price = excluded.avg_price",
+            (*key, new, avg),
+        )
+
+    def _settle_expired(self, now: datetime) -> None:
+        for contract, (quantity, _) in sorted(self._held().items(), key=lambda kv: kv[0].occ):
+            close = expiry_instant(contract.expiry)
+            if close > now:
+                continue
+            underlying_price = self._market.spot(contract.underlying, close)
+            intrinsic = _intrinsic(contract, underlying_price)
+            amount = quantity * contract.multiplier * intrinsic
+            self._db.execute("UPDATE book SET cash = cash + ? WHERE id = 1", (amount,))
+            self._db.execute(
+                "DELETE FROM positions WHERE occ = ? AND multiplier = ?",
+                (contract.occ, contract.multiplier),
+            )
+            self._db.execute(
+                "INSERT INTO settlements (occ, multiplier, quantity, underlying_price, "
+                "intrinsic, amount, time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (contract.occ, contract.multiplier, quantity, underlying_price, intrinsic,
+                 amount, _iso(close)),
+            )
+            self._log.info(
+                "expiry_settled", contract=contract.occ, quantity=quantity,
+                underlying_price=underlying_price, intrinsic=intrinsic, amount=amount,
+            )
+
+    def _mark(self, contract: Contract, avg_price: float, at: datetime | None) -> float:
+        """Value per share of one contract at ``at``: its mid; intrinsic at the expiry close if
+        it has expired (not yet settled); its average price if there is no usable quote."""
+        if at is None:
+            return avg_price
+        close = expiry_instant(contract.expiry)
+        try:
+            if close <= at:
+                return _intrinsic(contract, self._market.spot(contract.underlying, close))
+            return self._market.quote(contract, at).mid
+        except DataError as exc:
+            self._log.warning("mark_unavailable", contract=contract.occ, reason=str(exc))
+            return avg_price
+
+    def _capital(self, cash: float, at: datetime | None) -> BrokerAccount:
+        held = self._held()
+        value = sum(
+            quantity * contract.multiplier * self._mark(contract, avg, at)
+            for contract, (quantity, avg) in held.items()
+        )
+        equity = cash + value
+        margin = defined_risk_margin((c, q) for c, (q, _) in held.items())
+        reserved = sum(row["reserved"] for row in self._open_rows() if row["opening"])
+        buying_power = max(0.0, equity - margin - reserved)
+        return BrokerAccount(cash=cash, buying_power=buying_power, equity=equity)

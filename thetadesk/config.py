@@ -1,0 +1,543 @@
+"""ThetaDesk's configuration: one frozen pydantic model per ``config.yaml`` section.
+
+``load_config`` reads a YAML file, ``parse_config`` takes already-parsed data. Both interpolate
+``${NAME}`` from the environment in every string value (``$${`` writes a literal ``${``), then
+validate. Every failure is a ``ConfigError`` whose text names the YAML path and the reason,
+one line per problem::
+
+    accounts[0].risk.max_loss_per_trade: must be > 0
+    strategy.min_dte: must be <= target_dte (35)
+
+Values taken from the environment are treated as secrets: an error never echoes them, and those
+that land in free-text fields are registered with ``thetadesk.logging`` so logs redact them.
+
+Units: money in dollars, rates and volatilities as annual decimals (0.16 = 16%), durations in
+seconds or calendar days as named, times of day in New York time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from thetadesk.clock import CALENDAR_FIRST, CALENDAR_LAST
+from thetadesk.errors import ConfigError
+from thetadesk.logging import register_secret
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "AccountConfig",
+    "Config",
+    "ExitsConfig",
+    "LoggingConfig",
+    "MarketConfig",
+    "NotificationsConfig",
+    "RiskConfig",
+    "StrategyConfig",
+    "SymbolConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+
+SYMBOL_PATTERN = r"^[A-Z]{1,6}$"
+ACCOUNT_NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
+
+Loc = tuple[str | int, ...]
+
+
+def _raise_problems(problems: list[tuple[Loc, str]]) -> None:
+    """Report cross-field problems at their own paths (relative to the model that found them)."""
+    if problems:
+        summary = "; ".join(f"{_format_path(loc)}: {message}" for loc, message in problems)
+        context = {"summary": summary, "problems": problems}
+        raise PydanticCustomError("cross_field", "{summary}", context)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # Lax pydantic reads `true` as 1; a boolean where a number belongs is a mistake.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is int:
+                raise PydanticCustomError("int_type", "Input should be a valid integer")
+            if annotation is float:
+                raise PydanticCustomError("float_type", "Input should be a valid number")
+        return value
+
+
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+def _parse_hhmm(value: Any) -> Any:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str):
+        match = _HHMM.match(value.strip())
+        if match and int(match[1]) < 24 and int(match[2]) < 60:
+            return time(int(match[1]), int(match[2]))
+    raise PydanticCustomError("time_format", 'must be a time "HH:MM"')
+
+
+NewYorkTime = Annotated[time, BeforeValidator(_parse_hhmm)]
+SymbolName = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
+
+
+class SymbolConfig(_Section):
+    """One underlying of the simulated market."""
+
+    spot: float = Field(gt=0, description="starting price, dollars")
+    vol: float = Field(gt=0, le=3, description="annualised volatility (0.16 = 16%)")
+    dividend_yield: float = Field(ge=0, le=0.2, description="continuous annual dividend yield")
+    strike_step: float = Field(gt=0, description="spacing of listed strikes, dollars")
+
+
+class MarketConfig(_Section):
+    """Where prices come from and how simulated time moves."""
+
+    source: Literal["sim"]
+    start: date = Field(
+        ge=CALENDAR_FIRST,
+        le=CALENDAR_LAST,
+        description="first simulated session; a non-session date means the next session",
+    )
+    tick_seconds: int = Field(ge=1, le=3600, description="market seconds between ticks")
+    pace: float = Field(gt=0, description="simulated seconds per wall-clock second (scripts/run)")
+    rate: float = Field(ge=-0.05, le=0.5, description="risk-free rate, continuous, annual")
+    symbols: dict[SymbolName, SymbolConfig] = Field(min_length=1)
+
+
+class StrategyConfig(_Section):
+    """What to trade and when to enter."""
+
+    kind: Literal["bull_put_credit"]
+    target_dte: int = Field(ge=1, le=365, description="calendar days to expiry to aim for")
+    min_dte: int = Field(ge=0, le=365, description="fewest calendar days to expiry to enter")
+    short_delta: float = Field(gt=0, lt=0.5, description="absolute delta of the short strike")
+    width: float = Field(gt=0, description="strike distance between the legs, dollars")
+    min_iv: float = Field(ge=0, description="least ATM implied vol to enter (0.12 = 12%)")
+    min_credit_fraction: float = Field(gt=0, lt=1, description="least net credit / width")
+    entry_start: NewYorkTime = Field(description="earliest entry, New York time")
+    entry_end: NewYorkTime = Field(description="latest entry, New York time")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> StrategyConfig:
+        problems: list[tuple[Loc, str]] = []
+        if self.min_dte > self.target_dte:
+            problems.append((("min_dte",), f"must be <= target_dte ({self.target_dte})"))
+        if self.entry_end <= self.entry_start:
+            problems.append(
+                (("entry_end",), f"must be after entry_start ({self.entry_start:%H:%M})")
+            )
+        _raise_problems(problems)
+        return self
+
+
+class ExitsConfig(_Section):
+    """When an open spread is closed."""
+
+    take_profit: float = Field(gt=0, le=1, description="fraction of max profit taken")
+    stop_multiple: float = Field(gt=0, description="loss, as a multiple of the credit, to stop at")
+    close_dte: int = Field(ge=0, description="close at or below this many days to expiry")
+
+
+class RiskConfig(_Section):
+    """Per-account limits the risk gate enforces. Dollars throughout."""
+
+    max_loss_per_trade: float = Field(gt=0)
+    max_open_positions: int = Field(ge=1)
+    min_buying_power: float = Field(ge=0, description="must remain after a new trade")
+    daily_loss_limit: float = Field(gt=0, description="breaker trips when day P&L <= -limit")
+
+
+class AccountConfig(_Section):
+    """One trading account and the broker behind it."""
+
+    name: Annotated[str, StringConstraints(pattern=ACCOUNT_NAME_PATTERN)]
+    broker: Literal["sim"]
+    symbols: tuple[str, ...] = Field(min_length=1, description="keys of market.symbols")
+    starting_cash: float = Field(gt=0, description="dollars")
+    commission_per_contract: float = Field(ge=0, description="dollars")
+    max_risk_per_trade: float = Field(
+        gt=0, description="sizing budget, dollars: contracts = floor(budget / max loss per spread)"
+    )
+    risk: RiskConfig
+
+    @model_validator(mode="after")
+    def _check_symbols(self) -> AccountConfig:
+        problems: list[tuple[Loc, str]] = []
+        for j, symbol in enumerate(self.symbols):
+            if symbol in self.symbols[:j]:
+                problems.append((("symbols", j), f"duplicate symbol '{symbol}'"))
+        _raise_problems(problems)
+        return self
+
+
+class NotificationsConfig(_Section):
+    console: bool = True
+    min_severity: Literal["info", "warning", "critical"] = "info"
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    console: bool = Field(default=True, description="readable console output besides JSON")
+
+
+class Config(_Section):
+    """The whole configuration. The supervisor hands each actor only its own section."""
+
+    seed: int = Field(ge=0)
+    market: MarketConfig
+    strategy: StrategyConfig
+    exits: ExitsConfig
+    accounts: tuple[AccountConfig, ...] = Field(min_length=1)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _check_across_sections(self) -> Config:
+        problems: list[tuple[Loc, str]] = []
+        if self.exits.close_dte >= self.strategy.min_dte:
+            problems.append(
+                (
+                    ("exits", "close_dte"),
+                    f"must be < strategy.min_dte ({self.strategy.min_dte}), "
+                    "or every new position would be closed at once",
+                )
+            )
+        first_index: dict[str, int] = {}
+        known = ", ".join(sorted(self.market.symbols))
+        for i, account in enumerate(self.accounts):
+            if account.name in first_index:
+                problems.append(
+                    (
+                        ("accounts", i, "name"),
+                        f"duplicate account name '{account.name}' "
+                        f"(also accounts[{first_index[account.name]}])",
+                    )
+                )
+            first_index.setdefault(account.name, i)
+            for j, symbol in enumerate(account.symbols):
+                if symbol not in self.market.symbols:
+                    problems.append(
+                        (
+                            ("accounts", i, "symbols", j),
+                            f"unknown symbol '{symbol}' (market.symbols has: {known})",
+                        )
+                    )
+        _raise_problems(problems)
+        return self
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate the YAML file at ``path`` (``env`` defaults to os.environ).
+
+    Raises ConfigError for a missing or unreadable file, a YAML syntax error (with file and
+    line), a missing ``${NAME}`` and every invalid value (with its YAML path).
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    return parse_config(_parse_yaml(text, str(file)), env, source=str(file))
+
+
+def parse_config(
+    data: Any, env: Mapping[str, str] | None = None, source: str = "<config>"
+) -> Config:
+    """Interpolate ``${NAME}`` in ``data`` (parsed YAML) from ``env``, then validate it.
+
+    ``env`` defaults to os.environ; ``source`` names the input in messages that have no path.
+    """
+    if data is None:
+        raise ConfigError(f"{source}: is empty; expected a mapping of sections")
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of sections, got {_kind(data)}"
+        )
+    interpolated: dict[Loc, list[tuple[str, str]]] = {}
+    data = _interpolate(data, os.environ if env is None else env, (), interpolated)
+    secrets = []
+    for loc, refs in interpolated.items():
+        if not _is_plain_value(_annotation_at(loc)):
+            secrets.extend(value for _, value in refs)
+    for secret in secrets:
+        register_secret(secret)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        error = _config_error(exc, interpolated, secrets)
+    # Raised outside the handler so the pydantic error, which holds the raw input values
+    # (interpolated secrets included), is not attached as context.
+    raise error
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (plain PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key '{key}' (first on line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data, no Python objects
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+
+
+# --- interpolation -----------------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
+
+
+def _interpolate(
+    node: Any, env: Mapping[str, str], loc: Loc, found: dict[Loc, list[tuple[str, str]]]
+) -> Any:
+    if isinstance(node, str):
+        if "${" not in node:
+            return node
+        refs: list[tuple[str, str]] = []
+
+        def substitute(match: re.Match[str]) -> str:
+            if match[0] == "$${":
+                return "${"
+            name = match[1]
+            if name is None:
+                raise ConfigError(
+                    "malformed reference: write ${NAME} (letters, digits, _) "
+                    "or $${ for a literal ${",
+                    path=_format_path(loc),
+                )
+            if name not in env:
+                raise ConfigError(f"environment variable {name} is not set", path=_format_path(loc))
+            refs.append((name, env[name]))
+            return env[name]
+
+        result = _REFERENCE.sub(substitute, node)
+        if refs:
+            found[loc] = refs
+        return result
+    if isinstance(node, Mapping):
+        return {k: _interpolate(v, env, (*loc, k), found) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_interpolate(v, env, (*loc, i), found) for i, v in enumerate(node)]
+    return node
+
+
+# --- error messages ----------------------------------------------------------------------------
+
+
+def _format_path(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "<top level>"
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _annotation_at(loc: Loc) -> Any:
+    """The declared type at a YAML path, or None if no field lives there."""
+    annotation: Any = Config
+    for part in loc:
+        annotation = _unwrap(annotation)
+        origin = get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif origin is dict:
+            annotation = get_args(annotation)[1]
+        elif origin in (list, tuple) and isinstance(part, int):
+            annotation = get_args(annotation)[0]
+        else:
+            return None
+    return _unwrap(annotation)
+
+
+def _is_plain_value(annotation: Any) -> bool:
+    # Numbers, switches, dates and fixed choices cannot carry a secret; registering them
+    # would redact ordinary words such as "info" from every log line.
+    return get_origin(annotation) is Literal or annotation in (int, float, bool, date, time)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return "a number" if isinstance(value, int | float) else f"a {type(value).__name__}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, date | time):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    return f"'{text[:37]}...'" if len(text) > 40 else f"'{text}'"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+_BOUNDS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
+_WRONG_TYPE = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "int_parsing_size": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "date_type": "must be a date (YYYY-MM-DD)",
+    "date_parsing": "must be a date (YYYY-MM-DD)",
+    "date_from_datetime_parsing": "must be a date (YYYY-MM-DD)",
+    "date_from_datetime_inexact": "must be a date (YYYY-MM-DD)",
+    "date_future": "must be a date (YYYY-MM-DD)",
+    "time_format": 'must be a time "HH:MM"',
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+}
+
+
+def _describe(error: Any, loc: Loc, interpolated: Mapping[Loc, list[tuple[str, str]]]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        model = _annotation_at(loc[:-1])
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return f"unknown key (allowed: {', '.join(model.model_fields)})"
+        return "unknown key"
+    if kind in _BOUNDS:
+        operator, key = _BOUNDS[kind]
+        return f"must be {operator} {_number(ctx[key])}"
+    if kind == "literal_error":
+        annotation = _annotation_at(loc)
+        if get_origin(annotation) is Literal:
+            return "must be one of: " + ", ".join(str(a) for a in get_args(annotation))
+        return f"must be one of: {ctx.get('expected', '?')}"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx['pattern']}"
+    if kind == "too_short":
+        minimum = ctx.get("min_length")
+        return "must not be empty" if minimum == 1 else f"must have at least {minimum} entries"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind in _WRONG_TYPE:
+        message = _WRONG_TYPE[kind]
+        if kind == "time_format" and isinstance(value, int):
+            return message + " in quotes (YAML reads an unquoted 10:00 as the number 600)"
+        refs = interpolated.get(loc)
+        if refs:
+            names = ", ".join("${" + name + "}" for name, _ in refs)
+            return f"{message}, got the value of {names} (hidden)"
+        return f"{message}, got {_show(value)}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def _config_error(
+    exc: ValidationError,
+    interpolated: Mapping[Loc, list[tuple[str, str]]],
+    secrets: list[str],
+) -> ConfigError:
+    errors = exc.errors(include_url=False)
+    problems: list[tuple[str, str]] = []
+    for error in errors:
+        loc: Loc = tuple(error["loc"])
+        if error["type"] == "too_short" and any(
+            len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == loc
+            for other in errors
+        ):
+            continue  # pydantic counts only the valid items; the invalid ones are reported
+        if error["type"] == "cross_field":
+            for relative, message in error["ctx"]["problems"]:
+                problems.append((_format_path((*loc, *relative)), message))
+        elif loc and loc[-1] == "[key]":
+            message = _describe(error, loc[:-1], {})
+            problems.append((_format_path(loc[:-1]), f"key {message}"))
+        else:
+            problems.append((_format_path(loc), _describe(error, loc, interpolated)))
+    message = problems[0][1] + "".join(f"\n{path}: {text}" for path, text in problems[1:])
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            message = message.replace(secret, "***")
+    return ConfigError(message, path=problems[0][0])

@@ -1,0 +1,115 @@
+"""Messages between actors: frozen, picklable, comparable dataclasses (house rule 3).
+
+Money is in dollars, prices are net per share with > 0 a credit (see thetadesk.models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from thetadesk.strategies.spreads import Spread
+
+
+@dataclass(frozen=True, slots=True)
+class TradeIntent:
+    """A symbol actor's proposal to open one unit of a spread; accounts size it themselves.
+
+    ``limit_price`` is the net per-share price the order will ask for (the mid credit);
+    ``natural_price`` what crossing every leg would give. The per-spread money amounts are
+    dollars for one spread at ``limit_price``.
+    """
+
+    intent_id: str
+    symbol: str
+    spread: Spread
+    limit_price: float
+    natural_price: float
+    max_loss_per_spread: float
+    max_profit_per_spread: float
+    margin_per_spread: float
+    decided_at: datetime
+    context: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def strategy(self) -> str:
+        return self.spread.kind.value
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolTick:
+    """What a symbol actor returns for one tick."""
+
+    symbol: str
+    now: datetime
+    spot: float | None
+    atm_iv: float | None
+    intents: tuple[TradeIntent, ...] = ()
+    note: str | None = None  # why no intent (outside entry window, IV too low, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskRequest:
+    """An account's request to the risk gate for one order."""
+
+    account: str
+    client_order_id: str
+    intent_id: str | None
+    symbol: str
+    opening: bool
+    quantity: int
+    max_loss: float  # dollars for the whole order at its limit price
+    buying_power_needed: float  # dollars
+    buying_power: float  # the account's buying power before the order, dollars
+    open_positions: int  # positions (and open opening orders) before this one
+    now: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class RiskVerdict:
+    approved: bool
+    check: str | None = None  # the check that said no
+    reason: str | None = None  # a sentence with the numbers in it
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "critical": 2}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    severity: Severity
+    kind: str  # e.g. breaker_tripped, actor_restarted, reconciliation_mismatch, fill
+    key: str  # de-duplication key
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTick:
+    """What an account actor returns for one tick (money in dollars)."""
+
+    account: str
+    now: datetime
+    equity: float
+    cash: float
+    buying_power: float
+    day_pnl: float
+    open_positions: int
+    opened: int = 0  # orders that opened positions (filled) this tick
+    closed: int = 0  # positions closed this tick
+    submitted: tuple[str, ...] = ()  # client order ids sent to the broker this tick
+    rejected: tuple[str, ...] = ()  # client order ids the risk gate or broker refused
+    latencies_ms: tuple[float, ...] = ()  # intent proposed -> order at the broker
+    alerts: tuple[Alert, ...] = ()

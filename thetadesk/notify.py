@@ -1,0 +1,46 @@
+"""Alerts to people: formatting apart from sending (log and console channels for now)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from thetadesk.logging import get_logger
+from thetadesk.messages import Alert, Severity
+
+
+def format_console(alert: Alert) -> str:
+    return f"[{alert.severity.value.upper()}] {alert.kind}: {alert.message}"
+
+
+class Notifier:
+    """Sends each alert at or above ``min_severity`` to the log and, if enabled, the console.
+    A failure of one channel never stops the others."""
+
+    def __init__(self, min_severity: str = "info", console: bool = True,
+                 stream: TextIO | None = None) -> None:
+        self.min_rank = Severity(min_severity).rank
+        self.console = console
+        self.stream = stream
+        self.log = get_logger("notify")
+
+    def notify(self, alerts: Iterable[Alert]) -> list[Alert]:
+        sent = []
+        for alert in alerts:
+            if alert.severity.rank < self.min_rank:
+                continue
+            try:
+                self.log.log(30 if alert.severity is Severity.WARNING else
+                             50 if alert.severity is Severity.CRITICAL else 20,
+                             "alert", severity=alert.severity.value, kind=alert.kind,
+                             key=alert.key, message=alert.message, at=alert.at.isoformat())
+            except Exception:  # one channel's failure must not stop the others
+                pass
+            if self.console:
+                try:
+                    print(format_console(alert), file=self.stream or sys.stderr, flush=True)
+                except Exception:
+                    pass
+            sent.append(alert)
+        return sent

@@ -1,0 +1,491 @@
+"""The ledger: ThetaDesk's durable memory, one SQLite file (``<state-dir>/thetadesk.db``).
+
+Every decision, order, fill, position, risk verdict and actor event is written here, and every
+actor rebuilds its state from it on start (crash-only design). The file is in WAL mode with
+``synchronous=FULL`` so that a committed row survives a power cut; several processes (the account
+actors, the risk actor, the supervisor) write it concurrently, each through its own ``Ledger``,
+waiting up to ``busy_timeout`` for the write lock. Multi-row changes happen in one transaction
+(``with ledger.transaction():``).
+
+Schema changes are forward migrations: append to ``MIGRATIONS``; the ``schema_version`` table
+records which ran. Timestamps are ISO-8601 UTC strings; legs and contexts are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from thetadesk.errors import DataError
+from thetadesk.models import Contract, Fill, Leg
+
+__all__ = ["LEDGER_FILE", "MIGRATIONS", "Ledger", "legs_from_json", "legs_to_json"]
+
+LEDGER_FILE = "thetadesk.db"
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE intents (
+                intent_id TEXT NOT NULL,
+                account TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                strategy TEXT NOT NULL,
+                decided_at TEXT NOT NULL,
+                client_order_id TEXT NOT NULL UNIQUE,
+                context TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (intent_id, account)
+            )""",
+            """CREATE TABLE orders (
+                client_order_id TEXT PRIMARY KEY,
+                account TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                intent_id TEXT,
+                position_id TEXT NOT NULL,
+                opening INTEGER NOT NULL,
+                purpose TEXT NOT NULL,
+                legs TEXT NOT NULL,
+                quantity INTEGER NOT NULL,
+                limit_price REAL NOT NULL,
+                status TEXT NOT NULL,
+                broker_order_id TEXT,
+                filled_quantity INTEGER NOT NULL DEFAULT 0,
+                avg_fill_price REAL,
+                reason TEXT,
+                created_at TEXT NOT NULL,
+                submitted_at TEXT,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX orders_account_status ON orders (account, status)",
+            """CREATE TABLE fills (
+                exec_id TEXT PRIMARY KEY,
+                client_order_id TEXT NOT NULL REFERENCES orders (client_order_id),
+                account TEXT NOT NULL,
+                quantity INTEGER NOT NULL,
+                price REAL NOT NULL,
+                commission REAL NOT NULL,
+                time TEXT NOT NULL
+            )""",
+            "CREATE INDEX fills_order ON fills (client_order_id)",
+            """CREATE TABLE positions (
+                position_id TEXT PRIMARY KEY,
+                account TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                strategy TEXT NOT NULL,
+                legs TEXT NOT NULL,
+                quantity INTEGER NOT NULL,
+                entry_price REAL NOT NULL,
+                max_loss_per_spread REAL NOT NULL,
+                max_profit_per_spread REAL NOT NULL,
+                commissions REAL NOT NULL DEFAULT 0,
+                opened_at TEXT NOT NULL,
+                status TEXT NOT NULL,
+                closed_at TEXT,
+                exit_price REAL,
+                realized_pnl REAL,
+                exit_reason TEXT
+            )""",
+            "CREATE INDEX positions_account_status ON positions (account, status)",
+            """CREATE TABLE risk_verdicts (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                account TEXT NOT NULL,
+                client_order_id TEXT NOT NULL,
+                intent_id TEXT,
+                approved INTEGER NOT NULL,
+                check_name TEXT,
+                reason TEXT,
+                request TEXT NOT NULL,
+                at TEXT NOT NULL
+            )""",
+            """CREATE TABLE actor_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                actor TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                pid INTEGER,
+                detail TEXT,
+                at TEXT NOT NULL
+            )""",
+            """CREATE TABLE breakers (
+                account TEXT NOT NULL,
+                name TEXT NOT NULL,
+                session TEXT NOT NULL,
+                tripped_at TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                PRIMARY KEY (account, name, session)
+            )""",
+            """CREATE TABLE daily (
+                account TEXT NOT NULL,
+                session TEXT NOT NULL,
+                start_equity REAL NOT NULL,
+                end_equity REAL,
+                cash REAL,
+                open_positions INTEGER,
+                PRIMARY KEY (account, session)
+            )""",
+            "CREATE TABLE run_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ],
+    ),
+]
+
+
+def _iso(t: datetime) -> str:
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise DataError(f"ledger timestamps must be timezone-aware, got {t!r}")
+    return t.astimezone(UTC).isoformat()
+
+
+def legs_to_json(legs: tuple[Leg, ...] | list[Leg]) -> str:
+    return json.dumps([{"occ": leg.contract.occ, "ratio": leg.ratio} for leg in legs])
+
+
+def legs_from_json(text: str) -> tuple[Leg, ...]:
+    return tuple(
+        Leg(Contract.from_occ(item["occ"]), int(item["ratio"])) for item in json.loads(text)
+    )
+
+
+class Ledger:
+    """One process's connection to the ledger file. Not shared across threads."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self.db = sqlite_utils.Database(conn)
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._depth = 0
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- transactions and migrations --------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all. Re-entrant."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = {row[0] for row in self._conn.execute("SELECT version FROM schema_version")}
+            for version, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for sql in statements:
+                    self._conn.execute(sql)
+                self._conn.execute(  # when the file was migrated: SQLite's clock, bookkeeping
+                    "INSERT INTO schema_version (version, applied_at)"
+                    " VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                    (version,),
+                )
+
+    @property
+    def schema_version(self) -> int:
+        row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _rows(self, sql: str, params: tuple | Mapping = ()) -> list[dict[str, Any]]:
+        cursor = self._conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _exec(self, sql: str, params: tuple | Mapping = ()) -> int:
+        with self.transaction():
+            return self._conn.execute(sql, params).rowcount
+
+    # -- intents and orders -----------------------------------------------------------------
+
+    def record_intent_and_order(
+        self,
+        *,
+        intent_id: str | None,
+        account: str,
+        symbol: str,
+        strategy: str,
+        decided_at: datetime,
+        context: Mapping[str, Any],
+        client_order_id: str,
+        position_id: str,
+        opening: bool,
+        purpose: str,
+        legs: tuple[Leg, ...],
+        quantity: int,
+        limit_price: float,
+        now: datetime,
+    ) -> bool:
+        """Write-ahead: the decision and its order (status ``pending_submit``) in one
+        transaction, before anything reaches the broker. False if the order already exists."""
+        with self.transaction():
+            if self.order(client_order_id) is not None:
+                return False
+            if intent_id is not None:
+                self._conn.execute(
+                    "INSERT INTO intents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (intent_id, account, symbol, strategy, _iso(decided_at), client_order_id,
+                     json.dumps(context, default=str, sort_keys=True), _iso(now)),
+                )
+            self._conn.execute(
+                "INSERT INTO orders (client_order_id, account, symbol, intent_id, position_id,"
+                " opening, purpose, legs, quantity, limit_price, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_submit', ?, ?)",
+                (client_order_id, account, symbol, intent_id, position_id, int(opening), purpose,
+                 legs_to_json(legs), quantity, float(limit_price), _iso(now), _iso(now)),
+            )
+        return True
+
+    def update_order(
+        self,
+        client_order_id: str,
+        *,
+        status: str,
+        now: datetime,
+        broker_order_id: str | None = None,
+        filled_quantity: int | None = None,
+        avg_fill_price: float | None = None,
+        reason: str | None = None,
+        submitted: bool = False,
+    ) -> None:
+        sets = ["status = ?", "updated_at = ?"]
+        params: list[Any] = [status, _iso(now)]
+        for column, value in (("broker_order_id", broker_order_id),
+                              ("filled_quantity", filled_quantity),
+                              ("avg_fill_price", avg_fill_price), ("reason", reason)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                params.append(value)
+        if submitted:
+            sets.append("submitted_at = COALESCE(submitted_at, ?)")
+            params.append(_iso(now))
+        params.append(client_order_id)
+        if self._exec(f"UPDATE orders SET {', '.join(sets)} WHERE client_order_id = ?",
+                      tuple(params)) != 1:
+            raise DataError(f"no order {client_order_id!r} in the ledger")
+
+    def order(self, client_order_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
+        return rows[0] if rows else None
+
+    def orders(self, account: str | None = None, statuses: tuple[str, ...] | None = None,
+               ) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM orders WHERE 1=1", []
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        if statuses:
+            sql += f" AND status IN ({', '.join('?' * len(statuses))})"
+            params.extend(statuses)
+        return self._rows(sql + " ORDER BY created_at, client_order_id", tuple(params))
+
+    def intent_for_order(self, client_order_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM intents WHERE client_order_id = ?", (client_order_id,))
+        return rows[0] if rows else None
+
+    def intents(self, account: str | None = None) -> list[dict[str, Any]]:
+        if account is None:
+            return self._rows("SELECT * FROM intents ORDER BY decided_at, intent_id")
+        return self._rows("SELECT * FROM intents WHERE account = ? ORDER BY decided_at, intent_id",
+                          (account,))
+
+    # -- fills and positions ----------------------------------------------------------------
+
+    def record_fill(self, fill: Fill, account: str) -> bool:
+        """Insert an execution; False (and nothing written) if its exec_id is already here."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (fill.exec_id, fill.client_order_id, account, fill.quantity, float(fill.price),
+                 float(fill.commission), _iso(fill.time)),
+            )
+            return cursor.rowcount == 1
+
+    def fills(self, account: str | None = None, client_order_id: str | None = None,
+              ) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM fills WHERE 1=1", []
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        if client_order_id is not None:
+            sql += " AND client_order_id = ?"
+            params.append(client_order_id)
+        return self._rows(sql + " ORDER BY time, exec_id", tuple(params))
+
+    def open_position(
+        self, *, position_id: str, account: str, symbol: str, strategy: str,
+        legs: tuple[Leg, ...], quantity: int, entry_price: float, max_loss_per_spread: float,
+        max_profit_per_spread: float, commission: float, now: datetime,
+    ) -> None:
+        """Open a position, or add a further fill of its opening order to it (average price)."""
+        with self.transaction():
+            existing = self.position(position_id)
+            if existing is None:
+                self._conn.execute(
+                    "INSERT INTO positions (position_id, account, symbol, strategy, legs, quantity,"
+                    " entry_price, max_loss_per_spread, max_profit_per_spread, commissions,"
+                    " opened_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+                    (position_id, account, symbol, strategy, legs_to_json(legs), quantity,
+                     entry_price, max_loss_per_spread, max_profit_per_spread, commission,
+                     _iso(now)),
+                )
+                return
+            total = existing["quantity"] + quantity
+            held = existing["entry_price"] * existing["quantity"]
+            price = (held + entry_price * quantity) / total
+            self._conn.execute(
+                "UPDATE positions SET quantity = ?, entry_price = ?, commissions = commissions + ?"
+                " WHERE position_id = ?", (total, price, commission, position_id),
+            )
+
+    def close_position(self, position_id: str, *, quantity: int, exit_price: float,
+                       commission: float, reason: str, multiplier: int, now: datetime) -> None:
+        """Close ``quantity`` spreads at ``exit_price`` (net per share, > 0 credit, as paid or
+        received by the closing order). Realised P&L (dollars, after the closing commission and
+        the opening commissions of the closed part) accumulates; the status turns ``closed``
+        when nothing is left."""
+        with self.transaction():
+            pos = self.position(position_id)
+            if pos is None:
+                raise DataError(f"no position {position_id!r} in the ledger")
+            closed = min(quantity, pos["quantity"])
+            opening_commission = pos["commissions"] * closed / pos["quantity"]
+            pnl = ((pos["entry_price"] + exit_price) * multiplier * closed - commission
+                   - opening_commission)
+            remaining = pos["quantity"] - closed
+            self._conn.execute(
+                "UPDATE positions SET quantity = ?, realized_pnl = COALESCE(realized_pnl, 0) + ?,"
+                " commissions = commissions - ?, exit_price = ?, exit_reason = ?,"
+                " status = ?, closed_at = ? WHERE position_id = ?",
+                (remaining, pnl, opening_commission, exit_price, reason,
+                 "open" if remaining > 0 else "closed", None if remaining > 0 else _iso(now),
+                 position_id),
+            )
+
+    def position(self, position_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM positions WHERE position_id = ?", (position_id,))
+        return rows[0] if rows else None
+
+    def positions(self, account: str | None = None, status: str | None = "open",
+                  ) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM positions WHERE 1=1", []
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        return self._rows(sql + " ORDER BY opened_at, position_id", tuple(params))
+
+    # -- risk, breakers, actors, days, run state ---------------------------------------------
+
+    def record_verdict(self, *, account: str, client_order_id: str, intent_id: str | None,
+                       approved: bool, check_name: str | None, reason: str | None,
+                       request: Mapping[str, Any], now: datetime) -> None:
+        self._exec(
+            "INSERT INTO risk_verdicts (account, client_order_id, intent_id, approved, check_name,"
+            " reason, request, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (account, client_order_id, intent_id, int(approved), check_name, reason,
+             json.dumps(request, default=str, sort_keys=True), _iso(now)),
+        )
+
+    def verdicts(self, account: str | None = None) -> list[dict[str, Any]]:
+        if account is None:
+            return self._rows("SELECT * FROM risk_verdicts ORDER BY id")
+        return self._rows("SELECT * FROM risk_verdicts WHERE account = ? ORDER BY id", (account,))
+
+    def trip_breaker(self, *, account: str, name: str, session: date, reason: str,
+                     now: datetime) -> bool:
+        """Record a breaker trip for a session; False if it had already tripped."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO breakers VALUES (?, ?, ?, ?, ?)",
+                (account, name, session.isoformat(), _iso(now), reason),
+            )
+            return cursor.rowcount == 1
+
+    def breakers(self, account: str | None = None, session: date | None = None,
+                 ) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM breakers WHERE 1=1", []
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        if session is not None:
+            sql += " AND session = ?"
+            params.append(session.isoformat())
+        return self._rows(sql + " ORDER BY tripped_at", tuple(params))
+
+    def record_actor_event(self, *, actor: str, kind: str, now: datetime, pid: int | None = None,
+                           detail: str | None = None) -> None:
+        self._exec("INSERT INTO actor_events (actor, kind, pid, detail, at) VALUES (?, ?, ?, ?, ?)",
+                   (actor, kind, pid, detail, _iso(now)))
+
+    def actor_events(self, actor: str | None = None) -> list[dict[str, Any]]:
+        if actor is None:
+            return self._rows("SELECT * FROM actor_events ORDER BY id")
+        return self._rows("SELECT * FROM actor_events WHERE actor = ? ORDER BY id", (actor,))
+
+    def start_day(self, *, account: str, session: date, equity: float) -> bool:
+        """Record the equity at a session's first tick; False if already recorded."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO daily (account, session, start_equity) VALUES (?, ?, ?)",
+                (account, session.isoformat(), equity),
+            )
+            return cursor.rowcount == 1
+
+    def end_day(self, *, account: str, session: date, equity: float, cash: float,
+                open_positions: int) -> None:
+        self._exec(
+            "UPDATE daily SET end_equity = ?, cash = ?, open_positions = ?"
+            " WHERE account = ? AND session = ?",
+            (equity, cash, open_positions, account, session.isoformat()),
+        )
+
+    def day(self, account: str, session: date) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM daily WHERE account = ? AND session = ?",
+                          (account, session.isoformat()))
+        return rows[0] if rows else None
+
+    def days(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM daily ORDER BY session, account")
+
+    def set_state(self, key: str, value: str) -> None:
+        self._exec("INSERT INTO run_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = ?",
+                   (key, value, value))
+
+    def get_state(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM run_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
