@@ -136,13 +136,16 @@ class Supervisor:
         address = self.args.address or os.environ.get("RAY_ADDRESS") or "local"
         env = {k: v for k, v in os.environ.items()
                if k.startswith("THETADESK_FAILPOINT")}
+        options: dict[str, Any] = {}
+        if address == "local":
+            options = {"include_dashboard": self.watch}  # a one-machine cluster of our own
         context = self.ray.init(
             address=address,
-            include_dashboard=self.watch,
             log_to_driver=True,
             logging_level=logging.WARNING,
             configure_logging=True,
             runtime_env={"env_vars": env} if env else None,
+            **options,
         )
         url = getattr(context, "dashboard_url", None)
         where = "local cluster" if address == "local" else address
@@ -313,11 +316,17 @@ class Supervisor:
             time.sleep(min(0.2, due - time.monotonic()))
 
     def _tick(self, now: datetime) -> None:
+        from thetadesk.chain import NEW_YORK
+
         started = time.monotonic()
         self.ledger.set_state("sim_now", now.isoformat())
         symbols = [s for n, s in self.slots.items() if n.startswith("symbol-")]
         accounts = [s for n, s in self.slots.items() if n.startswith("account-")]
-        sym = self._call([(s, s.handle.tick.remote(now)) for s in symbols])
+        # Each account's fills, order upkeep and exits run while the symbols think; Ray runs an
+        # actor's calls in the order they were sent, so `enter` below always follows `prepare`.
+        symbol_refs = [(s, s.handle.tick.remote(now)) for s in symbols]
+        prepare_refs = [(a, a.handle.prepare.remote(now)) for a in accounts]
+        sym = self._call(symbol_refs)
         if self.stats.first_tick_s is None:
             self.stats.first_tick_s = time.time() - self.stats.started_wall
             self.log.info("first_tick", seconds=round(self.stats.first_tick_s, 2))
@@ -325,23 +334,23 @@ class Supervisor:
         for result, wall in sym.values():
             intents.extend(result.intents)
             walls[result.symbol] = wall
-            if result.intents and self.watch:
-                intent = result.intents[0]
-                print(f"{now:%Y-%m-%d %H:%M}Z {result.symbol}: propose {intent.strategy} "
-                      f"{intent.context.get('short_strike')}/{intent.context.get('long_strike')}"
-                      f" exp {intent.context.get('expiry')} credit {intent.limit_price:.2f}",
-                      flush=True)
         calls = []
         cfg_accounts = {a.name: a for a in self.config.accounts}
         for slot in accounts:
             account = cfg_accounts[slot.name.removeprefix("account-")]
             mine = [i for i in intents if i.symbol in account.symbols] if not self.stopping else []
             wall = min((walls[i.symbol] for i in mine), default=None)
-            calls.append((slot, slot.handle.tick.remote(now, mine, wall)))
+            calls.append((slot, slot.handle.enter.remote(now, mine, wall)))
+        self._call(prepare_refs)
         ticks = self._call(calls)
         alerts = []
         for tick in ticks.values():
             self.last_account_ticks[tick.account] = tick
+            if self.watch and (tick.submitted or tick.opened or tick.closed or tick.rejected):
+                print(f"{now.astimezone(NEW_YORK):%Y-%m-%d %H:%M} New York  {tick.account}: "
+                      f"{len(tick.submitted)} orders sent, {tick.opened} opened, {tick.closed} "
+                      f"closed, {len(tick.rejected)} refused; equity {tick.equity:,.2f}, "
+                      f"day P&L {tick.day_pnl:+,.2f}, {tick.open_positions} open", flush=True)
             self.stats.latencies_ms.extend(tick.latencies_ms)
             alerts.extend(tick.alerts)
         risk = self.slots["risk"]

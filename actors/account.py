@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ray
 
-from actors._common import current_time, ledger_for, pid, start_process
+from actors._common import current_time, ledger_for, pid, settle, start_process
 from thetadesk.account import AccountEngine, AccountRules
 from thetadesk.config import Config
 from thetadesk.messages import AccountTick, RiskRequest, RiskVerdict, TradeIntent
@@ -27,6 +27,7 @@ class AccountActor:
         broker = build_broker(account, market, state_dir)
         self.engine = AccountEngine(AccountRules.from_config(account, config.exits), ledger,
                                     broker, market, self._gate, current_time(ledger, created_at))
+        settle()
 
     def _gate(self, request: RiskRequest) -> RiskVerdict:
         return ray.get(self.risk.check.remote(request))
@@ -34,9 +35,12 @@ class AccountActor:
     def set_risk(self, risk) -> None:
         self.risk = risk
 
-    def tick(self, now: datetime, intents: Sequence[TradeIntent] = (),
-             proposed_wall: float | None = None) -> AccountTick:
-        return self.engine.tick(now, intents, proposed_wall, wall=time.time)
+    def prepare(self, now: datetime) -> None:
+        self.engine.prepare(now)
+
+    def enter(self, now: datetime, intents: Sequence[TradeIntent] = (),
+              proposed_wall: float | None = None) -> AccountTick:
+        return self.engine.enter(now, intents, proposed_wall, wall=time.time)
 
     def ping(self) -> int:
         return pid()

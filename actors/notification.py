@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from actors._common import pid, start_process
+from actors._common import pid, settle, start_process
 from thetadesk.config import Config
 from thetadesk.messages import Alert
 from thetadesk.notify import Notifier
@@ -16,6 +16,7 @@ class NotificationActor:
         start_process(config, state_dir, "notification", console)
         self.notifier = Notifier(config.notifications.min_severity,
                                  console=config.notifications.console)
+        settle()
 
     def notify(self, alerts: Sequence[Alert]) -> int:
         return len(self.notifier.notify(alerts))

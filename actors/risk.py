@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from actors._common import ledger_for, pid, start_process
+from actors._common import ledger_for, pid, settle, start_process
 from thetadesk.config import Config
 from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict
 from thetadesk.risk.engine import RiskEngine
@@ -22,6 +22,7 @@ class RiskActor:
             for a in config.accounts
         }
         self.engine = RiskEngine(ledger_for(state_dir), limits)
+        settle()
 
     def check(self, request: RiskRequest) -> RiskVerdict:
         return self.engine.check(request)

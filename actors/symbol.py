@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from actors._common import pid, start_process
+from actors._common import pid, settle, start_process
 from thetadesk.config import Config
 from thetadesk.messages import SymbolTick
 from thetadesk.symbol import BullPutRules, SymbolEngine
@@ -18,6 +18,7 @@ class SymbolActor:
         start_process(config, state_dir, f"symbol-{symbol}", console)
         self.engine = SymbolEngine(symbol, BullPutRules.from_config(config.strategy),
                                    build_market(config))
+        settle()
 
     def tick(self, now: datetime) -> tuple[SymbolTick, float]:
         """The symbol's tick and the wall-clock time it was proposed (for latency stats)."""

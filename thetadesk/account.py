@@ -163,21 +163,37 @@ class AccountEngine:
     def tick(self, now: datetime, intents: Iterable[TradeIntent] = (),
              proposed_wall: float | None = None, wall: Callable[[], float] | None = None,
              ) -> AccountTick:
-        """One round: fills, order upkeep, exits, entries. ``proposed_wall`` and ``wall`` (wall
-        clock seconds, supplied by the actor shell) only measure intent-to-broker latency."""
+        """One whole round: ``prepare`` then ``enter``."""
+        self.prepare(now)
+        return self.enter(now, intents, proposed_wall, wall)
+
+    def prepare(self, now: datetime) -> None:
+        """The first half of a round, independent of the symbols' proposals: fills, order
+        upkeep and exits (the supervisor runs it while the symbol actors think)."""
         self._opened = self._closed = 0
-        if wall is not None:
-            self._wall = wall
-        session = session_of(now)
+        self._submitted: list[str] = []
+        self._rejected: list[str] = []
+        self._session = session_of(now)
+        self._prepared = now
         acct = self.broker.account()
-        self.ledger.start_day(account=self.name, session=session, equity=acct.equity)
+        self.ledger.start_day(account=self.name, session=self._session, equity=acct.equity)
         for fill in self.broker.poll(now):
             self._apply_fill(fill, now)
         for order in self.ledger.orders(self.name, OPEN_STATUSES):
             self._upkeep(order, now)
-        submitted: list[str] = []
-        rejected: list[str] = []
-        self._manage_exits(now, submitted, rejected)
+        self._manage_exits(now, self._submitted, self._rejected)
+
+    def enter(self, now: datetime, intents: Iterable[TradeIntent] = (),
+              proposed_wall: float | None = None, wall: Callable[[], float] | None = None,
+              ) -> AccountTick:
+        """The second half: take the symbols' intents, then report. ``proposed_wall`` and
+        ``wall`` (wall-clock seconds, supplied by the actor shell) only measure the latency
+        from an intent's proposal to its order reaching the broker."""
+        if getattr(self, "_prepared", None) != now:
+            self.prepare(now)
+        if wall is not None:
+            self._wall = wall
+        submitted, rejected = self._submitted, self._rejected
         latencies: list[float] = []
         if self.fail_closed is None:
             for intent in intents:
@@ -190,8 +206,8 @@ class AccountEngine:
             self.log.warning("entries_halted", reason=self.fail_closed)
         acct = self.broker.account()
         positions = self.ledger.positions(self.name)
-        day = self.ledger.day(self.name, session)
-        self.ledger.end_day(account=self.name, session=session, equity=acct.equity,
+        day = self.ledger.day(self.name, self._session)
+        self.ledger.end_day(account=self.name, session=self._session, equity=acct.equity,
                             cash=acct.cash, open_positions=len(positions))
         alerts, self._alerts = tuple(self._alerts), []
         return AccountTick(

@@ -118,5 +118,5 @@ class SymbolEngine:
             decided_at=now,
             context=context,
         )
-        self.log.info("intent", intent_id=intent.intent_id, **{k: v for k, v in context.items()})
+        self.log.debug("intent", intent_id=intent.intent_id, **{k: v for k, v in context.items()})
         return SymbolTick(**base, intents=(intent,))

@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Benchmark the supervised system on the simulator; print one JSON object.
+
+Usage: .venv/bin/python scripts/bench_system.py [--sim-days 5] [--seed 7]
+
+Runs `supervisor.py --sim-days N` in a fresh state dir (its own local Ray cluster), reads the
+run statistics it writes (`run_stats.json`), then measures a baseline in the same invocation: the
+round trip of an empty Ray actor call on a fresh local cluster.
+
+Keys:
+  first_tick_s             seconds from the supervisor process starting to its first tick
+                           (Python start, config, Ray start, five actors spawned; target <= 15)
+  sim_minutes_per_s        simulated market minutes per wall second while ticking, full speed
+  intent_to_broker_p50_ms  a symbol actor proposing an intent -> the order accepted by the broker
+  intent_to_broker_p99_ms  (through the supervisor, the account actor, the risk actor, the
+                           write-ahead ledger row and the paper broker; target p50 < 10)
+  intents_measured         how many intents reached the broker in the run
+  ray_call_p50_ms          baseline: one empty actor method call, round trip, median of 500
+  wall_s                   the supervisor run's wall time
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ray_call_p50_ms(calls: int = 500) -> float:
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+
+    @ray.remote
+    class Echo:
+        def ping(self, x):
+            return x
+
+    echo = Echo.remote()
+    ray.get(echo.ping.remote(0))
+    samples = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        ray.get(echo.ping.remote(i))
+        samples.append((time.perf_counter() - t0) * 1000.0)
+    ray.shutdown()
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sim-days", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as state:
+        t0 = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "supervisor.py"), "--sim-days", str(args.sim_days),
+             "--seed", str(args.seed), "--state-dir", state],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )
+        wall = time.monotonic() - t0
+        if result.returncode != 0:
+            sys.exit(f"supervisor failed ({result.returncode}):\n{result.stderr[-3000:]}")
+        stats = json.loads((Path(state) / "run_stats.json").read_text())
+
+    print(json.dumps({
+        "first_tick_s": round(stats["first_tick_s"], 2),
+        "sim_minutes_per_s": round(stats["sim_minutes_per_s"], 1),
+        "intent_to_broker_p50_ms": stats["intent_to_broker_p50_ms"]
+        and round(stats["intent_to_broker_p50_ms"], 2),
+        "intent_to_broker_p99_ms": stats["intent_to_broker_p99_ms"]
+        and round(stats["intent_to_broker_p99_ms"], 2),
+        "intents_measured": len(stats["intent_to_broker_ms"]),
+        "ray_call_p50_ms": round(ray_call_p50_ms(), 3),
+        "ticks": stats["ticks"],
+        "sim_days": args.sim_days,
+        "wall_s": round(wall, 1),
+        "measured": datetime.now(UTC).strftime("%Y-%m-%d"),
+    }))
+
+
+if __name__ == "__main__":
+    main()

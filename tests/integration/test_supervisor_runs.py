@@ -1,0 +1,135 @@
+"""The supervised system end to end: real supervisor processes, real Ray actors, real SIGKILLs,
+and the ledger checked against the paper broker's own files afterwards."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import wait_for
+from thetadesk.config import DEFAULT_CONFIG, load_config
+from thetadesk.store import LEDGER_FILE, Ledger
+from thetadesk.wiring import build_broker, build_market
+
+pytestmark = pytest.mark.integration
+CONFIG = load_config(DEFAULT_CONFIG)
+ACCOUNT = CONFIG.accounts[0]
+
+
+def ledger_of(state_dir: Path) -> Ledger:
+    return Ledger(state_dir / LEDGER_FILE)
+
+
+def assert_ledger_matches_broker(state_dir: Path) -> Ledger:
+    """No client order id sent twice, none left unresolved, no fill lost or invented, and the
+    ledger's open positions are the broker's."""
+    ledger = ledger_of(state_dir)
+    broker = build_broker(ACCOUNT, build_market(CONFIG), state_dir)
+    orders = ledger.orders(ACCOUNT.name)
+    assert orders, "the run placed no orders"
+    for order in orders:
+        cid = order["client_order_id"]
+        sent = broker.submission_count(cid)
+        assert order["status"] != "pending_submit", f"{cid} left unresolved"
+        assert sent == (0 if order["status"] == "not_submitted" else 1), (cid, order["status"])
+    broker_fills = {f.exec_id for o in orders for f in broker.fills(o["client_order_id"])}
+    assert {f["exec_id"] for f in ledger.fills(ACCOUNT.name)} == broker_fills
+    held = {}
+    for pos in ledger.positions(ACCOUNT.name):
+        from thetadesk.store import legs_from_json
+
+        for leg in legs_from_json(pos["legs"]):
+            held[leg.contract.occ] = held.get(leg.contract.occ, 0) + leg.ratio * pos["quantity"]
+    assert {k: v for k, v in held.items() if v} == {
+        p.contract.occ: p.quantity for p in broker.positions()}
+    return ledger
+
+
+def trades(state_dir: Path):
+    ledger = ledger_of(state_dir)
+    orders = [(o["client_order_id"], o["status"], o["quantity"], o["limit_price"])
+              for o in ledger.orders()]
+    fills = [(f["exec_id"], f["quantity"], f["price"]) for f in ledger.fills()]
+    return orders, fills
+
+
+def test_sim_days_trade_end_to_end_and_same_seed_gives_same_trades(tmp_path, run_supervisor):
+    first = run_supervisor(tmp_path / "a", "--sim-days", "2", "--seed", "11")
+    second = run_supervisor(tmp_path / "b", "--sim-days", "2", "--seed", "11")
+
+    code_a, out_a, err_a = first.wait()
+    code_b, _, err_b = second.wait()
+
+    assert code_a == 0, err_a[-3000:]
+    assert code_b == 0, err_b[-3000:]
+    assert "opened closed   realized" in out_a
+    assert len([line for line in out_a.splitlines() if line.startswith("2025-01-0")]) == 2
+    orders, fills = trades(tmp_path / "a")
+    assert fills, "two simulated days should trade"
+    assert trades(tmp_path / "b") == (orders, fills)
+    ledger = assert_ledger_matches_broker(tmp_path / "a")
+    started = {e["actor"] for e in ledger.actor_events() if e["kind"] == "started"}
+    assert started == {"notification", "risk", "symbol-SPY", "symbol-QQQ", "account-paper"}
+    assert ledger.verdicts(ACCOUNT.name), "every order passes the risk gate"
+
+
+def test_sigkill_of_account_actor_mid_run_restarts_it_without_duplicates(tmp_path,
+                                                                         run_supervisor):
+    state = tmp_path / "s"
+    run = run_supervisor(state, "--sim-days", "4")
+    ledger = wait_for(lambda: (state / LEDGER_FILE).exists() and ledger_of(state), what="ledger")
+    pid = wait_for(lambda: ledger.fills() and next(
+        (e["pid"] for e in ledger.actor_events("account-paper") if e["kind"] == "started"), None),
+        what="the account actor to trade")
+
+    os.kill(pid, signal.SIGKILL)
+    code, _, err = run.wait()
+
+    assert code == 0, err[-3000:]
+    kinds = [e["kind"] for e in ledger.actor_events("account-paper")]
+    assert "died" in kinds
+    assert {"restarted", "recreated"} & set(kinds)
+    died_at = next(e["at"] for e in ledger.actor_events("account-paper") if e["kind"] == "died")
+    assert any(o["created_at"] > died_at for o in ledger.orders()), "trading went on"
+    assert_ledger_matches_broker(state)
+
+
+def test_supervisor_sigkill_then_restart_resumes_from_the_ledger(tmp_path, run_supervisor):
+    state = tmp_path / "s"
+    first = run_supervisor(state, "--sim-days", "4")
+    ledger = wait_for(lambda: (state / LEDGER_FILE).exists() and ledger_of(state), what="ledger")
+    wait_for(lambda: len(ledger.days()) >= 2 and ledger.positions(), what="day two with positions")
+
+    first.kill()
+    before = ledger.get_state("sim_last_tick")
+    second = run_supervisor(state, "--sim-days", "4")
+    code, out, err = second.wait()
+
+    assert code == 0, err[-3000:]
+    assert ledger.get_state("sim_last_tick") > before
+    sessions = sorted({d["session"] for d in ledger.days()})
+    assert len(sessions) == 4
+    assert all(s in out for s in sessions)
+    starts = [e for e in ledger.actor_events("account-paper") if e["kind"] == "started"]
+    assert len(starts) == 2
+    assert_ledger_matches_broker(state)
+
+
+def test_unknown_order_outcomes_are_resolved_by_lookup_after_crashes(tmp_path, run_supervisor):
+    """The account actor SIGKILLs itself once right after writing an intent (never sent) and
+    once right after the broker accepted an order (reply never recorded)."""
+    state = tmp_path / "s"
+    env = {"THETADESK_FAILPOINTS": "account.after_write_ahead,account.after_submit",
+           "THETADESK_FAILPOINT_DIR": str(tmp_path)}
+
+    code, _, err = run_supervisor(state, "--sim-days", "2", env=env).wait()
+
+    assert code == 0, err[-3000:]
+    assert (tmp_path / "account.after_write_ahead.fired").exists()
+    assert (tmp_path / "account.after_submit.fired").exists()
+    ledger = assert_ledger_matches_broker(state)
+    never_sent = [o for o in ledger.orders() if o["status"] == "not_submitted"]
+    assert [o["reason"] for o in never_sent] == ["never reached the broker (resolved by lookup)"]
+    deaths = [e for e in ledger.actor_events("account-paper") if e["kind"] == "died"]
+    assert len(deaths) == 2

@@ -1,0 +1,47 @@
+"""The supervisor's command line: config errors exit 2 before anything starts."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = (ROOT / "config.yaml").read_text()
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "supervisor.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+
+
+def test_check_config_on_the_default_config_exits_0():
+    result = run("--check-config")
+    assert result.returncode == 0, result.stderr
+    assert "OK (2 symbols: SPY, QQQ; accounts: paper)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("max_loss_per_trade: 1500", "max_loss_per_trade: 0",
+         "accounts[0].risk.max_loss_per_trade: must be > 0"),
+        ("tick_seconds: 300", "tick_seconds: 300\n  tick_secs: 5", "market.tick_secs: unknown key"),
+        ("symbols: [SPY, QQQ]", "symbols: [SPY, IWM]", "accounts[0].symbols[1]"),
+    ],
+)
+def test_bad_config_exits_2_naming_path_and_reason_before_starting(tmp_path, old, new, message):
+    assert old in GOOD
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace(old, new, 1))
+
+    result = run("--config", str(bad), "--sim-days", "1", "--state-dir", str(tmp_path / "s"))
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "s").exists()  # nothing started
+
+
+def test_invalid_arguments_exit_2():
+    assert run("--sim-days", "0").returncode == 2
+    assert run("--seed", "-1", "--check-config").returncode == 2
