@@ -48,6 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--check-config", action="store_true", help="validate the config and exit")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001);"
                                      " default: RAY_ADDRESS, else a new local cluster")
+    p.add_argument("--max-restarts", type=int, default=ACTOR_MAX_RESTARTS, metavar="N",
+                   help="times Ray restarts a dead actor before the supervisor re-creates it "
+                        "(default: %(default)s)")
     p.add_argument("--pace", type=float,
                    help="watch mode: simulated seconds per wall second (default: market.pace)")
     args = p.parse_args(argv)
@@ -55,6 +58,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--sim-days must be >= 1")
     if args.seed is not None and args.seed < 0:
         p.error("--seed must be >= 0")
+    if args.max_restarts < 0:
+        p.error("--max-restarts must be >= 0")
     if args.pace is not None and args.pace <= 0:
         p.error("--pace must be > 0")
     return args
@@ -68,6 +73,10 @@ class ActorSlot:
     make: Callable[[], Any]
     handle: Any = None
     pid: int | None = None
+    generation: int = 0  # bumped on every recovery; calls sent before it are stale
+
+    def send(self, method: str, *args: Any) -> tuple[ActorSlot, Any, int]:
+        return self, getattr(self.handle, method).remote(*args), self.generation
 
 
 @dataclass
@@ -173,7 +182,7 @@ class Supervisor:
         node = self.ray.get_runtime_context().get_node_id()
         return {
             "name": name,
-            "max_restarts": ACTOR_MAX_RESTARTS,
+            "max_restarts": self.args.max_restarts,
             "max_task_retries": 0,  # never re-run a tick (orders) behind our back
             "num_cpus": 0,
             "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False),
@@ -233,18 +242,21 @@ class Supervisor:
                 for other in self.slots.values():
                     if other.name.startswith("account-"):
                         ray.get(other.handle.set_risk.remote(slot.handle))
+        slot.generation += 1
         self.ledger.record_actor_event(actor=slot.name, kind=kind, now=now, pid=slot.pid)
         self._alert_critical(f"actor_{kind}", slot.name,
                              f"{slot.name} died ({type(error).__name__}) and was {kind}")
 
-    def _call(self, calls: list[tuple[ActorSlot, Any]]) -> dict[str, Any]:
-        """Wait for one call per actor; a dead actor is recovered and its result omitted."""
+    def _call(self, calls: list[tuple[ActorSlot, Any, int]]) -> dict[str, Any]:
+        """Wait for one call per actor; a dead actor is recovered (once, however many of its
+        calls failed with it) and its result omitted."""
         results = {}
-        for slot, ref in calls:
+        for slot, ref, generation in calls:
             try:
                 results[slot.name] = self.ray.get(ref)
             except self.ray.exceptions.RayActorError as exc:
-                self._recover_actor(slot, exc)
+                if generation == slot.generation:
+                    self._recover_actor(slot, exc)
             except self.ray.exceptions.RayTaskError as exc:
                 self.log.error("actor_call_failed", actor=slot.name, error=str(exc)[:2000])
                 self._alert_critical("actor_call_failed", slot.name,
@@ -260,7 +272,7 @@ class Supervisor:
         if not alerts:
             return
         slot = self.slots["notification"]
-        self._call([(slot, slot.handle.notify.remote(alerts))])
+        self._call([slot.send("notify", alerts)])
 
     # -- the clock -------------------------------------------------------------------------------
 
@@ -324,8 +336,8 @@ class Supervisor:
         accounts = [s for n, s in self.slots.items() if n.startswith("account-")]
         # Each account's fills, order upkeep and exits run while the symbols think; Ray runs an
         # actor's calls in the order they were sent, so `enter` below always follows `prepare`.
-        symbol_refs = [(s, s.handle.tick.remote(now)) for s in symbols]
-        prepare_refs = [(a, a.handle.prepare.remote(now)) for a in accounts]
+        symbol_refs = [s.send("tick", now) for s in symbols]
+        prepare_refs = [a.send("prepare", now) for a in accounts]
         sym = self._call(symbol_refs)
         if self.stats.first_tick_s is None:
             self.stats.first_tick_s = time.time() - self.stats.started_wall
@@ -340,7 +352,7 @@ class Supervisor:
             account = cfg_accounts[slot.name.removeprefix("account-")]
             mine = [i for i in intents if i.symbol in account.symbols] if not self.stopping else []
             wall = min((walls[i.symbol] for i in mine), default=None)
-            calls.append((slot, slot.handle.enter.remote(now, mine, wall)))
+            calls.append(slot.send("enter", now, mine, wall))
         self._call(prepare_refs)
         ticks = self._call(calls)
         alerts = []
@@ -354,8 +366,7 @@ class Supervisor:
             self.stats.latencies_ms.extend(tick.latencies_ms)
             alerts.extend(tick.alerts)
         risk = self.slots["risk"]
-        alerts.extend(self._call([(risk, risk.handle.update.remote(now, list(ticks.values())))])
-                      .get("risk", []))
+        alerts.extend(self._call([risk.send("update", now, list(ticks.values()))]).get("risk", []))
         self._notify(alerts)
         self.stats.ticks += 1
         self.stats.sim_minutes += self.config.market.tick_seconds / 60

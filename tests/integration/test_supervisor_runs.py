@@ -88,10 +88,27 @@ def test_sigkill_of_account_actor_mid_run_restarts_it_without_duplicates(tmp_pat
 
     assert code == 0, err[-3000:]
     kinds = [e["kind"] for e in ledger.actor_events("account-paper")]
-    assert "died" in kinds
-    assert {"restarted", "recreated"} & set(kinds)
+    assert kinds == ["started", "died", "restarted"]  # Ray restarted the process, once
     died_at = next(e["at"] for e in ledger.actor_events("account-paper") if e["kind"] == "died")
     assert any(o["created_at"] > died_at for o in ledger.orders()), "trading went on"
+    assert_ledger_matches_broker(state)
+
+
+def test_actor_whose_restarts_ran_out_is_recreated_by_the_supervisor(tmp_path, run_supervisor):
+    state = tmp_path / "s"
+    run = run_supervisor(state, "--sim-days", "3", "--max-restarts", "0")
+    ledger = wait_for(lambda: (state / LEDGER_FILE).exists() and ledger_of(state), what="ledger")
+    pid = wait_for(lambda: ledger.fills() and next(
+        (e["pid"] for e in ledger.actor_events("account-paper") if e["kind"] == "started"), None),
+        what="the account actor to trade")
+
+    os.kill(pid, signal.SIGKILL)
+    code, _, err = run.wait()
+
+    assert code == 0, err[-3000:]
+    events = ledger.actor_events("account-paper")
+    assert [e["kind"] for e in events] == ["started", "died", "recreated"]
+    assert events[2]["pid"] not in (None, pid)
     assert_ledger_matches_broker(state)
 
 
