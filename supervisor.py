@@ -98,6 +98,7 @@ class Supervisor:
         self.stopping = False
         self.stats = RunStats(started_wall)
         self.slots: dict[str, ActorSlot] = {}
+        self._prepared: tuple[datetime, list] | None = None
         self.last_account_ticks: dict[str, Any] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -301,14 +302,15 @@ class Supervisor:
         session = first_session
         index = 0
         while not self.stopping and (days is None or index < days):
-            for now in self.calendar.ticks(session, self.config.market.tick_seconds):
+            ticks = self.calendar.ticks(session, self.config.market.tick_seconds)
+            for i, now in enumerate(ticks):
                 if self.stopping:
                     break
                 if last_tick is not None and now <= last_tick:
                     continue
                 if self.watch:
                     self._pace(now)
-                self._tick(now)
+                self._tick(now, ticks[i + 1] if i + 1 < len(ticks) else None)
                 self.ledger.set_state("sim_last_tick", now.isoformat())
             else:
                 self._end_of_day(session)
@@ -327,17 +329,22 @@ class Supervisor:
         while not self.stopping and time.monotonic() < due:
             time.sleep(min(0.2, due - time.monotonic()))
 
-    def _tick(self, now: datetime) -> None:
+    def _tick(self, now: datetime, next_now: datetime | None = None) -> None:
         from thetadesk.chain import NEW_YORK
 
         started = time.monotonic()
         self.ledger.set_state("sim_now", now.isoformat())
         symbols = [s for n, s in self.slots.items() if n.startswith("symbol-")]
         accounts = [s for n, s in self.slots.items() if n.startswith("account-")]
-        # Each account's fills, order upkeep and exits run while the symbols think; Ray runs an
-        # actor's calls in the order they were sent, so `enter` below always follows `prepare`.
+        # Each account's first half of the round (fills, order upkeep, exits) was sent at the end
+        # of the previous tick, so the symbols have the CPUs to themselves now. Ray runs an
+        # actor's calls in the order they were sent: `enter` always follows its `prepare`.
+        pending, self._prepared = self._prepared, None
+        if pending is not None and pending[0] == now:
+            prepare_refs = pending[1]
+        else:
+            prepare_refs = [a.send("prepare", now) for a in accounts]
         symbol_refs = [s.send("tick", now) for s in symbols]
-        prepare_refs = [a.send("prepare", now) for a in accounts]
         sym = self._call(symbol_refs)
         if self.stats.first_tick_s is None:
             self.stats.first_tick_s = time.time() - self.stats.started_wall
@@ -355,6 +362,8 @@ class Supervisor:
             calls.append(slot.send("enter", now, mine, wall))
         self._call(prepare_refs)
         ticks = self._call(calls)
+        if next_now is not None and not self.stopping:
+            self._prepared = (next_now, [a.send("prepare", next_now) for a in accounts])
         alerts = []
         for tick in ticks.values():
             self.last_account_ticks[tick.account] = tick
