@@ -114,8 +114,8 @@ class Supervisor:
         self.log = get_logger("supervisor")
         self.ledger = Ledger(self.state_dir / LEDGER_FILE)
         self.calendar = MarketCalendar()
-        self._install_signal_handlers()
         self._start_ray()
+        self._install_signal_handlers()  # after Ray, whose core worker installs its own
         first_session = self._first_session()
         now = self.calendar.session_open(first_session)
         last = self.ledger.get_state("sim_last_tick")
@@ -229,7 +229,7 @@ class Supervisor:
                                        detail=f"{type(error).__name__}: {str(error)[:300]}")
         self.log.warning("actor_died", actor=slot.name, pid=slot.pid, error=type(error).__name__)
         try:
-            slot.pid = ray.get(slot.handle.ping.remote(), timeout=PING_TIMEOUT_S)
+            slot.pid = self._ping_through_restart(slot)
             kind = "restarted"
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             try:
@@ -247,6 +247,20 @@ class Supervisor:
         self.ledger.record_actor_event(actor=slot.name, kind=kind, now=now, pid=slot.pid)
         self._alert_critical(f"actor_{kind}", slot.name,
                              f"{slot.name} died ({type(error).__name__}) and was {kind}")
+
+    def _ping_through_restart(self, slot: ActorSlot) -> int:
+        """The actor's pid once Ray has restarted it. "Unavailable" means Ray is restarting
+        it: keep asking until PING_TIMEOUT_S. Raises if it is dead for good or never answers."""
+        ray = self.ray
+        deadline = time.monotonic() + PING_TIMEOUT_S
+        while True:
+            try:
+                return ray.get(slot.handle.ping.remote(),
+                               timeout=max(1.0, deadline - time.monotonic()))
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
 
     def _call(self, calls: list[tuple[ActorSlot, Any, int]]) -> dict[str, Any]:
         """Wait for one call per actor; a dead actor is recovered (once, however many of its

@@ -224,6 +224,13 @@ class Ledger:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def _select(self, table: str, order_by: str, **equal: Any) -> list[dict[str, Any]]:
+        """Rows of ``table`` whose columns equal the given values (None means any)."""
+        given = {k: v for k, v in equal.items() if v is not None}
+        where = "".join(f" AND {column} = ?" for column in given)
+        return self._rows(f"SELECT * FROM {table} WHERE 1=1{where} ORDER BY {order_by}",
+                          tuple(given.values()))
+
     def _exec(self, sql: str, params: tuple | Mapping = ()) -> int:
         with self.transaction():
             return self._conn.execute(sql, params).rowcount
@@ -335,14 +342,8 @@ class Ledger:
 
     def fills(self, account: str | None = None, client_order_id: str | None = None,
               ) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM fills WHERE 1=1", []
-        if account is not None:
-            sql += " AND account = ?"
-            params.append(account)
-        if client_order_id is not None:
-            sql += " AND client_order_id = ?"
-            params.append(client_order_id)
-        return self._rows(sql + " ORDER BY time, exec_id", tuple(params))
+        return self._select("fills", "time, exec_id", account=account,
+                            client_order_id=client_order_id)
 
     def open_position(
         self, *, position_id: str, account: str, symbol: str, strategy: str,
@@ -400,14 +401,9 @@ class Ledger:
 
     def positions(self, account: str | None = None, status: str | None = "open",
                   ) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM positions WHERE 1=1", []
-        if account is not None:
-            sql += " AND account = ?"
-            params.append(account)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status)
-        return self._rows(sql + " ORDER BY opened_at, position_id", tuple(params))
+        """Positions of an account (all accounts if None) with a status (any if None)."""
+        return self._select("positions", "opened_at, position_id", account=account,
+                            status=status)
 
     # -- risk, breakers, actors, days, run state ---------------------------------------------
 
@@ -438,14 +434,8 @@ class Ledger:
 
     def breakers(self, account: str | None = None, session: date | None = None,
                  ) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM breakers WHERE 1=1", []
-        if account is not None:
-            sql += " AND account = ?"
-            params.append(account)
-        if session is not None:
-            sql += " AND session = ?"
-            params.append(session.isoformat())
-        return self._rows(sql + " ORDER BY tripped_at", tuple(params))
+        return self._select("breakers", "tripped_at", account=account,
+                            session=None if session is None else session.isoformat())
 
     def record_actor_event(self, *, actor: str, kind: str, now: datetime, pid: int | None = None,
                            detail: str | None = None) -> None:

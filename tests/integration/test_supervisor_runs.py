@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.conftest import wait_for
 from thetadesk.config import DEFAULT_CONFIG, load_config
-from thetadesk.store import LEDGER_FILE, Ledger
+from thetadesk.store import LEDGER_FILE, Ledger, legs_from_json
 from thetadesk.wiring import build_broker, build_market
 
 pytestmark = pytest.mark.integration
@@ -37,13 +37,21 @@ def assert_ledger_matches_broker(state_dir: Path) -> Ledger:
     assert {f["exec_id"] for f in ledger.fills(ACCOUNT.name)} == broker_fills
     held = {}
     for pos in ledger.positions(ACCOUNT.name):
-        from thetadesk.store import legs_from_json
-
         for leg in legs_from_json(pos["legs"]):
             held[leg.contract.occ] = held.get(leg.contract.occ, 0) + leg.ratio * pos["quantity"]
     assert {k: v for k, v in held.items() if v} == {
         p.contract.occ: p.quantity for p in broker.positions()}
     return ledger
+
+
+def kill_account_actor_once_it_trades(state: Path) -> tuple[Ledger, int]:
+    """Wait until the run's account actor has traded, then SIGKILL its worker process."""
+    ledger = wait_for(lambda: (state / LEDGER_FILE).exists() and ledger_of(state), what="ledger")
+    pid = wait_for(lambda: ledger.fills() and next(
+        (e["pid"] for e in ledger.actor_events("account-paper") if e["kind"] == "started"), None),
+        what="the account actor to trade")
+    os.kill(pid, signal.SIGKILL)
+    return ledger, pid
 
 
 def trades(state_dir: Path):
@@ -78,12 +86,8 @@ def test_sigkill_of_account_actor_mid_run_restarts_it_without_duplicates(tmp_pat
                                                                          run_supervisor):
     state = tmp_path / "s"
     run = run_supervisor(state, "--sim-days", "4")
-    ledger = wait_for(lambda: (state / LEDGER_FILE).exists() and ledger_of(state), what="ledger")
-    pid = wait_for(lambda: ledger.fills() and next(
-        (e["pid"] for e in ledger.actor_events("account-paper") if e["kind"] == "started"), None),
-        what="the account actor to trade")
 
-    os.kill(pid, signal.SIGKILL)
+    ledger, _ = kill_account_actor_once_it_trades(state)
     code, _, err = run.wait()
 
     assert code == 0, err[-3000:]
@@ -97,12 +101,8 @@ def test_sigkill_of_account_actor_mid_run_restarts_it_without_duplicates(tmp_pat
 def test_actor_whose_restarts_ran_out_is_recreated_by_the_supervisor(tmp_path, run_supervisor):
     state = tmp_path / "s"
     run = run_supervisor(state, "--sim-days", "3", "--max-restarts", "0")
-    ledger = wait_for(lambda: (state / LEDGER_FILE).exists() and ledger_of(state), what="ledger")
-    pid = wait_for(lambda: ledger.fills() and next(
-        (e["pid"] for e in ledger.actor_events("account-paper") if e["kind"] == "started"), None),
-        what="the account actor to trade")
 
-    os.kill(pid, signal.SIGKILL)
+    ledger, pid = kill_account_actor_once_it_trades(state)
     code, _, err = run.wait()
 
     assert code == 0, err[-3000:]
@@ -150,3 +150,39 @@ def test_unknown_order_outcomes_are_resolved_by_lookup_after_crashes(tmp_path, r
     assert [o["reason"] for o in never_sent] == ["never reached the broker (resolved by lookup)"]
     deaths = [e for e in ledger.actor_events("account-paper") if e["kind"] == "died"]
     assert len(deaths) == 2
+
+
+def test_daily_loss_breaker_trips_alerts_critical_and_halts_entries(tmp_path, run_supervisor):
+    # A $1 daily loss limit: the first trade's commissions and spread trip it.
+    config = tmp_path / "tight.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace("daily_loss_limit: 2000",
+                                                         "daily_loss_limit: 1"))
+    state = tmp_path / "s"
+
+    code, _, err = run_supervisor(state, "--sim-days", "2", "--config", str(config)).wait()
+
+    assert code == 0, err[-3000:]
+    assert "[CRITICAL] breaker_tripped: paper: daily loss breaker tripped" in err
+    ledger = ledger_of(state)
+    assert {b["name"] for b in ledger.breakers("paper")} == {"daily_loss"}
+    halted = [v for v in ledger.verdicts("paper") if v["check_name"] == "daily_loss"]
+    assert halted, "entries after the trip are refused by the breaker"
+    assert all(not v["approved"] for v in halted)
+    assert_ledger_matches_broker(state)
+
+
+def test_sigterm_stops_cleanly_after_the_current_tick(tmp_path, run_supervisor):
+    state = tmp_path / "s"
+    run = run_supervisor(state, "--sim-days", "30")
+    ledger = wait_for(lambda: (state / LEDGER_FILE).exists() and ledger_of(state), what="ledger")
+    wait_for(lambda: ledger.fills(), what="a first fill")
+
+    run.proc.send_signal(signal.SIGTERM)
+    code, out, err = run.wait()
+
+    assert code == 0, err[-3000:]
+    assert "SIGTERM: finishing this tick" in err
+    assert "opened closed" in out  # the summary of what did run
+    assert len(ledger.days()) < 30
+    assert ledger.actor_events("supervisor")[-1]["kind"] == "stopped"
+    assert_ledger_matches_broker(state)
