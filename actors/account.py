@@ -22,6 +22,7 @@ class AccountActor:
         start_process(config, state_dir, f"account-{name}", console)
         account = next(a for a in config.accounts if a.name == name)
         self.risk = risk
+        ray.get(risk.ping.remote())  # open the channel to the risk actor now, not on a trade
         ledger = ledger_for(state_dir)
         market = build_market(config)
         broker = build_broker(account, market, state_dir)
@@ -34,6 +35,7 @@ class AccountActor:
 
     def set_risk(self, risk) -> None:
         self.risk = risk
+        ray.get(risk.ping.remote())
 
     def prepare(self, now: datetime) -> None:
         self.engine.prepare(now)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the supervised system on the simulator; print one JSON object.
 
-Usage: .venv/bin/python scripts/bench_system.py [--sim-days 5] [--seed 7]
+Usage: .venv/bin/python scripts/bench_system.py [--sim-days 30] [--seed 7]
 
 Runs `supervisor.py --sim-days N` in a fresh state dir (its own local Ray cluster), reads the
 run statistics it writes (`run_stats.json`), then measures a baseline in the same invocation: the
@@ -57,7 +57,8 @@ def ray_call_p50_ms(calls: int = 500) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sim-days", type=int, default=5)
+    parser.add_argument("--sim-days", type=int, default=30,
+                        help="simulated days (entries are rare: 30 days give ~7 samples)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 

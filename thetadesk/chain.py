@@ -75,14 +75,18 @@ class OptionChain:
         self.rate = float(rate)
         self.dividend_yield = float(dividend_yield)
         self._rows: dict[date, list[OptionQuote]] = {}
+        live: dict[date, bool] = {}
         for row in rows:
-            if row.contract.underlying != underlying:
+            contract = row.contract
+            if contract.underlying != underlying:
                 raise DataError(
-                    f"{underlying} chain: contract {row.contract} is on another underlying"
+                    f"{underlying} chain: contract {contract} is on another underlying"
                 )
-            if expiry_instant(row.contract.expiry) <= as_of:
-                continue  # expired: not tradable, not selectable
-            self._rows.setdefault(row.contract.expiry, []).append(row)
+            expiry = contract.expiry
+            if expiry not in live:
+                live[expiry] = expiry_instant(expiry) > as_of
+            if live[expiry]:  # an expired contract is not tradable, not selectable
+                self._rows.setdefault(expiry, []).append(row)
         self._deltas: dict[tuple[date, Right], tuple[list[OptionQuote], np.ndarray]] = {}
 
     def expiries(self) -> list[date]:

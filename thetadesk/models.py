@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from numbers import Real
 
@@ -127,19 +127,30 @@ class Quote:
     ts: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("bid", "ask"):
-            value = getattr(self, name)
-            if not isinstance(value, Real) or not math.isfinite(value) or value < 0:
-                raise DataError(f"quote {name} must be a finite number >= 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if self.bid > self.ask:
-            raise DataError(f"crossed quote: bid {self.bid} > ask {self.ask}")
-        for name in ("bid_size", "ask_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise DataError(f"quote {name} must be an integer >= 0, got {value!r}")
-        if self.ts is not None and (self.ts.tzinfo is None or self.ts.utcoffset() is None):
-            raise DataError(f"quote timestamp must be timezone-aware, got {self.ts!r}")
+        bid, ask = self.bid, self.ask
+        if type(bid) is not float or type(ask) is not float:  # the common case skips this
+            for name in ("bid", "ask"):
+                value = getattr(self, name)
+                if not isinstance(value, Real) or isinstance(value, bool):
+                    raise DataError(f"quote {name} must be a finite number >= 0, got {value!r}")
+                object.__setattr__(self, name, float(value))
+            bid, ask = self.bid, self.ask
+        if not (0.0 <= bid <= ask < math.inf):  # NaN fails every comparison
+            for name, value in (("bid", bid), ("ask", ask)):
+                if not (0.0 <= value < math.inf):
+                    raise DataError(f"quote {name} must be a finite number >= 0, got {value!r}")
+            raise DataError(f"crossed quote: bid {bid} > ask {ask}")
+        if not (type(self.bid_size) is int and type(self.ask_size) is int
+                and self.bid_size >= 0 and self.ask_size >= 0):
+            for name in ("bid_size", "ask_size"):
+                value = getattr(self, name)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise DataError(f"quote {name} must be an integer >= 0, got {value!r}")
+                object.__setattr__(self, name, int(value))
+        ts = self.ts
+        if ts is not None and ts.tzinfo is not UTC and (ts.tzinfo is None
+                                                         or ts.utcoffset() is None):
+            raise DataError(f"quote timestamp must be timezone-aware, got {ts!r}")
 
     @property
     def mid(self) -> float:

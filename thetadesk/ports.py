@@ -31,9 +31,12 @@ class MarketData(Protocol):
         """One contract's quote at ``now``. Raises DataError if it is unusable."""
         ...
 
-    def chain(self, symbol: str, now: datetime) -> OptionChain:
-        """The listed options with quotes at ``now``. Rows whose quote is unusable (NaN,
-        negative, crossed) are left out and logged, never passed on."""
+    def chain(self, symbol: str, now: datetime, min_dte: int | None = None,
+              max_dte: int | None = None) -> OptionChain:
+        """The listed options with quotes at ``now``, only the expiries with
+        ``min_dte <= DTE <= max_dte`` (calendar days from ``now``'s New York date) when given.
+        Rows whose quote is unusable (NaN, negative, crossed) are left out and logged, never
+        passed on."""
         ...
 
 

@@ -68,7 +68,11 @@ class SymbolEngine:
         if not (r.entry_start <= local <= r.entry_end):
             return SymbolTick(self.symbol, now, None, None, note="outside the entry window")
         try:
-            chain = self.market.chain(self.symbol, now)
+            # Only the expiries that can be nearest the target; the whole chain if none is.
+            chain = self.market.chain(self.symbol, now, min_dte=r.min_dte,
+                                      max_dte=2 * r.target_dte)
+            if not chain.expiries():
+                chain = self.market.chain(self.symbol, now)
             expiry = chain.nearest_expiry(r.target_dte, min_dte=r.min_dte)
         except DataError as exc:
             self.log.warning("no_chain", reason=str(exc), at=now.isoformat())

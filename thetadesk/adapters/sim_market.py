@@ -37,14 +37,13 @@ within one bar gets the same prices.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import threading
 import warnings
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -237,6 +236,7 @@ class _Surface:
     delta: list[float]
     iv: list[float]
     index: dict[Contract, int]
+    by_expiry: dict[date, list[int]]  # row indices of each expiry, in listing order
 
 
 class SimMarket:
@@ -357,15 +357,26 @@ class SimMarket:
                 surface.bar.time,
             )
 
-    def chain(self, symbol: str, now: datetime) -> OptionChain:
-        """The listed options on ``symbol`` with quotes, model deltas and IVs at ``now``.
+    def chain(
+        self, symbol: str, now: datetime, min_dte: int | None = None, max_dte: int | None = None
+    ) -> OptionChain:
+        """The listed options on ``symbol`` with quotes, model deltas and IVs at ``now``; only
+        the expiries ``min_dte <= DTE <= max_dte`` (calendar days from ``now``'s New York date)
+        when those are given.
 
         Rows whose quote is bad (only the ``corrupt`` hook makes them) are left out and logged
         as ``quote_rejected`` on the ``sim_market`` logger.
         """
         with self._lock:
             bar = self._bar(symbol, now)
-            rows = self._listed_rows(symbol, bar)
+            expiries = None
+            if min_dte is not None or max_dte is not None:
+                today = now.astimezone(NEW_YORK).date()
+                lo = -math.inf if min_dte is None else min_dte
+                hi = math.inf if max_dte is None else max_dte
+                expiries = [e for e in self._surface(symbol, bar).by_expiry
+                            if lo <= (e - today).days <= hi]
+            rows = self._listed_rows(symbol, bar, expiries)
             if self._corrupt is not None:
                 rows = self._screen(rows, now)
             spec = self._symbols[symbol]
@@ -565,20 +576,36 @@ class SimMarket:
             delta=np.atleast_1d(g.delta).tolist(),
             iv=np.atleast_1d(iv).tolist(),
             index=index if index is not None else {c: i for i, c in enumerate(contracts)},
+            by_expiry=_group_by_expiry(contracts),
         )
 
-    def _listed_rows(self, symbol: str, bar: _Bar) -> tuple[OptionQuote, ...]:
+    def _listed_rows(
+        self, symbol: str, bar: _Bar, expiries: Iterable[date] | None = None
+    ) -> tuple[OptionQuote, ...]:
+        """Rows of the listed contracts (of ``expiries`` only, if given), built per expiry on
+        first use and cached per bar: most callers need a few expiries of a long chain."""
         key = (symbol, bar.day, bar.minute)
-        rows = self._rows.get(key)
-        if rows is None:
-            s = self._surface(symbol, bar)
-            quotes = _checked_quotes(s.bid, s.ask, s.bid_size, s.ask_size, bar.time)
-            rows = tuple(
-                OptionQuote(c, quotes[i], delta=s.delta[i], iv=s.iv[i])
-                for i, c in enumerate(s.contracts)
-            )
-            self._rows.put(key, rows)
-        return rows
+        built = self._rows.get(key)
+        if built is None:
+            built = {}
+            self._rows.put(key, built)
+        s = self._surface(symbol, bar)
+        wanted = s.by_expiry if expiries is None else [e for e in expiries if e in s.by_expiry]
+        rows: list[OptionQuote] = []
+        for expiry in wanted:
+            group = built.get(expiry)
+            if group is None:
+                idx = s.by_expiry[expiry]
+                quotes = _checked_quotes([s.bid[i] for i in idx], [s.ask[i] for i in idx],
+                                         [s.bid_size[i] for i in idx],
+                                         [s.ask_size[i] for i in idx], bar.time)
+                group = tuple(
+                    OptionQuote(s.contracts[i], q, delta=s.delta[i], iv=s.iv[i])
+                    for i, q in zip(idx, quotes, strict=True)
+                )
+                built[expiry] = group
+            rows.extend(group)
+        return tuple(rows)
 
     def _screen(self, rows: tuple[OptionQuote, ...], now: datetime) -> list[OptionQuote]:
         assert self._corrupt is not None
@@ -597,43 +624,18 @@ class SimMarket:
         return kept
 
 
-_QUOTE_FIELDS = ("bid", "ask", "bid_size", "ask_size", "ts")
-_TRUSTED_QUOTES = tuple(f.name for f in dataclasses.fields(Quote)) == _QUOTE_FIELDS
+def _group_by_expiry(contracts: tuple[Contract, ...]) -> dict[date, list[int]]:
+    groups: dict[date, list[int]] = {}
+    for i, contract in enumerate(contracts):
+        groups.setdefault(contract.expiry, []).append(i)
+    return groups
 
 
 def _checked_quotes(
     bid: list[float], ask: list[float], bid_size: list[int], ask_size: list[int], ts: datetime
 ) -> list[Quote]:
-    """Quotes for a whole surface, validated in one vectorised pass.
-
-    ``Quote.__post_init__`` costs about 2 us a quote, most of the chain's budget, so the rules it
-    enforces (finite prices >= 0, bid <= ask, integer sizes >= 0, an aware timestamp) are checked
-    here for all rows at once and the instances are then filled in directly. If any value breaks
-    a rule, or ``Quote`` ever has other fields than these, every quote goes through the
-    constructor instead, so a bad value still raises DataError exactly as it would there.
-    """
-    b = np.asarray(bid, dtype=np.float64)
-    a = np.asarray(ask, dtype=np.float64)
-    valid = (
-        _TRUSTED_QUOTES
-        and ts.utcoffset() is not None
-        and bool(np.all(np.isfinite(b) & np.isfinite(a) & (b >= 0.0) & (b <= a)))
-        and min(bid_size, default=0) >= 0
-        and min(ask_size, default=0) >= 0
-    )
-    if not valid:
-        return [Quote(*row, ts) for row in zip(bid, ask, bid_size, ask_size, strict=True)]
-    quotes = []
-    new, set_ = Quote.__new__, object.__setattr__
-    for b_, a_, bs, as_ in zip(bid, ask, bid_size, ask_size, strict=True):
-        quote = new(Quote)
-        set_(quote, "bid", b_)
-        set_(quote, "ask", a_)
-        set_(quote, "bid_size", bs)
-        set_(quote, "ask_size", as_)
-        set_(quote, "ts", ts)
-        quotes.append(quote)
-    return quotes
+    """Quotes for a whole surface; ``Quote`` validates each one (a bad value raises DataError)."""
+    return [Quote(*row, ts) for row in zip(bid, ask, bid_size, ask_size, strict=True)]
 
 
 def _corrupted(ask: float, verdict: str, ts: datetime | None) -> Quote:
