@@ -99,7 +99,6 @@ class Supervisor:
         self.stats = RunStats(started_wall)
         self.slots: dict[str, ActorSlot] = {}
         self._prepared: tuple[datetime, list] | None = None
-        self.last_account_ticks: dict[str, Any] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -380,7 +379,6 @@ class Supervisor:
             self._prepared = (next_now, [a.send("prepare", next_now) for a in accounts])
         alerts = []
         for tick in ticks.values():
-            self.last_account_ticks[tick.account] = tick
             if self.watch and (tick.submitted or tick.opened or tick.closed or tick.rejected):
                 print(f"{now.astimezone(NEW_YORK):%Y-%m-%d %H:%M} New York  {tick.account}: "
                       f"{len(tick.submitted)} orders sent, {tick.opened} opened, {tick.closed} "

@@ -101,6 +101,10 @@ class AccountEngine:
         self._order_age: Counter[str] = Counter()
         self._wall: Callable[[], float] = lambda: 0.0
         self._submit_wall = 0.0
+        self._prepared: datetime | None = None  # the tick whose first half has run
+        self._submitted: list[str] = []
+        self._rejected: list[str] = []
+        self._session = session_of(now)
         self.recover(now)
 
     # -- recovery -----------------------------------------------------------------------------
@@ -171,8 +175,7 @@ class AccountEngine:
         """The first half of a round, independent of the symbols' proposals: fills, order
         upkeep and exits (the supervisor runs it while the symbol actors think)."""
         self._opened = self._closed = 0
-        self._submitted: list[str] = []
-        self._rejected: list[str] = []
+        self._submitted, self._rejected = [], []
         self._session = session_of(now)
         self._prepared = now
         acct = self.broker.account()
@@ -189,7 +192,7 @@ class AccountEngine:
         """The second half: take the symbols' intents, then report. ``proposed_wall`` and
         ``wall`` (wall-clock seconds, supplied by the actor shell) only measure the latency
         from an intent's proposal to its order reaching the broker."""
-        if getattr(self, "_prepared", None) != now:
+        if self._prepared != now:
             self.prepare(now)
         if wall is not None:
             self._wall = wall
