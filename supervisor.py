@@ -474,7 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.check_config:
         accounts = ", ".join(a.name for a in config.accounts)
-        print(f"{args.config}: OK ({len(config.market.symbols)} symbols: "
+        n = len(config.market.symbols)
+        print(f"{args.config}: OK ({n} symbol{'' if n == 1 else 's'}: "
               f"{', '.join(config.market.symbols)}; accounts: {accounts})")
         return 0
     from thetadesk.logging import configure_logging

@@ -16,6 +16,10 @@ Keys:
                            write-ahead ledger row and the paper broker; target p50 < 10)
   intents_measured         how many intents reached the broker in the run
   ray_call_p50_ms          baseline: one empty actor method call, round trip, median of 500
+  sim_days_per_s           simulated trading days per wall second while ticking (2 symbols, the
+                           whole system at full speed; target: a year, 252 days, in < 60 s)
+  chain_snapshots_per_s    option chain snapshots per second from the simulated market, each at a
+                           new minute (so re-priced), of about 400 contracts (chain_contracts)
   wall_s                   the supervisor run's wall time
 """
 
@@ -55,6 +59,34 @@ def ray_call_p50_ms(calls: int = 500) -> float:
     return statistics.median(samples)
 
 
+def chain_snapshots_per_s(seconds: float = 3.0) -> tuple[float, int]:
+    """Snapshots per second of a ~400-contract SPY chain, each at a new minute bar."""
+    from datetime import timedelta
+
+    from thetadesk.clock import MarketCalendar
+    from thetadesk.config import DEFAULT_CONFIG, load_config
+    from thetadesk.wiring import build_market
+
+    config = load_config(DEFAULT_CONFIG)
+    market = build_market(config)
+    calendar = MarketCalendar()
+    session = calendar.next_session(config.market.start)
+    start = calendar.session_open(session) + timedelta(minutes=1)
+    # Widen the DTE window until the chain holds at least 400 contracts.
+    for window in range(1, 200):
+        chain = market.chain("SPY", start, 0, window)
+        size = sum(len(chain.rows(e)) for e in chain.expiries())
+        if size >= 400:
+            break
+    market.chain("SPY", start + timedelta(minutes=1), 0, window)  # warm caches and kernels
+    n, minute, t0 = 0, 2, time.perf_counter()
+    while time.perf_counter() - t0 < seconds and minute < 380:
+        market.chain("SPY", start + timedelta(minutes=minute), 0, window)
+        n += 1
+        minute += 1
+    return n / (time.perf_counter() - t0), size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sim-days", type=int, default=30,
@@ -74,6 +106,7 @@ def main() -> None:
             sys.exit(f"supervisor failed ({result.returncode}):\n{result.stderr[-3000:]}")
         stats = json.loads((Path(state) / "run_stats.json").read_text())
 
+    snapshots, contracts = chain_snapshots_per_s()
     print(json.dumps({
         "first_tick_s": round(stats["first_tick_s"], 2),
         "sim_minutes_per_s": round(stats["sim_minutes_per_s"], 1),
@@ -83,6 +116,9 @@ def main() -> None:
         and round(stats["intent_to_broker_p99_ms"], 2),
         "intents_measured": len(stats["intent_to_broker_ms"]),
         "ray_call_p50_ms": round(ray_call_p50_ms(), 3),
+        "sim_days_per_s": round(stats["sim_minutes_per_s"] / 390.0, 2),
+        "chain_snapshots_per_s": round(snapshots, 1),
+        "chain_contracts": contracts,
         "ticks": stats["ticks"],
         "sim_days": args.sim_days,
         "wall_s": round(wall, 1),

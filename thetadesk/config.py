@@ -106,6 +106,13 @@ NewYorkTime = Annotated[time, BeforeValidator(_parse_hhmm)]
 SymbolName = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
 
 
+# What historical replay can serve (thetadesk/adapters/replay.py): the S&P 500 as SPY, and
+# starts that leave two months of data for expiries.
+REPLAY_SYMBOLS = frozenset({"SPY"})
+REPLAY_FIRST = date(2000, 1, 3)
+REPLAY_LAST = date(2018, 10, 31)
+
+
 class SymbolConfig(_Section):
     """One underlying of the simulated market."""
 
@@ -118,7 +125,10 @@ class SymbolConfig(_Section):
 class MarketConfig(_Section):
     """Where prices come from and how simulated time moves."""
 
-    source: Literal["sim"]
+    source: Literal["sim", "replay"] = Field(
+        description="sim: the seeded simulator; replay: real S&P 500 history (1999-2018, VIX "
+        "from 2014) from the arch package, traded as SPY at a tenth of the index"
+    )
     start: date = Field(
         ge=CALENDAR_FIRST,
         le=CALENDAR_LAST,
@@ -128,6 +138,19 @@ class MarketConfig(_Section):
     pace: float = Field(gt=0, description="simulated seconds per wall-clock second (scripts/run)")
     rate: float = Field(ge=-0.05, le=0.5, description="risk-free rate, continuous, annual")
     symbols: dict[SymbolName, SymbolConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_replay(self) -> MarketConfig:
+        if self.source != "replay":
+            return self
+        problems: list[tuple[Loc, str]] = []
+        for name in self.symbols:
+            if name not in REPLAY_SYMBOLS:
+                problems.append((("symbols", name), "replay has the S&P 500 only: use SPY"))
+        if not REPLAY_FIRST <= self.start <= REPLAY_LAST:
+            problems.append((("start",), f"replay data covers {REPLAY_FIRST} to {REPLAY_LAST}"))
+        _raise_problems(problems)
+        return self
 
 
 class StrategyConfig(_Section):

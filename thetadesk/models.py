@@ -240,6 +240,8 @@ class OrderStatus(StrEnum):
     FILLED = "filled"
     CANCELED = "canceled"
     REJECTED = "rejected"
+    EXPIRED = "expired"  # a day order still open at its session's close
+    REPLACED = "replaced"  # superseded by the order named in ``BrokerOrder.replaced_by``
 
     @property
     def is_open(self) -> bool:
@@ -261,8 +263,18 @@ class OrderRequest:
     quantity: int
     limit_price: float
     opening: bool = True
+    # "limit", or "market": fill at the natural price (plus the broker's slippage), whatever
+    # ``limit_price`` says (it must still be finite; it is kept but ignored).
+    order_type: str = "limit"
+    # "gtc": good until canceled (the default, as before); "day": the broker expires it if it
+    # is still open at the close of its session (Alpaca's ``time_in_force``).
+    time_in_force: str = "gtc"
 
     def __post_init__(self) -> None:
+        if self.order_type not in ("limit", "market"):
+            raise DataError(f"order_type must be 'limit' or 'market', got {self.order_type!r}")
+        if self.time_in_force not in ("gtc", "day"):
+            raise DataError(f"time_in_force must be 'gtc' or 'day', got {self.time_in_force!r}")
         if not self.client_order_id or len(self.client_order_id) > 48:
             raise DataError(f"client_order_id must be 1-48 characters: {self.client_order_id!r}")
         if not self.legs:
@@ -287,6 +299,11 @@ class BrokerOrder:
     submitted_at: datetime
     updated_at: datetime
     reason: str | None = None  # why rejected or canceled, when known
+    order_type: str = "limit"
+    time_in_force: str = "gtc"
+    expires_at: datetime | None = None  # a day order's session close
+    replaces: str | None = None  # the client order id this order replaced
+    replaced_by: str | None = None  # the client order id that replaced this order
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,13 @@ from thetadesk.ports import Broker, MarketData
 
 def build_market(config: Config) -> MarketData:
     m = config.market
+    if m.source == "replay":
+        from thetadesk.adapters.replay import HistoricalReplay
+
+        spy = m.symbols["SPY"]
+        return HistoricalReplay(symbols={"SPY": 0.1}, rate=m.rate,
+                                dividend_yield=spy.dividend_yield,
+                                strike_step=spy.strike_step, seed=config.seed)
     symbols = {
         name: SimSymbol(spot=s.spot, vol=s.vol, dividend_yield=s.dividend_yield,
                         strike_step=s.strike_step)

@@ -15,11 +15,28 @@ Units and conventions (those of ``thetadesk.models``):
 - Cash, equity, buying power, margin, commissions and settlement amounts are dollars.
 - Positions are signed contract counts (> 0 long, < 0 short) with an average price per share.
 
-Matching: an open order fills, all of it, at its limit price (no price improvement, no partial
-fills) as soon as it is marketable during a regular session: the natural net price of its legs
-(bid for the legs sold, ask for the legs bought) is at least the limit. A leg without a usable
-quote means no fill. Orders are good until canceled, or canceled by the broker when a leg
-expires first. Commission is ``commission_per_contract`` per contract (sum of |ratio| x quantity).
+Matching (``FillModel``; its defaults are the original behaviour): during a regular session an
+open limit order fills, all of it, at its limit price (no price improvement) as soon as it is
+marketable: the natural net price of its legs (bid for the legs sold, ask for the legs bought),
+less ``slippage_ticks`` x $0.01, is at least the limit. A limit order never fills worse than its
+limit, so slippage only makes a marginally marketable limit wait. A market order fills at the
+natural price less the slippage. With ``mid_fill_probability`` a limit between that price and the
+mid fills at the limit with a probability rising linearly from 0 at the mid to 1 at the natural,
+drawn once per (seed, client order id, minute) so a run is reproducible. With
+``max_display_share`` one poll fills at most that share of the smallest displayed size among the
+legs (in units of the combination); the rest stays open, PARTIALLY_FILLED, one ``Fill`` per
+execution. A leg without a usable quote means no fill.
+
+Lifetime (Alpaca's order states): orders are good until canceled (``time_in_force="gtc"``) or
+day orders (``"day"``), EXPIRED at the first call at or after the close of their session (the
+session in progress or, outside one, the next; early closes respected). An open order is
+canceled by the broker when a leg expires first. ``replace`` turns an open order REPLACED and
+opens a NEW one under a new client order id carrying the change.
+
+Fees (``Fees``): per contract commission, plus an options regulatory fee per contract and a
+TAF-like fee per contract sold (capped per execution), each regulatory part rounded up to the
+cent per execution. ``Fill.commission`` is the TOTAL of an execution's fees. Without ``fees``
+only ``commission_per_contract`` is charged, as before.
 
 Expiry: at the first ``poll`` at or after an option's expiry close (16:00 New York), it is
 CASH-SETTLED at intrinsic value against the underlying's spot at that close (a simplification of
@@ -30,13 +47,16 @@ Capital: equity = cash + positions marked at their mids (longs minus shorts, tim
 Margin is the worst value at expiry of each underlying's held options across its strikes (all
 expiries treated as expiring together), nothing for longs; unbounded for net short calls.
 buying_power = equity - margin - the buying power reserved by open opening orders, floored at 0.
-An opening order needs buying power for its own defined-risk margin times quantity, plus any
-debit and its commission. ``account()`` marks positions at the broker's clock: the latest
-``now`` it was given by ``submit``, ``cancel`` or ``poll``.
+An opening order needs buying power for its own defined-risk margin (for a vertical: width x
+multiplier x quantity) less the credit it receives, or plus the debit it pays, plus its fees
+(a market order is priced at the natural less slippage when it is submitted); a partial fill
+releases the filled share of the reservation. ``account()`` marks positions at the broker's
+clock: the latest ``now`` it was given by ``submit``, ``cancel``, ``replace`` or ``poll``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
@@ -45,13 +65,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import structlog
 
-from thetadesk.chain import expiry_instant
+from thetadesk.chain import NEW_YORK, expiry_instant
+from thetadesk.clock import MarketCalendar
 from thetadesk.errors import DataError, OrderRejected
 from thetadesk.models import (
     BrokerAccount,
@@ -66,9 +88,10 @@ from thetadesk.models import (
     Right,
 )
 
-__all__ = ["QuoteSource", "Settlement", "SimBroker", "defined_risk_margin"]
+__all__ = ["Fees", "FillModel", "QuoteSource", "Settlement", "SimBroker", "defined_risk_margin"]
 
-_SCHEMA_VERSION = 1
+TICK = 0.01  # dollars per share: the price increment of slippage
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS book (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -130,6 +153,16 @@ CREATE TABLE IF NOT EXISTS settlements (
     time TEXT NOT NULL
 );
 """
+# Version 1 -> 2: order types, day orders and replacement.
+_MIGRATIONS = {
+    2: (
+        "ALTER TABLE orders ADD COLUMN order_type TEXT NOT NULL DEFAULT 'limit'",
+        "ALTER TABLE orders ADD COLUMN time_in_force TEXT NOT NULL DEFAULT 'gtc'",
+        "ALTER TABLE orders ADD COLUMN expires_at TEXT",
+        "ALTER TABLE orders ADD COLUMN replaces TEXT",
+        "ALTER TABLE orders ADD COLUMN replaced_by TEXT",
+    ),
+}
 
 
 class QuoteSource(Protocol):
@@ -162,6 +195,101 @@ class Settlement:
     time: datetime
 
 
+def _number(owner: str, name: str, value: object, *, integer: bool = False) -> None:
+    kinds = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise DataError(f"{owner} {name} must be a{'n integer' if integer else ' number'}, "
+                        f"got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise DataError(f"{owner} {name} must be finite and >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FillModel:
+    """How the paper broker matches orders. The defaults are the original behaviour: a limit
+    order fills in full, at its limit, once the natural price reaches it.
+
+    - ``mode``: "limit" (the only mode so far: limit orders fill at their limit, never better).
+    - ``slippage_ticks``: $0.01 ticks per share lost against the natural price. A market order
+      fills at natural - slippage; a limit order needs natural - slippage >= limit and still
+      fills at its limit (never worse than the limit, never better).
+    - ``mid_fill_probability``: a limit between the mid and natural - slippage fills at the
+      limit with probability (mid - limit) / (mid - (natural - slippage)): 0 at the mid, 1 at
+      the natural. One uniform draw per (``seed``, client order id, minute): reproducible.
+    - ``max_display_share``: None for no limit, else in (0, 1]: one poll fills at most
+      floor(share x the smallest displayed size among the legs) units of the combination (the
+      displayed size of a leg is the bid size of a leg sold, the ask size of a leg bought,
+      divided by |ratio|); no fill if that is 0.
+    """
+
+    mode: str = "limit"
+    slippage_ticks: int = 0
+    mid_fill_probability: bool = False
+    max_display_share: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode != "limit":
+            raise DataError(f"FillModel mode must be 'limit', got {self.mode!r}")
+        _number("FillModel", "slippage_ticks", self.slippage_ticks, integer=True)
+        _number("FillModel", "seed", self.seed, integer=True)
+        if not isinstance(self.mid_fill_probability, bool):
+            raise DataError(f"FillModel mid_fill_probability must be a bool, "
+                            f"got {self.mid_fill_probability!r}")
+        share = self.max_display_share
+        if share is not None:
+            _number("FillModel", "max_display_share", share)
+            if not 0 < share <= 1:
+                raise DataError(f"FillModel max_display_share must be in (0, 1], got {share!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Fees:
+    """Dollars per option contract charged on every execution, like a US retail broker's:
+
+    - ``commission_per_contract`` on every contract;
+    - ``orf_per_contract``: the Options Regulatory Fee, on every contract;
+    - ``taf_per_contract_sold``: the FINRA Trading Activity Fee, on contracts SOLD only (legs
+      sold, opening or closing), at most ``taf_cap`` dollars per execution.
+
+    The regulatory parts (ORF, TAF) are each rounded UP to the cent per execution, as brokers
+    pass them on; the commission is not rounded. ``Fill.commission`` carries ``total``.
+    """
+
+    commission_per_contract: float = 0.65
+    orf_per_contract: float = 0.02
+    taf_per_contract_sold: float = 0.00279
+    taf_cap: float = 8.30
+
+    def __post_init__(self) -> None:
+        for name in ("commission_per_contract", "orf_per_contract", "taf_per_contract_sold",
+                     "taf_cap"):
+            _number("Fees", name, getattr(self, name))
+
+    def breakdown(self, legs: Iterable[Leg], quantity: int) -> dict[str, float]:
+        """The fees in dollars of trading ``quantity`` units of ``legs``, by kind."""
+        legs = tuple(legs)
+        per_unit = sum(abs(leg.ratio) for leg in legs)
+        sold = sum(-leg.ratio for leg in legs if leg.ratio < 0) * quantity
+        # The original formula, kept exactly: equal floats for the same inputs as before.
+        parts = {"commission": self.commission_per_contract * per_unit * quantity}
+        parts["orf"] = _cents_up(self.orf_per_contract * per_unit * quantity)
+        parts["taf"] = _cents_up(min(self.taf_per_contract_sold * sold, self.taf_cap))
+        return parts
+
+    def total(self, legs: Iterable[Leg], quantity: int) -> float:
+        parts = self.breakdown(legs, quantity)
+        total = parts["commission"]
+        for extra in (parts["orf"], parts["taf"]):
+            if extra:
+                total = round(total + extra, 10)
+        return total
+
+
+def _cents_up(amount: float) -> float:
+    return math.ceil(round(amount * 100.0, 6)) / 100.0 if amount > 0 else 0.0
+
+
 def _intrinsic(contract: Contract, underlying_price: float) -> float:
     if contract.right is Right.CALL:
         return max(underlying_price - contract.strike, 0.0)
@@ -189,6 +317,13 @@ def defined_risk_margin(holdings: Iterable[tuple[Contract, int]]) -> float:
         )
         total += max(0.0, -worst)
     return total
+
+
+def _draw(seed: int, client_order_id: str, now: datetime) -> float:
+    """A uniform [0, 1) draw that depends only on (seed, client order id, minute of ``now``)."""
+    key = int.from_bytes(hashlib.sha256(client_order_id.encode()).digest()[:8], "big")
+    minute = int(now.timestamp()) // 60
+    return float(np.random.default_rng([seed, key, minute]).random())
 
 
 def _iso(now: datetime) -> str:
@@ -225,8 +360,11 @@ class SimBroker:
     """A paper broker implementing the ``Broker`` port, persisted at ``db_path``.
 
     ``account`` names the account (an existing file must belong to it); ``starting_cash`` in
-    dollars seeds a NEW file only (an existing file keeps its own cash); commission is
-    ``commission_per_contract`` dollars per option contract traded.
+    dollars seeds a NEW file only (an existing file keeps its own cash). Fees: ``fees`` if given
+    (``commission_per_contract``, if also given, must equal its commission), else only
+    ``commission_per_contract`` dollars per option contract traded (the original behaviour).
+    ``fill_model`` says how orders match (default: the original all-at-the-limit rule);
+    ``calendar`` gives day orders their session close (default: the NYSE ``MarketCalendar``).
     """
 
     def __init__(
@@ -235,21 +373,34 @@ class SimBroker:
         market: QuoteSource,
         db_path: Path,
         starting_cash: float,
-        commission_per_contract: float,
+        commission_per_contract: float | None = None,
+        *,
+        fees: Fees | None = None,
+        fill_model: FillModel | None = None,
+        calendar: MarketCalendar | None = None,
     ) -> None:
         if not isinstance(account, str) or not account:
             raise DataError(f"SimBroker account must be a non-empty string, got {account!r}")
-        for name, value in (
-            ("starting_cash", starting_cash),
-            ("commission_per_contract", commission_per_contract),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise DataError(f"SimBroker {name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise DataError(f"SimBroker {name} must be finite and >= 0, got {value!r}")
+        _number("SimBroker", "starting_cash", starting_cash)
+        if commission_per_contract is not None:
+            _number("SimBroker", "commission_per_contract", commission_per_contract)
+        if fees is None:
+            fees = Fees(float(commission_per_contract or 0.0), 0.0, 0.0, 0.0)
+        elif not isinstance(fees, Fees):
+            raise DataError(f"SimBroker fees must be a Fees, got {fees!r}")
+        elif (commission_per_contract is not None
+              and float(commission_per_contract) != fees.commission_per_contract):
+            raise DataError(
+                f"SimBroker commission_per_contract {commission_per_contract!r} contradicts "
+                f"fees.commission_per_contract {fees.commission_per_contract!r}: give one"
+            )
+        if fill_model is not None and not isinstance(fill_model, FillModel):
+            raise DataError(f"SimBroker fill_model must be a FillModel, got {fill_model!r}")
         self._account = account
         self._market = market
-        self._commission = float(commission_per_contract)
+        self._fees = fees
+        self._fill_model = fill_model or FillModel()
+        self._calendar = calendar or MarketCalendar()
         self._path = Path(db_path)
         self._lock = threading.RLock()
         self._log = structlog.get_logger("sim_broker").bind(account=account)
@@ -260,12 +411,15 @@ class SimBroker:
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
+            if not 0 <= version <= _SCHEMA_VERSION:
                 raise DataError(
                     f"{self._path}: broker schema version {version}, expected {_SCHEMA_VERSION}"
                 )
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
+                    db.execute(statement)
+            for target in range(max(version, 1) + 1, _SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             row = db.execute("SELECT account FROM book WHERE id = 1").fetchone()
@@ -288,7 +442,7 @@ class SimBroker:
     # -- the Broker port ------------------------------------------------------------------
 
     def submit(self, order: OrderRequest, now: datetime) -> BrokerOrder:
-        """Accept a limit order (and fill it at once if marketable) or raise OrderRejected.
+        """Accept an order (and fill it at once if it can) or raise OrderRejected.
 
         A rejected order is recorded with status REJECTED and its reason, except a duplicate
         client order id, which leaves the existing order as it was.
@@ -299,6 +453,7 @@ class SimBroker:
         coid = order.client_order_id
         with self._tx() as db:
             self._advance_clock(now)
+            self._expire_day_orders(now)
             existing = self._order_row(coid)
             if existing is not None:
                 reason = (
@@ -313,24 +468,11 @@ class SimBroker:
                 result = None
             else:
                 rejected, reserved = self._check(order, now)
-                status = OrderStatus.REJECTED if rejected else OrderStatus.NEW
-                cursor = db.execute(
-                    "INSERT INTO orders (client_order_id, broker_order_id, status, opening, "
-                    "legs, quantity, limit_price, reserved, submitted_at, updated_at, reason) "
-                    "VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        coid, status.value, int(order.opening), _legs_json(order.legs),
-                        order.quantity, float(order.limit_price), reserved, _iso(now),
-                        _iso(now), rejected,
-                    ),
-                )
-                db.execute(
-                    "UPDATE orders SET broker_order_id = ? WHERE seq = ?",
-                    (f"{self._account}-{cursor.lastrowid:08d}", cursor.lastrowid),
-                )
+                self._insert(order, now, rejected, reserved)
                 db.execute(
                     "INSERT INTO submissions (client_order_id, at, outcome) VALUES (?, ?, ?)",
-                    (coid, _iso(now), status.value),
+                    (coid, _iso(now), OrderStatus.REJECTED.value if rejected
+                     else OrderStatus.NEW.value),
                 )
                 if rejected is None and self._market.is_open(now):
                     row = self._order_row(coid)
@@ -358,12 +500,85 @@ class SimBroker:
             if row is None:
                 raise OrderRejected(f"cannot cancel {client_order_id!r}: no such order")
             self._advance_clock(now)
+            self._expire_day_orders(now)
+            row = self._order_row(client_order_id)
+            assert row is not None
             if OrderStatus(row["status"]).is_open:
                 db.execute(
                     "UPDATE orders SET status = ?, updated_at = ?, reason = ? WHERE seq = ?",
                     (OrderStatus.CANCELED.value, _iso(now), "canceled by request", row["seq"]),
                 )
             return self._order(self._order_row(client_order_id))
+
+    def replace(
+        self,
+        client_order_id: str,
+        new_client_order_id: str,
+        now: datetime,
+        limit_price: float | None = None,
+        quantity: int | None = None,
+    ) -> BrokerOrder:
+        """Replace an open order: it becomes REPLACED and a NEW order ``new_client_order_id``
+        with the same legs, side, type and time in force carries the change (and fills at once
+        if it can). ``quantity`` is the new order's quantity, by default what the old one had
+        left unfilled; fills of the old order stay with the old order.
+
+        Raises OrderRejected, changing nothing, if there is no such order, it is final, the new
+        id is already used, or the new order fails the checks a submission passes.
+        """
+        now = _aware(now)
+        with self._tx() as db:
+            row = self._order_row(client_order_id)
+            if row is None:
+                raise OrderRejected(f"cannot replace {client_order_id!r}: no such order")
+            self._advance_clock(now)
+            self._expire_day_orders(now)
+            row = self._order_row(client_order_id)
+            assert row is not None
+            if not OrderStatus(row["status"]).is_open:
+                raise OrderRejected(
+                    f"cannot replace {client_order_id!r}: the order is {row['status']}"
+                )
+            existing = self._order_row(new_client_order_id)
+            if existing is not None:
+                raise OrderRejected(
+                    f"client_order_id must be unique: {new_client_order_id!r} is already used "
+                    f"by an order that is {existing['status']}"
+                )
+            remaining = row["quantity"] - row["filled_quantity"]
+            try:
+                order = OrderRequest(
+                    new_client_order_id, self._account, _legs(row["legs"]),
+                    remaining if quantity is None else quantity,
+                    row["limit_price"] if limit_price is None else limit_price,
+                    bool(row["opening"]), row["order_type"], row["time_in_force"],
+                )
+            except DataError as exc:
+                raise OrderRejected(f"cannot replace {client_order_id!r}: {exc}") from None
+            # The old order stops counting (reservation, closing commitments) before the check;
+            # a rejection rolls the whole transaction back.
+            db.execute(
+                "UPDATE orders SET status = ?, reserved = 0, updated_at = ?, reason = ?, "
+                "replaced_by = ? WHERE seq = ?",
+                (OrderStatus.REPLACED.value, _iso(now), f"replaced by {new_client_order_id}",
+                 new_client_order_id, row["seq"]),
+            )
+            rejected, reserved = self._check(order, now)
+            if rejected is not None:
+                raise OrderRejected(f"cannot replace {client_order_id!r}: {rejected}")
+            self._insert(order, now, None, reserved, replaces=client_order_id)
+            db.execute(
+                "INSERT INTO submissions (client_order_id, at, outcome) VALUES (?, ?, ?)",
+                (new_client_order_id, _iso(now), f"replaces {client_order_id}"),
+            )
+            if self._market.is_open(now):
+                new_row = self._order_row(new_client_order_id)
+                assert new_row is not None
+                self._try_fill(new_row, now)
+            result = self._order(self._order_row(new_client_order_id))
+        self._log.info("order_replaced", client_order_id=client_order_id,
+                       new_client_order_id=new_client_order_id, status=result.status.value)
+        return result
 
     def open_orders(self) -> list[BrokerOrder]:
         with self._lock:
@@ -377,12 +592,14 @@ class SimBroker:
             return [self._fill(row) for row in rows]
 
     def poll(self, now: datetime) -> list[Fill]:
-        """Settle expired options, cancel orders whose legs expired, match resting orders, and
-        return the fills no earlier poll returned, oldest first."""
+        """Settle expired options, expire day orders past their session's close, cancel orders
+        whose legs expired, match resting orders, and return the fills no earlier poll returned,
+        oldest first."""
         now = _aware(now)
         with self._tx() as db:
             self._advance_clock(now)
             self._settle_expired(now)
+            self._expire_day_orders(now)
             for row in self._open_rows():
                 expired = [
                     leg.contract for leg in _legs(row["legs"])
@@ -466,6 +683,50 @@ class SimBroker:
         if clock is None or _time(clock) < now:
             self._db.execute("UPDATE book SET clock = ? WHERE id = 1", (_iso(now),))
 
+    def _insert(self, order: OrderRequest, now: datetime, rejected: str | None, reserved: float,
+                replaces: str | None = None) -> None:
+        status = OrderStatus.REJECTED if rejected else OrderStatus.NEW
+        expires = None
+        if order.time_in_force == "day" and rejected is None:
+            expires = _iso(self._session_close(now))
+        cursor = self._db.execute(
+            "INSERT INTO orders (client_order_id, broker_order_id, status, opening, legs, "
+            "quantity, limit_price, reserved, submitted_at, updated_at, reason, order_type, "
+            "time_in_force, expires_at, replaces) "
+            "VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                order.client_order_id, status.value, int(order.opening), _legs_json(order.legs),
+                order.quantity, float(order.limit_price), reserved, _iso(now), _iso(now),
+                rejected, order.order_type, order.time_in_force, expires, replaces,
+            ),
+        )
+        self._db.execute(
+            "UPDATE orders SET broker_order_id = ? WHERE seq = ?",
+            (f"{self._account}-{cursor.lastrowid:08d}", cursor.lastrowid),
+        )
+
+    def _session_close(self, now: datetime) -> datetime:
+        """The close of the session a day order submitted at ``now`` belongs to: today's if it
+        has not closed yet, else the next session's."""
+        today = now.astimezone(NEW_YORK).date()
+        if self._calendar.is_session(today) and now < self._calendar.session_close(today):
+            return self._calendar.session_close(today)
+        return self._calendar.session_close(
+            self._calendar.next_session(today + timedelta(days=1))
+        )
+
+    def _expire_day_orders(self, now: datetime) -> None:
+        for row in self._open_rows():
+            expires = row["expires_at"]
+            if expires is not None and _time(expires) <= now:
+                self._db.execute(
+                    "UPDATE orders SET status = ?, reserved = 0, updated_at = ?, reason = ? "
+                    "WHERE seq = ?",
+                    (OrderStatus.EXPIRED.value, _iso(now),
+                     f"day order expired at the session close {expires}", row["seq"]),
+                )
+                self._log.info("order_expired", client_order_id=row["client_order_id"])
+
     def _order_row(self, client_order_id: str) -> sqlite3.Row | None:
         return self._db.execute(
             "SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)
@@ -491,6 +752,11 @@ class SimBroker:
             submitted_at=_time(row["submitted_at"]),
             updated_at=_time(row["updated_at"]),
             reason=row["reason"],
+            order_type=row["order_type"],
+            time_in_force=row["time_in_force"],
+            expires_at=None if row["expires_at"] is None else _time(row["expires_at"]),
+            replaces=row["replaces"],
+            replaced_by=row["replaced_by"],
         )
 
     @staticmethod
@@ -510,8 +776,16 @@ class SimBroker:
             for r in self._db.execute("SELECT * FROM positions").fetchall()
         }
 
-    def _commission_for(self, legs: Iterable[Leg], quantity: int) -> float:
-        return self._commission * sum(abs(leg.ratio) for leg in legs) * quantity
+    def _quotes(self, legs: Iterable[Leg], now: datetime,
+                coid: str) -> dict[Contract, Quote] | None:
+        quotes: dict[Contract, Quote] = {}
+        for leg in legs:
+            try:
+                quotes[leg.contract] = self._market.quote(leg.contract, now)
+            except DataError as exc:
+                self._log.debug("fill_skipped", client_order_id=coid, reason=str(exc))
+                return None
+        return quotes
 
     def _check(self, order: OrderRequest, now: datetime) -> tuple[str | None, float]:
         """Why the order must be rejected (or None), and the buying power it reserves."""
@@ -545,15 +819,23 @@ class SimBroker:
             if math.isinf(margin):
                 return "undefined risk: the order is net short calls", 0.0
             multiplier = legs[0].contract.multiplier
-            debit = max(0.0, -order.limit_price) * multiplier * order.quantity
-            need = margin + debit + self._commission_for(legs, order.quantity)
+            price = order.limit_price
+            if order.order_type == "market":
+                quotes = self._quotes(legs, now, order.client_order_id)
+                if quotes is None:
+                    return "a market order needs a usable quote for every leg", 0.0
+                price = _natural(legs, quotes) - self._fill_model.slippage_ticks * TICK
+            credit = max(0.0, price) * multiplier * order.quantity
+            debit = max(0.0, -price) * multiplier * order.quantity
+            fees = self._fees.total(legs, order.quantity)
+            need = max(0.0, margin - credit) + debit + fees
             book = self._db.execute("SELECT cash FROM book WHERE id = 1").fetchone()
             available = self._capital(book["cash"], now).buying_power
             if need > available + 1e-9:
                 return (
                     f"insufficient buying power: the order needs ${need:,.2f} (margin "
-                    f"${margin:,.2f}, debit ${debit:,.2f}, commission), ${available:,.2f} "
-                    "is available",
+                    f"${margin:,.2f} less credit ${credit:,.2f}, plus debit ${debit:,.2f} and "
+                    f"fees ${fees:,.2f}), ${available:,.2f} is available",
                     0.0,
                 )
             return None, need
@@ -578,26 +860,36 @@ class SimBroker:
         return None, 0.0
 
     def _try_fill(self, row: sqlite3.Row, now: datetime) -> None:
-        """Fill an open order in full at its limit if its legs' natural price reaches it."""
+        """Execute what the fill model allows of an open order at ``now`` (see FillModel)."""
+        coid = row["client_order_id"]
         legs = _legs(row["legs"])
-        quotes: dict[Contract, Quote] = {}
-        for leg in legs:
-            try:
-                quotes[leg.contract] = self._market.quote(leg.contract, now)
-            except DataError as exc:
-                self._log.debug(
-                    "fill_skipped", client_order_id=row["client_order_id"], reason=str(exc)
-                )
-                return
-        natural = _natural(legs, quotes)
-        limit = row["limit_price"]
-        if natural < limit - 1e-9:
+        quotes = self._quotes(legs, now, coid)
+        if quotes is None:
             return
-        quantity = row["quantity"] - row["filled_quantity"]
-        commission = self._commission_for(legs, quantity)
+        model = self._fill_model
+        natural = _natural(legs, quotes)
+        achievable = natural - model.slippage_ticks * TICK
+        if row["order_type"] == "market":
+            price = round(achievable, 6)
+        else:
+            price = row["limit_price"]
+            if achievable < price - 1e-9 and not self._lucky(row, legs, quotes, achievable, now):
+                return
+        remaining = row["quantity"] - row["filled_quantity"]
+        quantity = remaining
+        if model.max_display_share is not None:
+            displayed = min(
+                (quotes[leg.contract].ask_size if leg.is_long else quotes[leg.contract].bid_size)
+                // abs(leg.ratio)
+                for leg in legs
+            )
+            quantity = min(remaining, math.floor(model.max_display_share * displayed + 1e-9))
+            if quantity <= 0:
+                return
+        fees = self._fees.total(legs, quantity)
         # Leg prices: each leg at its natural price, moved by an equal share of the gap between
-        # the natural and the limit price so that they net to the limit exactly.
-        share = (natural - limit) / sum(abs(leg.ratio) for leg in legs)
+        # the natural and the fill price so that they net to the fill price exactly.
+        share = (natural - price) / sum(abs(leg.ratio) for leg in legs)
         leg_prices = {}
         for leg in legs:
             q = quotes[leg.contract]
@@ -607,30 +899,50 @@ class SimBroker:
         multiplier = legs[0].contract.multiplier
         self._db.execute(
             "UPDATE book SET cash = cash + ? WHERE id = 1",
-            (limit * multiplier * quantity - commission,),
+            (price * multiplier * quantity - fees,),
         )
         n = self._db.execute(
-            "SELECT COUNT(*) FROM fills WHERE client_order_id = ?", (row["client_order_id"],)
+            "SELECT COUNT(*) FROM fills WHERE client_order_id = ?", (coid,)
         ).fetchone()[0]
-        exec_id = f"{row['client_order_id']}-{n + 1}"
+        exec_id = f"{coid}-{n + 1}"
         self._db.execute(
             "INSERT INTO fills (exec_id, client_order_id, quantity, price, commission, time, "
             "leg_prices) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                exec_id, row["client_order_id"], quantity, limit, commission, _iso(now),
+                exec_id, coid, quantity, price, fees, _iso(now),
                 json.dumps([[c.occ, p] for c, p in leg_prices.items()]),
             ),
         )
-        filled = row["filled_quantity"] + quantity
+        before = row["filled_quantity"]
+        filled = before + quantity
+        if before:
+            avg = round((row["avg_fill_price"] * before + price * quantity) / filled, 10)
+        else:
+            avg = price
+        status = OrderStatus.FILLED if filled == row["quantity"] else OrderStatus.PARTIALLY_FILLED
+        reserved = row["reserved"] * (remaining - quantity) / remaining
         self._db.execute(
             "UPDATE orders SET status = ?, filled_quantity = ?, avg_fill_price = ?, "
-            "reserved = 0, updated_at = ? WHERE seq = ?",
-            (OrderStatus.FILLED.value, filled, limit, _iso(now), row["seq"]),
+            "reserved = ?, updated_at = ? WHERE seq = ?",
+            (status.value, filled, avg, reserved, _iso(now), row["seq"]),
         )
         self._log.info(
-            "order_filled", client_order_id=row["client_order_id"], exec_id=exec_id,
-            quantity=quantity, price=limit, commission=commission,
+            "order_filled", client_order_id=coid, exec_id=exec_id, quantity=quantity,
+            price=price, commission=fees, status=status.value,
         )
+
+    def _lucky(self, row: sqlite3.Row, legs: tuple[Leg, ...], quotes: dict[Contract, Quote],
+               achievable: float, now: datetime) -> bool:
+        """Whether a limit between the mid and the achievable natural price fills this minute:
+        probability (mid - limit) / (mid - achievable), one seeded draw per order and minute."""
+        if not self._fill_model.mid_fill_probability:
+            return False
+        mid = sum(-leg.ratio * quotes[leg.contract].mid for leg in legs)
+        limit = row["limit_price"]
+        if mid <= achievable + 1e-9 or limit >= mid - 1e-9:
+            return False
+        probability = (mid - limit) / (mid - achievable)
+        return bool(_draw(self._fill_model.seed, row["client_order_id"], now) < probability)
 
     def _apply(self, contract: Contract, change: int, price: float) -> None:
         """Add ``change`` contracts bought (> 0) or sold (< 0) at ``price`` per share."""

@@ -1,34 +1,54 @@
 """A simulated market: underlying prices and option chains, deterministic in (seed, symbol, time).
 
 The market is a pure function of its constructor arguments and the instant asked about. Any
-process that builds ``SimMarket`` with the same arguments gets the same spot prices, chains and
-quotes for the same ``now``, whatever it asked before: the caches below only remember answers,
-they never change them. That is what lets every actor (and the backtester) hold its own copy.
+process that builds ``SimMarket`` with the same arguments gets the same spot prices, chains,
+quotes and trade prints for the same ``now``, whatever it asked before: the caches below only
+remember answers, they never change them. That is what lets every actor (and the backtester)
+hold its own copy.
 
-The underlying, per symbol, trading day by trading day from ``start`` (NYSE sessions from
-``exchange_calendars``, so holidays are skipped and early closes are honoured):
+The market, session by session from ``start`` (NYSE sessions from ``exchange_calendars``, so
+holidays are skipped and early closes are honoured):
 
-- A day's random numbers come from ``np.random.default_rng([seed, crc32(symbol), day_index])``,
-  so a day's draws do not depend on which other days or symbols were asked about first.
-- Volatility is GJR-GARCH(1,1)-like on daily log returns: the day's annualised variance is
-  ``h[d+1] = omega + (alpha + gamma * [r[d] < 0]) * r[d]^2 * 252 + beta * h[d]``, mean-reverting
-  to the symbol's base ``vol`` squared, rising more after down days than after up days.
-- A day opens at the previous close times an overnight gap (20% of the day's variance, plus a
-  rare downward jump) and then moves in one-minute log returns drawn from a Student-t (5 degrees
-  of freedom, scaled to the day's variance) with the symbol's drift. Day 0 opens at ``spot``.
+- A regime, calm / normal / stressed, follows a sticky Markov chain over sessions (a market jump
+  makes the next session stressed half the time). It scales realised volatility (x0.75 / 1 /
+  1.7), the market jump probability, the put skew, the term slope of implied volatility (which
+  inverts in stress), the volatility risk premium, bid-ask spreads and option volume.
+- The regime, the market jump and the common factor come from
+  ``np.random.default_rng([seed, MARKET, day, ...])``; a symbol's own draws from
+  ``np.random.default_rng([seed, crc32(symbol), day])``. A symbol's shocks are
+  ``sqrt(rho) * common + sqrt(1 - rho) * own`` (``correlation`` rho, 0.85 by default), so its
+  path never depends on which other symbols are configured.
+
+The underlying, per symbol: a GJR-GARCH(1,1)-like variance ``h`` on daily log returns (rising
+more after down days: the leverage effect), standardised by the regime multiplier and reverting
+to the symbol's base ``vol`` squared; the day's variance is ``h`` times the squared regime
+multiplier (and a constant that brings the long-run average back to ``vol``). A day opens at the
+previous close times an overnight gap (20% of the day's variance, plus a market jump of
+N(-2.5, 1) x 1.5 base daily volatilities on jump days, which feeds the regime, not GARCH), then
+moves in one-minute Student-t (5 dof) returns (50%) plus a negatively skewed (exponential) drift
+shock spread over the session (30%): daily returns are fat-tailed and negatively skewed, and
+volatility clusters. Day 0 opens at ``spot``.
 
 Prices: ``spot(symbol, now)`` is the price of the one-minute bar at or before ``now`` during a
 session (rounded to $0.01) and the last close outside sessions. Before the first session the
 price is the symbol's starting ``spot``.
 
-Options (``chain``, ``quote``, ``atm_iv``): listed expiries are the Fridays (the previous session
-when the Friday is a holiday) up to 70 calendar days after the bar's New York date; a listed
-expiry stays listed until it expires, so held contracts keep their quotes. Strikes lie on the
-symbol's ``strike_step`` grid from 75% to 115% of spot. Prices are Black-Scholes-Merton (European,
-``rate`` and the symbol's ``dividend_yield``, continuously compounded) on an implied volatility
-surface: the ATM level follows the GARCH variance forecast to expiry plus a volatility risk
-premium, a mild upward term slope, and put skew in log-moneyness against the forward. Quotes are
-on a $0.01 tick with a half-spread of max($0.01, 0.5% of the price); very cheap options bid 0.
+Options (``chain``, ``quote``, ``atm_iv``, ``vix``): listed expiries are every session for two
+weeks (roots in ``daily_expiries``, SPY and QQQ by default), the Fridays up to 70 calendar days
+and the third Fridays up to 120 days after the bar's New York date (a holiday Friday expires the
+session before); a listed expiry stays listed until it expires, so held contracts keep their
+quotes. Strikes lie on the symbol's ``strike_step`` grid from 75% to 115% of spot. Prices are
+Black-Scholes-Merton (European, ``rate`` and the symbol's ``dividend_yield``, continuously
+compounded) on an implied volatility surface: the ATM level starts from a lagged copy of the
+GARCH variance (half way per day: right after a shock IV sits below what is then realised) times
+the regime multiplier, reverts to the base variance over the term, plus the regime's volatility
+risk premium (IV above realised on average) and term slope; put skew in log-moneyness against the
+forward, steeper in stress. ``vix(now)`` is a 30-day variance-swap level of SPY's surface.
+Quotes are on a $0.01 tick with a half-spread that grows with the price, with the distance from
+the money in standard deviations and in stress (cheap options are relatively wider); very cheap
+options bid 0. Rows carry open interest (fixed for the session) and the session's volume so far,
+both concentrated near the money and at round strikes. ``trades`` draws prints per half-hour
+bucket in proportion to volume.
 
 Times are timezone-aware; time to expiry runs to 16:00 New York on the expiry date in years of
 365 days (as in ``thetadesk.chain``). Quotes and chains are as of the minute bar, so every call
@@ -38,6 +58,7 @@ within one bar gets the same prices.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import threading
 import warnings
@@ -56,7 +77,7 @@ from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
 from thetadesk.pricing import bsm_greeks
 
-__all__ = ["CorruptHook", "SimMarket", "SimSymbol"]
+__all__ = ["REGIMES", "CorruptHook", "OptionTrade", "SimMarket", "SimSymbol"]
 
 CorruptHook = Callable[[Contract, datetime], str | None]
 """Test hook: given a contract and ``now``, return ``"nan"`` (NaN bid), ``"crossed"`` (bid above
@@ -69,19 +90,46 @@ _YEAR = timedelta(days=365)
 _TRADING_DAYS = 252
 _MINUTES_PER_DAY = 390  # a full 09:30-16:00 session
 
-# Path dynamics (GJR-GARCH(1,1) on daily returns; variances annualised).
+# Path dynamics (GJR-GARCH(1,1) on daily returns standardised by the regime; variances annualised).
 _ALPHA, _GAMMA, _BETA = 0.04, 0.10, 0.88  # persistence alpha + gamma/2 + beta = 0.97
 _OMEGA_SHARE = 1.0 - _ALPHA - 0.5 * _GAMMA - _BETA  # omega = share * base variance
 _OVERNIGHT_SHARE = 0.2  # of a day's variance that arrives as the opening gap
+_TREND_SHARE = 0.3  # of a day's variance that arrives as a skewed drift spread over the session
+_TREND_GAMMA_K = 1.0  # the trend shock is -(Gamma(k) - k) / sqrt(k): skewness -2 / sqrt(k)
 _T_DOF = 5.0
-_JUMP_PROBABILITY = 0.01  # per day, an extra opening gap of N(-3, 1.5) daily std devs
-_JUMP_MEAN, _JUMP_SD = -3.0, 1.5
-_VAR_FLOOR, _VAR_CAP = 0.25**2, 5.0**2  # h stays within [0.25, 5] x base vol, squared
+_JUMP_MEAN, _JUMP_SD = -2.5, 1.0  # a market jump: an opening gap of N(-2.5, 1) daily std devs
+_JUMP_VOL = 1.5  # a jump's standard deviation unit: 1.5 x the base daily volatility
+_VAR_FLOOR, _VAR_CAP = 0.25**2, 3.0**2  # h stays within [0.25, 3] x base vol, squared
+_DEFAULT_CORRELATION = 0.85
+_GARCH_CLIP = 4.0  # standardised daily moves beyond 4 sd feed the variance as 4 sd
+
+# Regimes: a Markov chain over sessions, shared by every symbol (drawn from the market stream).
+CALM, NORMAL, STRESSED = 0, 1, 2
+REGIMES = ("calm", "normal", "stressed")
+_TRANSITION = np.array([
+    [0.980, 0.020, 0.000],
+    [0.015, 0.975, 0.010],
+    [0.000, 0.040, 0.960],
+])
+_STATIONARY = np.array([0.375, 0.5, 0.125])
+_STRESS_AFTER_JUMP = 0.5  # chance that a market jump day is followed by a stressed session
+_REGIME_VOL = np.array([0.75, 1.00, 1.70])  # x the GARCH volatility
+_REGIME_JUMP = np.array([0.004, 0.012, 0.04])  # market jump probability per session
+_REGIME_SKEW = np.array([0.80, 1.00, 1.50])  # x the put skew
+_REGIME_TERM = np.array([0.05, 0.03, -0.07])  # term slope of ATM IV: inverted in stress
+_REGIME_VRP = np.array([0.30, 0.25, 0.20])  # implied over forecast volatility
+_REGIME_SPREAD = np.array([0.8, 1.0, 2.2])  # x the half-spread
+_REGIME_VOLUME = np.array([0.8, 1.0, 1.8])  # x the option volume
+# Scale so that the long-run variance (regimes and jumps included) is about the base variance;
+# 0.93 takes back the extra variance GARCH convexity and the trend shocks add (measured).
+_VOL_SCALE = 0.93 / math.sqrt(
+    float(_STATIONARY @ _REGIME_VOL**2)
+    + float(_STATIONARY @ _REGIME_JUMP) * (_JUMP_MEAN**2 + _JUMP_SD**2) * _JUMP_VOL**2
+)
+_IV_LAG = 0.5  # the IV variance moves this share of the way to the realised forecast per day
 
 # Implied volatility surface.
 _KAPPA = -math.log(0.97) * _TRADING_DAYS  # variance mean reversion per year, from persistence
-_VRP = 0.10  # implied over forecast volatility
-_TERM_SLOPE = 0.03  # ATM IV x (1 + slope * ln(T / 30 days))
 _SKEW = 1.0  # iv = atm * (1 - skew_T * x + curvature * x^2), x = ln(K / F)
 _CURVATURE = 1.0
 _T30 = 30.0 / 365.0
@@ -89,14 +137,39 @@ _T_MIN = 1.0 / 365.0  # surface parameters stop changing below one day to expiry
 _IV_MIN, _IV_MAX = 0.05, 2.0
 
 # Listing and quoting.
-_MAX_LISTED_DAYS = 70
+_MAX_LISTED_DAYS = 70  # weekly Fridays
+_DAILY_LISTED_DAYS = 14  # every session, for the daily-expiry symbols
+_MONTHLY_LISTED_DAYS = 120  # third Fridays
+_DAILY_SYMBOLS = frozenset({"SPY", "QQQ"})
 _STRIKE_LOW, _STRIKE_HIGH = 0.75, 1.15  # x spot
 _TICK = 0.01
-_HALF_SPREAD_SHARE = 0.005
+_SPREAD_BASE, _SPREAD_SHARE, _SPREAD_DISTANCE = 0.005, 0.004, 0.003
+_OI_BASE, _VOLUME_BASE = 4000.0, 2500.0
+
+# Trade prints.
+_TRADE_BUCKET_MINUTES = 30
+_MEAN_TRADE_SIZE = 12.0
+_EXCHANGES = ("CBOE", "C2", "PHLX", "ISE", "AMEX", "ARCA", "BOX", "MIAX", "NASDAQ", "BZX", "EDGX")
+_MARKET_STREAM = 0x4D4B54  # "MKT": the common factor, jumps and regimes
+_TRADE_STREAM = 0x545244  # "TRD"
 
 # Calendar table: sessions from the year before ``start`` to 30 years after it; the last year
-# is kept back so that the 70-day expiry listing always has sessions to fall back on.
+# is kept back so that the 120-day expiry listing always has sessions to fall back on.
 _CALENDAR_YEARS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class OptionTrade:
+    """One simulated option print: ``price`` per share, ``size`` in contracts, ``aggressor``
+    "buy" (the offer was lifted) or "sell" (the bid was hit); about one print in ten between a
+    wider quote prints at the mid, with the aggressor the side that initiated it."""
+
+    contract: Contract
+    time: datetime
+    price: float
+    size: int
+    aggressor: str
+    exchange: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,15 +270,31 @@ class _LRU:
 
 
 class _Path:
-    """The simulated days of one symbol so far: day d's minute prices, variance, prior close."""
+    """The simulated days of one symbol so far: day d's minute prices, GARCH state, prior close.
 
-    __slots__ = ("crc", "h", "prev_close", "prices")
+    ``h[d]`` is the GARCH variance (reverting to the base variance) for day d before the regime
+    multiplier; ``iv[d]`` its lagged copy that implied volatility starts day d from.
+    """
+
+    __slots__ = ("crc", "h", "iv", "jump", "prev_close", "prices")
 
     def __init__(self, symbol: str, spec: SimSymbol) -> None:
         self.crc = zlib.crc32(symbol.encode("ascii"))
         self.prices: list[np.ndarray] = []  # day d: minute 0 (open) .. n (close)
-        self.h: list[float] = [spec.vol**2]  # h[d]: the variance forecast for day d
+        self.h: list[float] = [spec.vol**2]
+        self.iv: list[float] = [spec.vol**2]
         self.prev_close: list[float] = [spec.spot]  # prev_close[d]: the close before day d
+        self.jump: list[float] = []  # jump[d]: day d's market jump, a log return (0.0 if none)
+
+
+class _Market:
+    """The market-wide draws, day by day: regime, jump size (0 if none), common-factor seeds."""
+
+    __slots__ = ("jumps", "regimes")
+
+    def __init__(self) -> None:
+        self.regimes: list[int] = []
+        self.jumps: list[float] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +304,9 @@ class _Bar:
     day: int  # -1 before the first session
     minute: int
     spot: float
-    variance: float
+    variance: float  # the realised-variance forecast (regime included)
+    iv_variance: float  # the lagged level the implied volatility surface starts from
+    regime: int
     ns: int
 
     @property
@@ -223,11 +314,10 @@ class _Bar:
         return _from_ns(self.ns)
 
 
-@dataclass(frozen=True, slots=True)
-class _Surface:
-    """Every listed contract of one symbol priced at one bar, as parallel lists."""
+@dataclass(slots=True)
+class _Group:
+    """One listed expiry of one symbol priced at one bar, as parallel lists."""
 
-    bar: _Bar
     contracts: tuple[Contract, ...]
     bid: list[float]
     ask: list[float]
@@ -235,8 +325,39 @@ class _Surface:
     ask_size: list[int]
     delta: list[float]
     iv: list[float]
-    index: dict[Contract, int]
-    by_expiry: dict[date, list[int]]  # row indices of each expiry, in listing order
+    open_interest: list[int]
+    volume: list[int]
+    rows: tuple[OptionQuote, ...] | None = None
+
+
+@dataclass(slots=True)
+class _Surface:
+    """The listed contracts of one symbol at one bar; expiries are priced on first use."""
+
+    bar: _Bar
+    expiries: tuple[date, ...]
+    grid: dict[date, tuple[tuple[Contract, ...], dict[Contract, int]]]
+    groups: dict[date, _Group]
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """A vectorised 64-bit mix (splitmix64 finaliser) for per-contract deterministic noise."""
+    x = x.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return x
+
+
+def _unit_noise(*keys: np.ndarray | int) -> np.ndarray:
+    """Uniform (0, 1) numbers, one per element, a deterministic function of the keys."""
+    acc = np.zeros(np.broadcast(*[np.asarray(k) for k in keys]).shape, dtype=np.uint64)
+    for k in keys:
+        with np.errstate(over="ignore"):
+            acc = _splitmix(acc ^ np.asarray(k).astype(np.int64).astype(np.uint64))
+    return ((acc >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
 
 
 class SimMarket:
@@ -246,7 +367,9 @@ class SimMarket:
     ``SimSymbol``; ``rate`` is the continuously compounded annual risk-free rate; ``start`` is the
     first calendar day of the simulation (its first session opens at each symbol's ``spot``).
     ``corrupt`` is a test hook (see ``CorruptHook``) that makes chosen quotes bad so that the
-    rejection path can be exercised end to end.
+    rejection path can be exercised end to end. ``correlation`` (keyword) is the correlation of
+    any two symbols' returns through the common market factor; ``daily_expiries`` (keyword) the
+    roots that list an expiry every session for the next two weeks.
     """
 
     def __init__(
@@ -256,6 +379,9 @@ class SimMarket:
         rate: float,
         start: date,
         corrupt: CorruptHook | None = None,
+        *,
+        correlation: float = _DEFAULT_CORRELATION,
+        daily_expiries: Iterable[str] = _DAILY_SYMBOLS,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DataError(f"SimMarket seed must be a non-negative integer, got {seed!r}")
@@ -263,6 +389,12 @@ class SimMarket:
             raise DataError(f"SimMarket start must be a date, got {start!r}")
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate):
             raise DataError(f"SimMarket rate must be a finite number, got {rate!r}")
+        if (isinstance(correlation, bool) or not isinstance(correlation, int | float)
+                or not 0.0 <= correlation <= 1.0):
+            raise DataError(f"SimMarket correlation must be in [0, 1], got {correlation!r}")
+        if isinstance(daily_expiries, str):
+            raise DataError(f"SimMarket daily_expiries must be a collection of roots, got "
+                            f"{daily_expiries!r}")
         if not symbols:
             raise DataError("SimMarket needs at least one symbol")
         for symbol, spec in symbols.items():
@@ -279,22 +411,26 @@ class SimMarket:
         self._rate = float(rate)
         self._start = start
         self._corrupt = corrupt
+        self._correlation = float(correlation)
+        self._daily = frozenset(daily_expiries)
         self._cal = _nyse_sessions(
             date(start.year - 1, 1, 1), date(start.year + _CALENDAR_YEARS, 12, 31)
         )
         self._first = int(np.searchsorted(np.array(self._cal.dates), start))
-        # Queries must leave room for the 70-day listing inside the calendar table.
+        # Queries must leave room for the 120-day listing inside the calendar table.
         self._last_ns = int(self._cal.closes[-1]) - 366 * 24 * 3600 * 1_000_000_000
         self._paths: dict[str, _Path] = {}
+        self._market = _Market()
         self._surfaces = _LRU(64)
-        self._rows = _LRU(16)
-        self._grids = _LRU(64)
+        self._grids = _LRU(256)
         self._lock = threading.RLock()
 
     def __reduce__(self):
         # Rebuild from the arguments: the market is a function of them, caches are not state.
         return (
-            SimMarket,
+            functools.partial(
+                SimMarket, correlation=self._correlation, daily_expiries=tuple(sorted(self._daily))
+            ),
             (self._seed, self._symbols, self._rate, self._start, self._corrupt),
         )
 
@@ -309,6 +445,10 @@ class SimMarket:
     def symbols(self) -> Mapping[str, SimSymbol]:
         return dict(self._symbols)
 
+    @property
+    def correlation(self) -> float:
+        return self._correlation
+
     def is_open(self, now: datetime) -> bool:
         """True during a regular NYSE session (09:30 to the close, 16:00 or an early close)."""
         ns = _ns(now)
@@ -321,12 +461,44 @@ class SimMarket:
         with self._lock:
             return self._bar(symbol, now).spot
 
+    def regime(self, now: datetime) -> str:
+        """The market regime of the session at (or last before) ``now``: "calm", "normal" or
+        "stressed". The same for every symbol."""
+        with self._lock:
+            return REGIMES[self._bar(next(iter(self._symbols)), now).regime]
+
     def atm_iv(self, symbol: str, now: datetime) -> float:
         """The surface's 30-day at-the-money (strike = forward) implied volatility, annualised."""
         with self._lock:
             bar = self._bar(symbol, now)
-            atm = self._atm_curve(self._symbols[symbol], bar.variance, np.array([_T30]))
+            atm = self._atm_curve(self._symbols[symbol], bar, np.array([_T30]))
             return float(np.clip(atm, _IV_MIN, _IV_MAX)[0])
+
+    def vix(self, now: datetime) -> float:
+        """A VIX-like index in volatility points (18.0 is 18%): the 30-day variance-swap level
+        of SPY's surface (of the first symbol's when SPY is not simulated), from out-of-the-money
+        option prices integrated over strike as in the VIX white paper, on the model surface."""
+        with self._lock:
+            symbol = "SPY" if "SPY" in self._symbols else next(iter(self._symbols))
+            spec = self._symbols[symbol]
+            bar = self._bar(symbol, now)
+            T = _T30
+            forward = bar.spot * math.exp((self._rate - spec.dividend_yield) * T)
+            atm = float(self._atm_curve(spec, bar, np.array([T]))[0])
+            width = 8.0 * max(atm, 0.05) * math.sqrt(T)
+            x = np.linspace(-width, 0.5 * width, 601)
+            K = forward * np.exp(x)
+            Tv = np.full_like(K, T)
+            iv = self._iv(spec, bar, K, Tv)
+            is_call = K >= forward
+            price = np.atleast_1d(
+                bsm_greeks(bar.spot, K, Tv, self._rate, iv, spec.dividend_yield, is_call).price
+            )
+            # sigma^2 = 2 e^{rT} / T * integral of Q(K) / K^2 dK, with dK = K dx.
+            integrand = price / K
+            area = float(np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(x)))
+            variance = 2.0 * math.exp(self._rate * T) / T * area
+            return 100.0 * math.sqrt(max(variance, 0.0))
 
     def quote(self, contract: Contract, now: datetime) -> Quote:
         """The quote of one contract at ``now``, the same as its row in ``chain(...)``.
@@ -342,47 +514,78 @@ class SimMarket:
             if expiry_instant(contract.expiry) <= now:
                 raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
             surface = self._surface(contract.underlying, bar)
-            i = surface.index.get(contract)
-            if i is None:
-                surface = self._price(contract.underlying, bar, (contract,))
+            group, i = None, None
+            if contract.expiry in surface.grid:
+                i = surface.grid[contract.expiry][1].get(contract)
+                if i is not None:
+                    group = self._group(contract.underlying, surface, contract.expiry)
+            if group is None or i is None:
+                group = self._price(contract.underlying, bar, (contract,))
                 i = 0
             verdict = self._corrupt(contract, now) if self._corrupt is not None else None
             if verdict is not None:
-                return _corrupted(surface.ask[i], verdict, surface.bar.time)
-            return Quote(
-                surface.bid[i],
-                surface.ask[i],
-                surface.bid_size[i],
-                surface.ask_size[i],
-                surface.bar.time,
-            )
+                return _corrupted(group.ask[i], verdict, bar.time)
+            return Quote(group.bid[i], group.ask[i], group.bid_size[i], group.ask_size[i],
+                         bar.time)
 
     def chain(
         self, symbol: str, now: datetime, min_dte: int | None = None, max_dte: int | None = None
     ) -> OptionChain:
-        """The listed options on ``symbol`` with quotes, model deltas and IVs at ``now``; only
-        the expiries ``min_dte <= DTE <= max_dte`` (calendar days from ``now``'s New York date)
-        when those are given.
+        """The listed options on ``symbol`` with quotes, model deltas and IVs, open interest and
+        the session's volume so far at ``now``; only the expiries ``min_dte <= DTE <= max_dte``
+        (calendar days from ``now``'s New York date) when those are given.
 
         Rows whose quote is bad (only the ``corrupt`` hook makes them) are left out and logged
         as ``quote_rejected`` on the ``sim_market`` logger.
         """
         with self._lock:
             bar = self._bar(symbol, now)
-            expiries = None
+            surface = self._surface(symbol, bar)
+            expiries: Iterable[date] = surface.expiries
             if min_dte is not None or max_dte is not None:
                 today = now.astimezone(NEW_YORK).date()
                 lo = -math.inf if min_dte is None else min_dte
                 hi = math.inf if max_dte is None else max_dte
-                expiries = [e for e in self._surface(symbol, bar).by_expiry
-                            if lo <= (e - today).days <= hi]
-            rows = self._listed_rows(symbol, bar, expiries)
+                expiries = [e for e in surface.expiries if lo <= (e - today).days <= hi]
+            rows: list[OptionQuote] = []
+            self._price_groups(symbol, surface, expiries)
+            for expiry in expiries:
+                rows.extend(self._rows(symbol, surface, expiry))
             if self._corrupt is not None:
-                rows = self._screen(rows, now)
+                rows = self._screen(tuple(rows), now)
             spec = self._symbols[symbol]
             return OptionChain(
                 symbol, bar.spot, now, rows, rate=self._rate, dividend_yield=spec.dividend_yield
             )
+
+    def trades(self, symbol: str, start: datetime, end: datetime) -> list[OptionTrade]:
+        """The simulated option prints on ``symbol`` with ``start <= time < end``, oldest first.
+
+        Prints come in half-hour buckets of each session: a listed contract's expected number
+        of prints in a bucket is its session volume over the mean print size, spread evenly over
+        the session; the price is the bid or the ask (the aggressor's side) of the quote at the
+        bucket's start, now and then the mid. A bucket's prints are a function of (seed, symbol,
+        session, bucket) alone, so any window gives the same prints as a longer one cut down.
+        """
+        with self._lock:
+            self._spec(symbol)
+            s_ns, e_ns = _ns(start), _ns(end)
+            if e_ns <= s_ns:
+                return []
+            cal = self._cal
+            lo = max(int(np.searchsorted(cal.closes, s_ns, side="right")), self._first)
+            hi = int(np.searchsorted(cal.opens, e_ns, side="left"))
+            out: list[OptionTrade] = []
+            bucket_ns = _TRADE_BUCKET_MINUTES * _MINUTE_NS
+            for i in range(lo, hi):
+                open_ns, close_ns = int(cal.opens[i]), int(cal.closes[i])
+                for b_ns in range(open_ns, close_ns, bucket_ns):
+                    if b_ns + bucket_ns <= s_ns or b_ns >= e_ns:
+                        continue
+                    for trade_ns, trade in self._bucket_trades(symbol, i, b_ns, close_ns):
+                        if s_ns <= trade_ns < e_ns:
+                            out.append(trade)
+            return out
 
     # -- the underlying path ------------------------------------------------------------------
 
@@ -406,7 +609,10 @@ class SimMarket:
                     f"{now} is before the simulation starts ({self._start}, the last close "
                     f"before it is {_from_ns(close_before)})"
                 )
-            return _Bar(-1, 0, round(spec.spot, 2), spec.vol**2, close_before)
+            regime = self._market_day(0)[0]
+            base = spec.vol**2
+            variance = base * (_REGIME_VOL[regime] * _VOL_SCALE) ** 2
+            return _Bar(-1, 0, round(spec.spot, 2), variance, variance, regime, close_before)
         if ns > self._last_ns:
             raise DataError(
                 f"{now} is beyond the simulated calendar (it ends {_from_ns(self._last_ns)})"
@@ -422,8 +628,39 @@ class SimMarket:
             bar_ns = open_ns + minute * _MINUTE_NS
         path = self._path(symbol, day)
         price = float(path.prices[day][minute])
-        variance = self._intraday_variance(spec, path, day, minute, n, price)
-        return _Bar(day, minute, round(price, 2), variance, bar_ns)
+        regime = self._market.regimes[day]
+        h = self._intraday_variance(spec, path, day, minute, n, price, regime)
+        variance = h * (_REGIME_VOL[regime] * _VOL_SCALE) ** 2
+        # The implied level follows the GARCH variance with a lag, the regime at once.
+        lagged = path.iv[day] + _IV_LAG * (h - path.iv[day]) * (
+            _OVERNIGHT_SHARE + (1.0 - _OVERNIGHT_SHARE) * minute / n
+        )
+        iv_variance = lagged * (_REGIME_VOL[regime] * _VOL_SCALE) ** 2
+        return _Bar(day, minute, round(price, 2), variance, iv_variance, regime, bar_ns)
+
+    def _market_day(self, day: int) -> tuple[int, float]:
+        """The regime and the market jump (in daily standard deviations, 0.0 if none) of
+        session ``day``; the chain of regimes is walked forward from day 0 once."""
+        m = self._market
+        while len(m.regimes) <= day:
+            d = len(m.regimes)
+            rng = np.random.default_rng([self._seed, _MARKET_STREAM, d, 1])
+            u_regime, u_stress, u_jump, z_jump = rng.random(), rng.random(), rng.random(), (
+                rng.standard_normal())
+            if d == 0:
+                regime = int(np.searchsorted(np.cumsum(_STATIONARY), u_regime))
+            elif m.jumps[d - 1] != 0.0 and u_stress < _STRESS_AFTER_JUMP:
+                regime = STRESSED
+            else:
+                row = np.cumsum(_TRANSITION[m.regimes[d - 1]])
+                regime = int(np.searchsorted(row, u_regime))
+            regime = min(regime, STRESSED)
+            jump = 0.0
+            if d > 0 and u_jump < _REGIME_JUMP[regime]:
+                jump = min(_JUMP_MEAN + _JUMP_SD * z_jump, -0.5)
+            m.regimes.append(regime)
+            m.jumps.append(jump)
+        return m.regimes[day], m.jumps[day]
 
     def _path(self, symbol: str, day: int) -> _Path:
         path = self._paths.get(symbol)
@@ -435,98 +672,110 @@ class SimMarket:
         return path
 
     def _simulate_day(self, spec: SimSymbol, path: _Path, day: int) -> None:
-        rng = np.random.default_rng([self._seed, path.crc, day])
         n = int(self._cal.minutes[self._first + day])
+        regime, jump = self._market_day(day)
+        # The common factor: the same draws for every symbol on this day.
+        common = np.random.default_rng([self._seed, _MARKET_STREAM, day, 2])
+        own = np.random.default_rng([self._seed, path.crc, day])
+        t_scale = math.sqrt((_T_DOF - 2.0) / _T_DOF)
+        z_gap_m = common.standard_normal()
+        shocks_m = common.standard_t(_T_DOF, size=n) * t_scale
+        y_m = -(common.gamma(_TREND_GAMMA_K) - _TREND_GAMMA_K) / math.sqrt(_TREND_GAMMA_K)
+        z_gap_i = own.standard_normal()
+        shocks_i = own.standard_t(_T_DOF, size=n) * t_scale
+        y_i = -(own.gamma(_TREND_GAMMA_K) - _TREND_GAMMA_K) / math.sqrt(_TREND_GAMMA_K)
+        a = math.sqrt(self._correlation)
+        b = math.sqrt(1.0 - self._correlation)
         h = path.h[day]
+        variance = h * (_REGIME_VOL[regime] * _VOL_SCALE) ** 2
         prev_close = path.prev_close[day]
-        daily_sd = math.sqrt(h / _TRADING_DAYS)
-        z_gap = rng.standard_normal()
-        jump = rng.random() < _JUMP_PROBABILITY
-        z_jump = rng.standard_normal()
-        shocks = rng.standard_t(_T_DOF, size=n) * math.sqrt((_T_DOF - 2.0) / _T_DOF)
+        daily_sd = math.sqrt(variance / _TRADING_DAYS)
+        jump_sd = _JUMP_VOL * spec.vol / math.sqrt(_TRADING_DAYS)  # jumps scale with base vol
         gap = 0.0
         if day > 0:
-            gap = math.sqrt(_OVERNIGHT_SHARE) * daily_sd * z_gap
-            if jump:
-                gap += (_JUMP_MEAN + _JUMP_SD * z_jump) * daily_sd
-        minute_sd = daily_sd * math.sqrt((1.0 - _OVERNIGHT_SHARE) / _MINUTES_PER_DAY)
-        drift = (spec.drift - 0.5 * h) / (_TRADING_DAYS * _MINUTES_PER_DAY)
+            gap = math.sqrt(_OVERNIGHT_SHARE) * daily_sd * (a * z_gap_m + b * z_gap_i)
+            gap += jump * jump_sd
+        path.jump.append(jump * jump_sd if day > 0 else 0.0)
+        minute_sd = daily_sd * math.sqrt(
+            (1.0 - _OVERNIGHT_SHARE - _TREND_SHARE) / _MINUTES_PER_DAY
+        )
+        drift = (spec.drift - 0.5 * variance) / (_TRADING_DAYS * _MINUTES_PER_DAY)
+        drift += math.sqrt(_TREND_SHARE) * daily_sd * (a * y_m + b * y_i) / _MINUTES_PER_DAY
         log_path = np.empty(n + 1)
         log_path[0] = math.log(prev_close) + gap
-        np.cumsum(drift + minute_sd * shocks, out=log_path[1:])
+        np.cumsum(drift + minute_sd * (a * shocks_m + b * shocks_i), out=log_path[1:])
         log_path[1:] += log_path[0]
         prices = np.exp(log_path)
         close = float(prices[-1])
         path.prices.append(prices)
         path.prev_close.append(close)
-        path.h.append(self._intraday_variance(spec, path, day, n, n, close))
+        h_next = self._intraday_variance(spec, path, day, n, n, close, regime)
+        path.h.append(h_next)
+        path.iv.append(path.iv[day] + _IV_LAG * (h_next - path.iv[day]))
 
     @staticmethod
     def _intraday_variance(
-        spec: SimSymbol, path: _Path, day: int, minute: int, n: int, price: float
+        spec: SimSymbol, path: _Path, day: int, minute: int, n: int, price: float, regime: int
     ) -> float:
-        """The GARCH variance forecast updated with the day's move so far; equals h[day] at the
-        previous close and h[day + 1] at the day's close."""
+        """The GARCH variance (before the regime multiplier) updated with the day's move so far,
+        standardised by the regime; equals h[day] at the previous close and h[day + 1] at the
+        day's close."""
         h = path.h[day]
         base = spec.vol**2
         frac = _OVERNIGHT_SHARE + (1.0 - _OVERNIGHT_SHARE) * minute / n
-        r = math.log(price / path.prev_close[day])
+        # Standardised by the regime; the market jump feeds the regime, not the GARCH variance.
+        r = (math.log(price / path.prev_close[day]) - path.jump[day]) / (
+            _REGIME_VOL[regime] * _VOL_SCALE)
+        r = max(min(r, _GARCH_CLIP * math.sqrt(h / _TRADING_DAYS)),
+                -_GARCH_CLIP * math.sqrt(h / _TRADING_DAYS))
         shock = (_ALPHA + (_GAMMA if r < 0.0 else 0.0)) * r * r * _TRADING_DAYS
         value = h + frac * (_OMEGA_SHARE * base + _BETA * h - h) + shock
         return min(max(value, _VAR_FLOOR * base), _VAR_CAP * base)
 
     # -- the option surface -------------------------------------------------------------------
 
-    def _atm_curve(self, spec: SimSymbol, variance: float, T: np.ndarray) -> np.ndarray:
+    def _atm_curve(self, spec: SimSymbol, bar: _Bar, T: np.ndarray) -> np.ndarray:
         """ATM (strike = forward) implied vol, annualised, for times to expiry ``T`` in years:
-        the GARCH variance expected over [0, T] reverting to the base variance, plus the
-        volatility risk premium and the term slope. Not clipped."""
+        the (lagged) variance level expected over [0, T] reverting to the long-run base
+        variance, plus the regime's volatility risk premium and term slope (inverted in stress).
+        Not clipped."""
         t = np.maximum(T, _T_MIN)
         base = spec.vol**2
         kt = _KAPPA * t
-        expected = base + (variance - base) * (-np.expm1(-kt) / kt)
-        return np.sqrt(expected) * (1.0 + _VRP) * (1.0 + _TERM_SLOPE * np.log(t / _T30))
+        expected = base + (bar.iv_variance - base) * (-np.expm1(-kt) / kt)
+        slope = _REGIME_TERM[bar.regime]
+        return (np.sqrt(expected) * (1.0 + _REGIME_VRP[bar.regime])
+                * (1.0 + slope * np.log(t / _T30)))
 
     def _iv(self, spec: SimSymbol, bar: _Bar, K: np.ndarray, T: np.ndarray) -> np.ndarray:
         """Implied vol per contract: ATM level times put skew in x = ln(K / F), clipped."""
-        atm = self._atm_curve(spec, bar.variance, T)
+        atm = self._atm_curve(spec, bar, T)
         forward = bar.spot * np.exp((self._rate - spec.dividend_yield) * T)
         x = np.log(K / forward)
-        skew = _SKEW * (_T30 / np.maximum(T, _T_MIN)) ** 0.25
+        skew = _SKEW * _REGIME_SKEW[bar.regime] * (_T30 / np.maximum(T, _T_MIN)) ** 0.25
         return np.clip(atm * (1.0 - skew * x + _CURVATURE * x * x), _IV_MIN, _IV_MAX)
 
-    def _expiries(self, bar: _Bar) -> list[date]:
-        today = bar.time.astimezone(NEW_YORK).date()
-        friday = today + timedelta(days=(4 - today.weekday()) % 7)
-        expiries: list[date] = []
-        while (friday - today).days <= _MAX_LISTED_DAYS:
-            expiry = friday
-            while expiry not in self._cal.session_set:
-                expiry -= timedelta(days=1)
-            if expiry_instant(expiry) > bar.time and expiry not in expiries:
-                expiries.append(expiry)
-            friday += timedelta(days=7)
-        return expiries
+    def _session_on_or_before(self, d: date) -> date:
+        while d not in self._cal.session_set:
+            d -= timedelta(days=1)
+        return d
 
-    def _grid(
-        self, symbol: str, expiries: tuple[date, ...], lo: int, hi: int
-    ) -> tuple[tuple[Contract, ...], dict[Contract, int]]:
-        """The listed contracts (puts then calls per expiry, strikes ascending) and their index;
-        cached, since the grid only changes when spot crosses a strike or an expiry rolls."""
-        key = (symbol, expiries, lo, hi)
-        grid = self._grids.get(key)
-        if grid is None:
-            step = self._symbols[symbol].strike_step
-            strikes = [round(i * step, 3) for i in range(lo, hi + 1)]
-            contracts = tuple(
-                Contract(symbol, expiry, right, strike)
-                for expiry in expiries
-                for right in (Right.PUT, Right.CALL)
-                for strike in strikes
-            )
-            grid = (contracts, {c: i for i, c in enumerate(contracts)})
-            self._grids.put(key, grid)
-        return grid
+    def _expiries(self, symbol: str, bar: _Bar) -> tuple[date, ...]:
+        """Listed expiries: every session for two weeks (daily-expiry roots), Fridays to 70 days
+        and third Fridays to 120 days; a holiday Friday expires the session before."""
+        today = bar.time.astimezone(NEW_YORK).date()
+        found: set[date] = set()
+        if symbol in self._daily:
+            for k in range(_DAILY_LISTED_DAYS + 1):
+                d = today + timedelta(days=k)
+                if d in self._cal.session_set:
+                    found.add(d)
+        friday = today + timedelta(days=(4 - today.weekday()) % 7)
+        while (friday - today).days <= _MONTHLY_LISTED_DAYS:
+            if (friday - today).days <= _MAX_LISTED_DAYS or 15 <= friday.day <= 21:
+                found.add(self._session_on_or_before(friday))
+            friday += timedelta(days=7)
+        return tuple(sorted(e for e in found if expiry_instant(e) > bar.time))
 
     def _surface(self, symbol: str, bar: _Bar) -> _Surface:
         key = (symbol, bar.day, bar.minute)
@@ -535,18 +784,114 @@ class SimMarket:
             step = self._symbols[symbol].strike_step
             lo = max(math.ceil(_STRIKE_LOW * bar.spot / step - 1e-9), 1)
             hi = math.floor(_STRIKE_HIGH * bar.spot / step + 1e-9)
-            contracts, index = self._grid(symbol, tuple(self._expiries(bar)), lo, hi)
-            surface = self._price(symbol, bar, contracts, index)
+            expiries = self._expiries(symbol, bar)
+            grid = {e: self._grid(symbol, e, lo, hi) for e in expiries}
+            surface = _Surface(bar, expiries, grid, {})
             self._surfaces.put(key, surface)
         return surface
 
-    def _price(
-        self,
-        symbol: str,
-        bar: _Bar,
-        contracts: tuple[Contract, ...],
-        index: dict[Contract, int] | None = None,
-    ) -> _Surface:
+    def _grid(
+        self, symbol: str, expiry: date, lo: int, hi: int
+    ) -> tuple[tuple[Contract, ...], dict[Contract, int]]:
+        """One expiry's listed contracts (puts then calls, strikes ascending) and their index;
+        cached, since the grid only changes when spot crosses a strike."""
+        key = (symbol, expiry, lo, hi)
+        grid = self._grids.get(key)
+        if grid is None:
+            step = self._symbols[symbol].strike_step
+            strikes = [round(i * step, 3) for i in range(lo, hi + 1)]
+            contracts = tuple(
+                Contract(symbol, expiry, right, strike)
+                for right in (Right.PUT, Right.CALL)
+                for strike in strikes
+            )
+            grid = (contracts, {c: i for i, c in enumerate(contracts)})
+            self._grids.put(key, grid)
+        return grid
+
+    def _group(self, symbol: str, surface: _Surface, expiry: date) -> _Group:
+        group = surface.groups.get(expiry)
+        if group is None:
+            self._price_groups(symbol, surface, (expiry,))
+            group = surface.groups[expiry]
+        return group
+
+    def _price_groups(self, symbol: str, surface: _Surface, expiries: Iterable[date]) -> None:
+        """Price the expiries not yet priced at this bar in one vectorised pass."""
+        missing = [e for e in expiries if e not in surface.groups]
+        if not missing:
+            return
+        contracts = tuple(c for e in missing for c in surface.grid[e][0])
+        priced = self._price(symbol, surface.bar, contracts)
+        at = 0
+        for e in missing:
+            n = len(surface.grid[e][0])
+            surface.groups[e] = _Group(
+                contracts=surface.grid[e][0],
+                bid=priced.bid[at:at + n],
+                ask=priced.ask[at:at + n],
+                bid_size=priced.bid_size[at:at + n],
+                ask_size=priced.ask_size[at:at + n],
+                delta=priced.delta[at:at + n],
+                iv=priced.iv[at:at + n],
+                open_interest=priced.open_interest[at:at + n],
+                volume=priced.volume[at:at + n],
+            )
+            at += n
+
+    def _rows(self, symbol: str, surface: _Surface, expiry: date) -> tuple[OptionQuote, ...]:
+        group = self._group(symbol, surface, expiry)
+        if group.rows is None:
+            quotes = _checked_quotes(group.bid, group.ask, group.bid_size, group.ask_size,
+                                     surface.bar.time)
+            group.rows = tuple(itertools.starmap(OptionQuote, zip(
+                group.contracts, quotes, group.delta, group.iv, group.open_interest,
+                group.volume, strict=True,
+            )))
+        return group.rows
+
+    def _activity(self, symbol: str, day: int, contracts: tuple[Contract, ...]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Open interest and the session's full volume per contract, fixed for the session
+        (``day``; -1 before the start): concentrated near the money (in base-volatility
+        standard deviations to expiry from the previous close), at round strikes, in monthlies
+        (open interest) and short expiries (volume); volume rises in stress."""
+        key = ("activity", symbol, day, contracts[0].expiry if contracts else None,
+               len(contracts), contracts[0].strike if contracts else None)
+        cached = self._grids.get(key)
+        if cached is not None and cached[0] == contracts:
+            return cached[1]
+        spec = self._symbols[symbol]
+        crc = zlib.crc32(symbol.encode("ascii"))
+        if day >= 0:
+            base_spot = float(self._path(symbol, day).prev_close[day])
+            regime = self._market_day(day)[0]
+            session = self._cal.dates[self._first + day]
+        else:
+            base_spot, regime, session = spec.spot, self._market_day(0)[0], self._start
+        K = np.array([c.strike for c in contracts], dtype=np.float64)
+        is_call = np.array([c.is_call for c in contracts], dtype=np.bool_)
+        expiry_days = np.array([c.expiry.toordinal() for c in contracts], dtype=np.int64)
+        monthly = np.array([c.expiry.weekday() >= 3 and 15 <= c.expiry.day <= 21
+                            for c in contracts], dtype=np.bool_)
+        days = np.maximum(expiry_days - session.toordinal(), 0.5)
+        z = np.log(K / base_spot) / (spec.vol * np.sqrt(days / 365.0))
+        near = np.exp(-0.5 * z * z) + 0.01
+        milli = np.rint(K * 1000.0).astype(np.int64)
+        round_strike = np.where(milli % 10_000 == 0, 2.5, np.where(milli % 5_000 == 0, 1.6, 1.0))
+        right = is_call.astype(np.int64)
+        put_tilt = np.where(is_call, 1.0, 1.3)
+        u1 = _unit_noise(self._seed, crc, milli, expiry_days, right, 1)
+        u2 = _unit_noise(self._seed, crc, milli, expiry_days, right, day, 2)
+        oi = _OI_BASE * near * round_strike * put_tilt * np.where(monthly, 2.5, 1.0) * (
+            np.minimum(days, 30.0) / 30.0) ** 0.5 * np.exp(u1 - 0.5)
+        volume = (_VOLUME_BASE * _REGIME_VOLUME[regime] * near * round_strike * put_tilt
+                  * (7.0 / (days + 7.0)) ** 0.7 * np.exp(1.6 * (u2 - 0.5)))
+        result = (np.rint(oi), volume)
+        self._grids.put(key, (contracts, result))
+        return result
+
+    def _price(self, symbol: str, bar: _Bar, contracts: tuple[Contract, ...]) -> _Group:
         """Price ``contracts`` (all on ``symbol``) at ``bar`` in one vectorised pass."""
         spec = self._symbols[symbol]
         bar_time = bar.time
@@ -560,14 +905,21 @@ class SimMarket:
         iv = self._iv(spec, bar, K, T)
         g = bsm_greeks(bar.spot, K, T, self._rate, iv, spec.dividend_yield, is_call)
         price = np.atleast_1d(g.price)
-        half = np.maximum(_TICK, _HALF_SPREAD_SHARE * price)
+        atm = self._atm_curve(spec, bar, T)
+        distance = np.abs(np.log(K / bar.spot)) / (atm * np.sqrt(np.maximum(T, _T_MIN)))
+        half = _REGIME_SPREAD[bar.regime] * (
+            _SPREAD_BASE + price * (_SPREAD_SHARE + _SPREAD_DISTANCE * np.minimum(distance, 5.0))
+        )
+        half = np.maximum(_TICK, half)
         bid = np.maximum(np.floor((price - half) / _TICK + 1e-6), 0.0)
         ask = np.maximum(np.ceil((price + half) / _TICK - 1e-6), bid + 1.0)
         x = np.abs(np.log(K / bar.spot))
         size = np.rint(10.0 + 490.0 * np.exp(-8.0 * x)).astype(np.int64)
         bid_size = np.where(bid > 0.0, size, 0)
-        return _Surface(
-            bar=bar,
+        oi, full_volume = self._activity(symbol, bar.day, contracts)
+        n = int(self._cal.minutes[self._first + bar.day]) if bar.day >= 0 else 1
+        elapsed = bar.minute / n if bar.day >= 0 else 0.0
+        return _Group(
             contracts=contracts,
             bid=np.round(bid * _TICK, 2).tolist(),
             ask=np.round(ask * _TICK, 2).tolist(),
@@ -575,37 +927,60 @@ class SimMarket:
             ask_size=size.tolist(),
             delta=np.atleast_1d(g.delta).tolist(),
             iv=np.atleast_1d(iv).tolist(),
-            index=index if index is not None else {c: i for i, c in enumerate(contracts)},
-            by_expiry=_group_by_expiry(contracts),
+            open_interest=oi.astype(np.int64).tolist(),
+            volume=np.floor(full_volume * elapsed).astype(np.int64).tolist(),
         )
 
-    def _listed_rows(
-        self, symbol: str, bar: _Bar, expiries: Iterable[date] | None = None
-    ) -> tuple[OptionQuote, ...]:
-        """Rows of the listed contracts (of ``expiries`` only, if given), built per expiry on
-        first use and cached per bar: most callers need a few expiries of a long chain."""
-        key = (symbol, bar.day, bar.minute)
-        built = self._rows.get(key)
-        if built is None:
-            built = {}
-            self._rows.put(key, built)
-        s = self._surface(symbol, bar)
-        wanted = s.by_expiry if expiries is None else [e for e in expiries if e in s.by_expiry]
-        rows: list[OptionQuote] = []
-        for expiry in wanted:
-            group = built.get(expiry)
-            if group is None:
-                idx = s.by_expiry[expiry]
-                quotes = _checked_quotes([s.bid[i] for i in idx], [s.ask[i] for i in idx],
-                                         [s.bid_size[i] for i in idx],
-                                         [s.ask_size[i] for i in idx], bar.time)
-                group = tuple(
-                    OptionQuote(s.contracts[i], q, delta=s.delta[i], iv=s.iv[i])
-                    for i, q in zip(idx, quotes, strict=True)
-                )
-                built[expiry] = group
-            rows.extend(group)
-        return tuple(rows)
+    # -- trade prints ---------------------------------------------------------------------------
+
+    def _bucket_trades(
+        self, symbol: str, session: int, bucket_ns: int, close_ns: int
+    ) -> list[tuple[int, OptionTrade]]:
+        key = ("trades", symbol, session, bucket_ns)
+        cached = self._surfaces.get(key)
+        if cached is not None:
+            return cached
+        bar = self._bar(symbol, _from_ns(bucket_ns))
+        surface = self._surface(symbol, bar)
+        end_ns = min(bucket_ns + _TRADE_BUCKET_MINUTES * _MINUTE_NS, close_ns)
+        n = int(self._cal.minutes[session])
+        share = (end_ns - bucket_ns) / (n * _MINUTE_NS)
+        crc = zlib.crc32(symbol.encode("ascii"))
+        rng = np.random.default_rng(
+            [self._seed, _TRADE_STREAM, crc, session, bucket_ns // _MINUTE_NS]
+        )
+        out: list[tuple[int, OptionTrade]] = []
+        for expiry in surface.expiries:
+            group = self._group(symbol, surface, expiry)
+            contracts = group.contracts
+            bid = np.array(group.bid)
+            ask = np.array(group.ask)
+            _, full = self._activity(symbol, bar.day, contracts)
+            expected = np.where(ask > _TICK, full * share / _MEAN_TRADE_SIZE, 0.0)
+            counts = rng.poisson(expected)
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            which = np.repeat(np.arange(len(contracts)), counts)
+            times = rng.integers(bucket_ns // 1000, end_ns // 1000, size=total) * 1000
+            sizes = rng.geometric(1.0 / _MEAN_TRADE_SIZE, size=total)
+            side = rng.random(total)
+            venue = rng.integers(0, len(_EXCHANGES), size=total)
+            buy = side < 0.5
+            at_mid = (side > 0.9) & (ask[which] - bid[which] > 1.5 * _TICK)
+            price = np.where(buy, ask[which], bid[which])
+            price = np.where(at_mid, np.round((ask[which] + bid[which]) / 2.0, 2), price)
+            for j in range(total):
+                if price[j] <= 0.0:
+                    continue
+                t_ns = int(times[j])
+                out.append((t_ns, OptionTrade(
+                    contracts[int(which[j])], _from_ns(t_ns), float(price[j]), int(sizes[j]),
+                    "buy" if buy[j] else "sell", _EXCHANGES[int(venue[j])],
+                )))
+        out.sort(key=lambda item: (item[0], item[1].contract.occ))
+        self._surfaces.put(key, out)
+        return out
 
     def _screen(self, rows: tuple[OptionQuote, ...], now: datetime) -> list[OptionQuote]:
         assert self._corrupt is not None
@@ -622,13 +997,6 @@ class SimMarket:
                     "quote_rejected", contract=row.contract.occ, reason=str(exc)
                 )
         return kept
-
-
-def _group_by_expiry(contracts: tuple[Contract, ...]) -> dict[date, list[int]]:
-    groups: dict[date, list[int]] = {}
-    for i, contract in enumerate(contracts):
-        groups.setdefault(contract.expiry, []).append(i)
-    return groups
 
 
 def _checked_quotes(

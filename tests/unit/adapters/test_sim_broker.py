@@ -346,8 +346,9 @@ def test_sim_broker_equity_and_buying_power_hand_computed(db_path):
     assert filled.cash == pytest.approx(10_277.40)
     assert filled.equity == pytest.approx(9_977.40)
     assert filled.buying_power == pytest.approx(7_977.40)
-    # the resting opening order reserves 1,000 of margin and 1.30 of commission
-    assert reserved.buying_power == pytest.approx(7_977.40 - 1_001.30)
+    # the resting opening order reserves 1,000 of margin less its 500 credit, plus 1.30 of
+    # commission
+    assert reserved.buying_power == pytest.approx(7_977.40 - 501.30)
     assert reserved.cash == filled.cash
 
 

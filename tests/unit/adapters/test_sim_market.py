@@ -162,16 +162,31 @@ def test_sim_symbol_bad_value_raises_data_error(field, value):
 # -- the chain -------------------------------------------------------------------------------------
 
 
-def test_sim_market_chain_lists_weekly_fridays_up_to_70_days(market):
-    chain = market.chain("SPY", NOW)
+def test_sim_market_chain_lists_dailies_weeklies_and_monthlies(market):
+    chain = market.chain("SPY", NOW)  # Monday 2025-03-03
     expiries = chain.expiries()
+    sessions = [date(2025, 3, d) for d in (3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 17)]
+    dailies = [e for e in expiries if chain.dte(e) <= 14]
+    weeklies = [e for e in expiries if 14 < chain.dte(e) <= 70]
+    monthlies = [e for e in expiries if chain.dte(e) > 70]
 
-    fridays = [e + timedelta(days=1) if e == date(2025, 4, 17) else e for e in expiries]
-
-    assert fridays[0] == date(2025, 3, 7)
+    assert dailies == sessions  # every session for two weeks, today's included
+    fridays = [e + timedelta(days=1) if e == date(2025, 4, 17) else e for e in weeklies]
     assert all(f.weekday() == 4 for f in fridays)  # Good Friday 2025-04-18 expires Thursday
     assert all(b - a == timedelta(days=7) for a, b in itertools.pairwise(fridays))
-    assert 60 < chain.dte(expiries[-1]) <= 70
+    assert 63 < chain.dte(weeklies[-1]) <= 70
+    assert monthlies == [date(2025, 5, 16), date(2025, 6, 20)]  # third Fridays to 120 days
+
+
+def test_sim_market_chain_daily_expiries_only_for_configured_roots():
+    market = make_market(daily_expiries=("SPY",))
+    spy = market.chain("SPY", NOW).expiries()
+    qqq = market.chain("QQQ", NOW).expiries()
+
+    assert date(2025, 3, 4) in spy
+    assert date(2025, 3, 4) not in qqq
+    assert qqq[0] == date(2025, 3, 7)
+    assert set(qqq) <= set(spy)
 
 
 def test_sim_market_chain_holiday_friday_expires_the_session_before(market):
@@ -275,14 +290,19 @@ def test_sim_market_chain_outside_hours_is_the_closing_chain(market):
 
 
 def test_sim_market_chain_after_warm_up_takes_under_5_ms(market):
-    market.chain("SPY", NOW)
-    times = []
+    market.chain("SPY", NOW, min_dte=21, max_dte=70)
+    times, full = [], []
     for minute in range(1, 41):
         t0 = time.perf_counter()
-        market.chain("SPY", NOW + timedelta(minutes=minute))  # a new bar every call
+        # The strategy's window (~500 rows), then the whole chain (~1,500 rows), a new bar each.
+        market.chain("SPY", NOW + timedelta(minutes=minute), min_dte=21, max_dte=70)
         times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        market.chain("SPY", NOW + timedelta(minutes=minute + 100))
+        full.append(time.perf_counter() - t0)
 
     assert statistics.median(times) < 0.005
+    assert statistics.median(full) < 0.015
 
 
 # -- bad quotes --------------------------------------------------------------------------------

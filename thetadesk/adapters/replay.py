@@ -1,0 +1,977 @@
+"""Market data replayed from history, through the ``MarketData`` port.
+
+Two sources, one port (``spot``, ``quote``, ``chain``):
+
+``HistoricalReplay`` -- real S&P 500 daily data shipped with the ``arch`` package
+==================================================================================
+
+- Days: the trading days of ``arch.data.sp500`` (1999-01-04 to 2018-12-31, daily OHLC). Every one
+  of them is an NYSE session of ``exchange_calendars``' XNYS calendar and every XNYS session in
+  that range has data (checked at load time: a mismatch raises DataError). Session hours (09:30 to
+  16:00 New York, 13:00 on early closes) come from the same calendar. ``MarketCalendar`` in
+  ``thetadesk.clock`` starts in 2000, so the 1999 sessions are read from XNYS directly.
+- Underlying: each symbol is the index times its scale (``{"SPY": 0.1}``: SPY ~ S&P 500 / 10),
+  rounded to $0.01. Within a day the price follows a deterministic one-minute path seeded by
+  ``(seed, day)`` (the same path for every symbol, so symbols stay consistent): three Brownian
+  bridges in log price, Open -> first extreme -> second extreme -> Close, folded (reflected) into
+  [Low, High] so the path stays continuous without flat runs at the extremes.
+  The order of the extremes is drawn with the seed, weighted towards the order with the shorter
+  travel; their minutes are drawn uniformly. Minute 0 is the Open at the session open, the last
+  bar is the Close at the session close, and the path's max and min are exactly High and Low.
+- ``spot(symbol, now)``: the bar at or before ``now``; between sessions the last close. Before the
+  first session's open or after the New York midnight ending the last data day: DataError naming
+  the range.
+- Implied volatility: the 30-day at-the-money (strike = forward) level of day ``d`` is the day's
+  VIX close / 100 where ``arch.data.vix`` has it (2014-01-03 onwards); before that a proxy, the
+  close-to-close realised volatility of the 21 daily log returns up to the previous close
+  (annualised with 252, at least 10 returns), times 1.15, floored at 0.08; 0.25 for the first
+  days of 1999 (fewer than 10 returns; VIX stood near 25). ``iv_source(d)`` says which was used.
+  NOTE the VIX value is the day's close, so a chain during day ``d`` knows the level VIX printed
+  at that day's close (a small look-ahead); the proxy has none.
+- Surface: the ATM level for time to expiry ``T`` is the average of a variance mean-reverting
+  (speed 4/year) to 0.20^2 from the level that gives the 30-day value, so the term structure
+  slopes up when volatility is low and inverts when it is high. Then
+  ``iv(K, T) = atm_T * (1 - s_T x + c_T x^2)``, ``x = ln(K / F)``, with put skew ``s`` larger when
+  the level is low (0.8 / atm30, within [1.2, 4]) and steeper for shorter expiries, clipped to
+  [0.03, 3.0]. Prices: European BSM with ``rate`` and ``dividend_yield`` (continuous).
+- Listing: weekly Friday expiries up to 49 days out plus the monthly third Fridays up to 70 days
+  out, a holiday expiry moved to the previous session; strikes on the symbol's ``strike_step``
+  grid from 75% to 115% of spot. Quotes on a $0.01 tick with a half-spread of
+  ``(0.01 + 0.4% of the price) x (1 + 0.5 min(|z|, 4))``, ``z`` the moneyness in standard
+  deviations, so cheap and far-from-the-money options are relatively wider. Chains carry model
+  deltas and IVs.
+- Deterministic: the same arguments give the same answers in any process; caches (per symbol and
+  minute) only remember them.
+
+``UserDataReplay`` -- your own data, CSV or Parquet
+===================================================
+
+``UserDataReplay.from_files(bars, quotes=None)`` reads a ``.csv`` or ``.parquet`` file (Parquet
+needs ``pyarrow``; CSV needs nothing extra).
+
+Bars file, one row per symbol and bar:
+
+==========  ================================================================================
+timestamp   ISO-8601 with a UTC offset (``2024-01-02T09:31:00-05:00``) or ``Z``; in Parquet a
+            timezone-aware timestamp column or such strings. Naive times are rejected. The
+            instant the bar's ``close`` was observed: label bars by their END (a vendor that
+            labels minute bars by their start, like Alpaca or Polygon, gives a one-minute
+            look-ahead unless you add a minute).
+symbol      the underlying, 1-6 upper-case letters or digits (``SPY``)
+open        > 0
+high        >= open, low, close
+low         > 0, <= open, close
+close       > 0; ``spot(symbol, now)`` is the close of the last bar with timestamp <= now
+            (DataError before the symbol's first bar or more than a day after its last)
+volume      >= 0
+==========  ================================================================================
+
+Quotes file (optional), one row per contract and update:
+
+==========  ================================================================================
+timestamp   as above
+occ_symbol  OCC symbol, compact ``SPY240119P00470000`` or 21-character padded
+bid, ask    >= 0, bid <= ask (per share)
+bid_size    integer >= 0
+ask_size    integer >= 0
+iv          optional: the vendor's implied volatility (0.18 = 18%), blank if unknown
+delta       optional: the vendor's delta, blank if unknown
+==========  ================================================================================
+
+Rows must be in time order per symbol (bars) and per contract (quotes); a timestamp may appear
+once per symbol (contract). Values must not be missing (NaN/blank) except the optional columns.
+Every violation raises DataError naming the file, the row (1-based data row, the CSV line is
+one more) and the column. ``quote(contract, now)`` is the contract's last quote at or before
+``now``; a quote older than ``max_quote_age`` (default 15 minutes) is stale (DataError in
+``quote``, left out of ``chain``). ``chain`` lists every unexpired contract of the symbol with a
+fresh quote.
+
+Warnings: reading the arch data and building the XNYS calendar run inside
+``warnings.catch_warnings`` that ignore only pandas' "Series.values returning an ndarray"
+DeprecationWarning (raised inside exchange_calendars with pandas 3).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from thetadesk.chain import NEW_YORK, OptionChain, OptionQuote, expiry_instant
+from thetadesk.errors import DataError
+from thetadesk.models import Contract, Quote, Right
+from thetadesk.pricing import bsm_greeks
+
+__all__ = ["HistoricalReplay", "IvSource", "UserDataReplay"]
+
+IvSource = Literal["vix", "realised_proxy"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_MINUTE_NS = 60 * 1_000_000_000
+_YEAR = timedelta(days=365)
+_T30 = 30.0 / 365.0
+_T_MIN = 1.0 / 365.0
+_SKEW_T_MIN = 7.0 / 365.0  # skew stops steepening below a week to expiry
+
+# Implied volatility.
+_PROXY_WINDOW, _PROXY_MIN_RETURNS = 21, 10
+_PROXY_MARKUP, _PROXY_FLOOR, _PROXY_FALLBACK = 1.15, 0.08, 0.25
+_LONG_RUN_VAR = 0.20**2
+_KAPPA = 4.0  # per year
+_SKEW_ABS, _SKEW_MIN, _SKEW_MAX = 0.8, 1.2, 4.0
+_SKEW_POWER = 0.3
+_CURVATURE = 1.5
+_IV_MIN, _IV_MAX = 0.03, 3.0
+
+# Listing and quoting.
+_WEEKLY_DAYS, _MONTHLY_DAYS = 49, 70
+_STRIKE_LOW, _STRIKE_HIGH = 0.75, 1.15
+_TICK = 0.01
+_HALF_FIXED, _HALF_SHARE, _HALF_WING, _Z_CAP = 0.01, 0.004, 0.5, 4.0
+
+# Intraday path: bridge volatility as a share of the day's log range per sqrt(session).
+_BRIDGE_SHARE = 0.35
+
+_VALUES_WARNING = r"Series\.values returning an ndarray"
+
+
+def _ns(now: datetime) -> int:
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise DataError(f"now must be a timezone-aware datetime, got {now!r}")
+    return ((now - _EPOCH) // _US) * 1000
+
+
+def _from_ns(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(ns) // 1000)
+
+
+class _LRU:
+    """A small least-recently-used map."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+
+# -------------------------------------------------------------------------------------------
+# The historical data, loaded once per process
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    dates: tuple[date, ...]
+    index: dict[date, int]
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    atm30: np.ndarray
+    is_vix: np.ndarray
+    opens: np.ndarray  # session open, UTC ns
+    closes: np.ndarray  # session close, UTC ns
+    end_ns: int  # New York midnight after the last day
+    sessions: frozenset[date]  # XNYS sessions, for moving holiday expiries
+
+
+@functools.cache
+def _history() -> _History:
+    import exchange_calendars as xc
+    from arch.data import sp500, vix
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_VALUES_WARNING, category=DeprecationWarning)
+        spx = sp500.load()
+        vx = vix.load()
+        first = spx.index[0].date()
+        last = spx.index[-1].date()
+        cal = xc.get_calendar(
+            "XNYS", start=date(first.year, 1, 1).isoformat(),
+            end=date(last.year + 1, 12, 31).isoformat(),
+        )
+        cal_days = [ts.date() for ts in cal.sessions]
+        cal_opens = np.asarray(cal.opens_nanos, dtype=np.int64)
+        cal_closes = np.asarray(cal.closes_nanos, dtype=np.int64)
+    dates = tuple(ts.date() for ts in spx.index)
+    pos = {d: i for i, d in enumerate(cal_days)}
+    in_range = {d for d in cal_days if first <= d <= last}
+    not_sessions = [d for d in dates if d not in pos]
+    missing = sorted(in_range - set(dates))
+    if not_sessions or missing:
+        raise DataError(
+            f"arch S&P 500 days disagree with the NYSE calendar: not sessions "
+            f"{not_sessions[:5]}, sessions without data {missing[:5]}"
+        )
+    take = np.array([pos[d] for d in dates])
+    close = spx["Close"].to_numpy(dtype=np.float64)
+    returns = np.diff(np.log(close), prepend=np.nan)
+    realised = (
+        pd.Series(returns).rolling(_PROXY_WINDOW, min_periods=_PROXY_MIN_RETURNS).std().shift(1)
+        * math.sqrt(252.0)
+    ).to_numpy()
+    proxy = np.where(
+        np.isnan(realised), _PROXY_FALLBACK, np.maximum(realised * _PROXY_MARKUP, _PROXY_FLOOR)
+    )
+    vix_close = vx["vix"].reindex(spx.index).to_numpy(dtype=np.float64) / 100.0
+    is_vix = ~np.isnan(vix_close)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=NEW_YORK)
+    return _History(
+        dates=dates,
+        index={d: i for i, d in enumerate(dates)},
+        open=spx["Open"].to_numpy(dtype=np.float64),
+        high=spx["High"].to_numpy(dtype=np.float64),
+        low=spx["Low"].to_numpy(dtype=np.float64),
+        close=close,
+        atm30=np.where(is_vix, vix_close, proxy),
+        is_vix=is_vix,
+        opens=cal_opens[take].copy(),
+        closes=cal_closes[take].copy(),
+        end_ns=_ns(end),
+        sessions=frozenset(cal_days),
+    )
+
+
+def _bridge(rng: np.random.Generator, a: float, b: float, m: int, sd: float) -> np.ndarray:
+    """A Brownian bridge from ``a`` to ``b`` in ``m`` steps: ``m + 1`` points, ends exact."""
+    if m <= 0:
+        return np.array([b])
+    walk = np.concatenate(([0.0], np.cumsum(rng.standard_normal(m) * sd)))
+    frac = np.arange(m + 1) / m
+    return a + (b - a) * frac + walk - frac * walk[-1]
+
+
+def _day_path(seed: int, day: date, o: float, h: float, lo: float, c: float, n: int) -> np.ndarray:
+    """Index levels at minutes 0..n of a session of ``n`` minutes through O, H, L, C."""
+    rng = np.random.default_rng([seed, day.toordinal()])
+    travel_hl = (h - o) + (h - lo) + (c - lo)  # O -> H -> L -> C
+    travel_lh = (o - lo) + (h - lo) + (h - c)  # O -> L -> H -> C
+    p_high_first = travel_lh / (travel_hl + travel_lh) if travel_hl + travel_lh > 0 else 0.5
+    high_first = rng.random() < p_high_first
+    if n < 3:
+        inner = [h, lo] if high_first else [lo, h]
+        return np.clip(np.array([o, *inner, c][: n + 1]), lo, h)
+    t1, t2 = np.sort(rng.choice(np.arange(1, n), size=2, replace=False))
+    x1, x2 = (h, lo) if high_first else (lo, h)
+    sd = _BRIDGE_SHARE * math.log(h / lo) / math.sqrt(n)
+    logs = np.concatenate((
+        _bridge(rng, math.log(o), math.log(x1), int(t1), sd),
+        _bridge(rng, math.log(x1), math.log(x2), int(t2 - t1), sd)[1:],
+        _bridge(rng, math.log(x2), math.log(c), int(n - t2), sd)[1:],
+    ))
+    # Fold (reflect) the path into [ln L, ln H]: continuous, no flat runs at the extremes.
+    base, width = math.log(lo), math.log(h / lo)
+    if width > 0.0:
+        z = np.mod(logs - base, 2.0 * width)
+        logs = base + np.where(z > width, 2.0 * width - z, z)
+    path = np.clip(np.exp(logs), lo, h)  # only rounding is left to clip
+    path[0], path[t1], path[t2], path[-1] = o, x1, x2, c
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class _Bar:
+    day: int
+    minute: int
+    level: float  # index level
+    ns: int
+
+    @property
+    def time(self) -> datetime:
+        return _from_ns(self.ns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Surface:
+    spot: float
+    contracts: tuple[Contract, ...]
+    bid: list[float]
+    ask: list[float]
+    bid_size: list[int]
+    ask_size: list[int]
+    delta: list[float]
+    iv: list[float]
+    index: dict[Contract, int]
+    by_expiry: dict[date, list[int]]
+    time: datetime
+
+
+class HistoricalReplay:
+    """S&P 500 history (1999-2018) replayed minute by minute as ``MarketData`` (module docs).
+
+    ``symbols`` maps each root to the scale applied to the index level; ``rate`` and
+    ``dividend_yield`` are continuously compounded annual rates; ``strike_step`` is the strike
+    spacing in dollars, one for all symbols or per symbol; ``seed`` (>= 0) picks the intraday
+    paths.
+    """
+
+    def __init__(
+        self,
+        symbols: Mapping[str, float] | None = None,
+        rate: float = 0.02,
+        dividend_yield: float = 0.018,
+        strike_step: float | Mapping[str, float] = 1.0,
+        seed: int = 0,
+    ) -> None:
+        symbols = {"SPY": 0.1} if symbols is None else dict(symbols)
+        if not symbols:
+            raise DataError("HistoricalReplay needs at least one symbol")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise DataError(f"HistoricalReplay seed must be a non-negative integer, got {seed!r}")
+        for name, value in (("rate", rate), ("dividend_yield", dividend_yield)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value
+            ):
+                raise DataError(f"HistoricalReplay {name} must be a finite number, got {value!r}")
+        steps = (
+            dict(strike_step) if isinstance(strike_step, Mapping)
+            else dict.fromkeys(symbols, strike_step)
+        )
+        for symbol, scale in symbols.items():
+            try:
+                Contract(symbol, date(2000, 1, 1), Right.CALL, 1.0)
+            except DataError as exc:
+                raise DataError(f"HistoricalReplay symbol {symbol!r}: {exc}") from None
+            if (isinstance(scale, bool) or not isinstance(scale, int | float)
+                    or not (math.isfinite(scale) and scale > 0)):
+                raise DataError(f"HistoricalReplay scale of {symbol} must be > 0, got {scale!r}")
+            step = steps.get(symbol)
+            if (isinstance(step, bool) or not isinstance(step, int | float)
+                    or not (math.isfinite(step) and step > 0)
+                    or abs(step * 1000 - round(step * 1000)) > 1e-6):
+                raise DataError(
+                    f"HistoricalReplay strike_step of {symbol} must be > 0 and a multiple of "
+                    f"0.001, got {step!r}"
+                )
+        self._symbols = {s: float(v) for s, v in symbols.items()}
+        self._steps = {s: float(steps[s]) for s in symbols}
+        self._rate = float(rate)
+        self._q = float(dividend_yield)
+        self._seed = int(seed)
+        self._h = _history()
+        self._paths = _LRU(64)
+        self._surfaces = _LRU(64)
+        self._rows = _LRU(16)
+        self._grids = _LRU(64)
+        self._lock = threading.RLock()
+
+    def __reduce__(self):
+        return (
+            HistoricalReplay,
+            (self._symbols, self._rate, self._q, self._steps, self._seed),
+        )
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def dividend_yield(self) -> float:
+        return self._q
+
+    @property
+    def first_day(self) -> date:
+        return self._h.dates[0]
+
+    @property
+    def last_day(self) -> date:
+        return self._h.dates[-1]
+
+    @property
+    def days(self) -> tuple[date, ...]:
+        """Every trading day of the data, in order."""
+        return self._h.dates
+
+    def iv_source(self, day: date) -> IvSource:
+        """``"vix"`` if ``day``'s 30-day ATM level is the VIX close, else ``"realised_proxy"``."""
+        return "vix" if self._h.is_vix[self._day_index(day)] else "realised_proxy"
+
+    def day_path(self, symbol: str, day: date) -> np.ndarray:
+        """``symbol``'s prices at minutes 0 (the open) .. n (the close) of trading day ``day``."""
+        scale = self._scale(symbol)
+        with self._lock:
+            return np.round(self._path(self._day_index(day)) * scale, 2)
+
+    def atm_iv(self, symbol: str, now: datetime) -> float:
+        """The 30-day at-the-money implied volatility at ``now`` (VIX / 100 or the proxy)."""
+        self._scale(symbol)
+        with self._lock:
+            return float(self._h.atm30[self._bar(now).day])
+
+    def is_open(self, now: datetime) -> bool:
+        """True during one of the replayed regular sessions (what the paper broker fills in)."""
+        ns = _ns(now)
+        h = self._h
+        i = int(np.searchsorted(h.opens, ns, side="right")) - 1
+        return 0 <= i < len(h.closes) and ns < int(h.closes[i])
+
+    def spot(self, symbol: str, now: datetime) -> float:
+        scale = self._scale(symbol)
+        with self._lock:
+            return round(self._bar(now).level * scale, 2)
+
+    def quote(self, contract: Contract, now: datetime) -> Quote:
+        """One contract's quote at ``now``, the same as its row in ``chain``; contracts off
+        the listed grid are priced on the same surface."""
+        if not isinstance(contract, Contract):
+            raise DataError(f"quote needs a Contract, got {contract!r}")
+        self._scale(contract.underlying)
+        with self._lock:
+            bar = self._bar(now)
+            if expiry_instant(contract.expiry) <= now:
+                raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
+            s = self._surface(contract.underlying, bar)
+            i = s.index.get(contract)
+            if i is None:
+                s = self._price(contract.underlying, bar, (contract,))
+                i = 0
+            return Quote(s.bid[i], s.ask[i], s.bid_size[i], s.ask_size[i], s.time)
+
+    def chain(
+        self, symbol: str, now: datetime, min_dte: int | None = None, max_dte: int | None = None
+    ) -> OptionChain:
+        """The listed options on ``symbol`` at ``now`` with model deltas and IVs; only the
+        expiries with ``min_dte <= DTE <= max_dte`` when given."""
+        self._scale(symbol)
+        with self._lock:
+            bar = self._bar(now)
+            s = self._surface(symbol, bar)
+            today = now.astimezone(NEW_YORK).date()
+            lo = -math.inf if min_dte is None else min_dte
+            hi = math.inf if max_dte is None else max_dte
+            key = (symbol, bar.day, bar.minute)
+            built = self._rows.get(key)
+            if built is None:
+                built = {}
+                self._rows.put(key, built)
+            rows: list[OptionQuote] = []
+            for expiry, idx in s.by_expiry.items():
+                if not lo <= (expiry - today).days <= hi:
+                    continue
+                group = built.get(expiry)
+                if group is None:
+                    group = tuple(
+                        OptionQuote(
+                            s.contracts[i],
+                            Quote(s.bid[i], s.ask[i], s.bid_size[i], s.ask_size[i], s.time),
+                            delta=s.delta[i],
+                            iv=s.iv[i],
+                        )
+                        for i in idx
+                    )
+                    built[expiry] = group
+                rows.extend(group)
+            return OptionChain(symbol, s.spot, now, rows, rate=self._rate,
+                               dividend_yield=self._q)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _scale(self, symbol: str) -> float:
+        scale = self._symbols.get(symbol)
+        if scale is None:
+            raise DataError(f"unknown symbol {symbol!r}: the replay has {sorted(self._symbols)}")
+        return scale
+
+    def _range(self) -> str:
+        return f"{self._h.dates[0]} 09:30 to {self._h.dates[-1]} (New York)"
+
+    def _day_index(self, day: date) -> int:
+        if isinstance(day, datetime) or not isinstance(day, date):
+            raise DataError(f"expected a date, got {day!r}")
+        i = self._h.index.get(day)
+        if i is None:
+            raise DataError(
+                f"{day} is not a trading day of the S&P 500 data ({self._h.dates[0]} to "
+                f"{self._h.dates[-1]})"
+            )
+        return i
+
+    def _path(self, i: int) -> np.ndarray:
+        path = self._paths.get(i)
+        if path is None:
+            h = self._h
+            n = int((h.closes[i] - h.opens[i]) // _MINUTE_NS)
+            path = _day_path(self._seed, h.dates[i], h.open[i], h.high[i], h.low[i],
+                             h.close[i], n)
+            path.setflags(write=False)
+            self._paths.put(i, path)
+        return path
+
+    def _bar(self, now: datetime) -> _Bar:
+        ns = _ns(now)
+        h = self._h
+        i = int(np.searchsorted(h.opens, ns, side="right")) - 1
+        if i < 0 or ns >= h.end_ns:
+            raise DataError(f"{now} is outside the replayed data ({self._range()})")
+        path = self._path(i)
+        n = len(path) - 1
+        if ns >= int(h.closes[i]):
+            return _Bar(i, n, float(path[n]), int(h.closes[i]))
+        minute = int((ns - int(h.opens[i])) // _MINUTE_NS)
+        return _Bar(i, minute, float(path[minute]), int(h.opens[i]) + minute * _MINUTE_NS)
+
+    def _expiries(self, bar: _Bar) -> tuple[date, ...]:
+        today = self._h.dates[bar.day]
+        friday = today + timedelta(days=(4 - today.weekday()) % 7)
+        found: set[date] = set()
+        while (friday - today).days <= _MONTHLY_DAYS:
+            third = 15 <= friday.day <= 21
+            if (friday - today).days <= _WEEKLY_DAYS or third:
+                expiry = friday
+                while expiry not in self._h.sessions:
+                    expiry -= timedelta(days=1)
+                if expiry_instant(expiry) > bar.time:
+                    found.add(expiry)
+            friday += timedelta(days=7)
+        return tuple(sorted(found))
+
+    def _grid(self, symbol: str, expiries: tuple[date, ...], lo: int, hi: int):
+        key = (symbol, expiries, lo, hi)
+        grid = self._grids.get(key)
+        if grid is None:
+            step = self._steps[symbol]
+            strikes = [round(k * step, 3) for k in range(lo, hi + 1)]
+            contracts = tuple(
+                Contract(symbol, e, right, k)
+                for e in expiries for right in (Right.PUT, Right.CALL) for k in strikes
+            )
+            grid = (contracts, {c: i for i, c in enumerate(contracts)})
+            self._grids.put(key, grid)
+        return grid
+
+    def _surface(self, symbol: str, bar: _Bar) -> _Surface:
+        key = (symbol, bar.day, bar.minute)
+        s = self._surfaces.get(key)
+        if s is None:
+            spot = round(bar.level * self._symbols[symbol], 2)
+            step = self._steps[symbol]
+            lo = max(math.ceil(_STRIKE_LOW * spot / step - 1e-9), 1)
+            hi = math.floor(_STRIKE_HIGH * spot / step + 1e-9)
+            contracts, index = self._grid(symbol, self._expiries(bar), lo, hi)
+            s = self._price(symbol, bar, contracts, index)
+            self._surfaces.put(key, s)
+        return s
+
+    def _iv(self, atm30: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        t = np.maximum(T, _T_MIN)
+        phi = -np.expm1(-_KAPPA * t) / (_KAPPA * t)
+        phi30 = -math.expm1(-_KAPPA * _T30) / (_KAPPA * _T30)
+        var = _LONG_RUN_VAR + (atm30 * atm30 - _LONG_RUN_VAR) * phi / phi30
+        atm = np.sqrt(np.maximum(var, (0.5 * atm30) ** 2))
+        skew = min(max(_SKEW_ABS / atm30, _SKEW_MIN), _SKEW_MAX)
+        skew_t = skew * (_T30 / np.maximum(T, _SKEW_T_MIN)) ** _SKEW_POWER
+        return np.clip(atm * (1.0 - skew_t * x + _CURVATURE * skew_t * x * x), _IV_MIN, _IV_MAX)
+
+    def _price(self, symbol: str, bar: _Bar, contracts: tuple[Contract, ...],
+               index: dict[Contract, int] | None = None) -> _Surface:
+        spot = round(bar.level * self._symbols[symbol], 2)
+        bar_time = bar.time
+        years: dict[date, float] = {}
+        for c in contracts:
+            if c.expiry not in years:
+                years[c.expiry] = (expiry_instant(c.expiry) - bar_time) / _YEAR
+        K = np.array([c.strike for c in contracts], dtype=np.float64)
+        T = np.array([years[c.expiry] for c in contracts], dtype=np.float64)
+        is_call = np.array([c.is_call for c in contracts], dtype=np.bool_)
+        x = np.log(K / (spot * np.exp((self._rate - self._q) * T)))
+        atm30 = float(self._h.atm30[bar.day])
+        iv = self._iv(atm30, x, T)
+        g = bsm_greeks(spot, K, T, self._rate, iv, self._q, is_call)
+        price = np.atleast_1d(g.price)
+        z = np.abs(x) / (iv * np.sqrt(np.maximum(T, _T_MIN)))
+        half = (_HALF_FIXED + _HALF_SHARE * price) * (1.0 + _HALF_WING * np.minimum(z, _Z_CAP))
+        bid = np.maximum(np.floor((price - half) / _TICK + 1e-6), 0.0)
+        ask = np.maximum(np.ceil((price + half) / _TICK - 1e-6), bid + 1.0)
+        size = np.rint(10.0 + 490.0 * np.exp(-8.0 * np.abs(x))).astype(np.int64)
+        groups: dict[date, list[int]] = {}
+        for i, c in enumerate(contracts):
+            groups.setdefault(c.expiry, []).append(i)
+        return _Surface(
+            spot=spot,
+            contracts=contracts,
+            bid=np.round(bid * _TICK, 2).tolist(),
+            ask=np.round(ask * _TICK, 2).tolist(),
+            bid_size=np.where(bid > 0.0, size, 0).tolist(),
+            ask_size=size.tolist(),
+            delta=np.atleast_1d(g.delta).tolist(),
+            iv=np.atleast_1d(iv).tolist(),
+            index=index if index is not None else {c: i for i, c in enumerate(contracts)},
+            by_expiry=groups,
+            time=bar_time,
+        )
+
+
+# -------------------------------------------------------------------------------------------
+# Users' own data
+
+_BAR_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
+_QUOTE_COLUMNS = ("timestamp", "occ_symbol", "bid", "ask", "bid_size", "ask_size")
+_OPTIONAL_QUOTE_COLUMNS = ("iv", "delta")
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+_ROOT = re.compile(r"^[A-Z0-9]{1,6}$")
+
+
+def _where(path: Path, row: int, column: str) -> str:
+    line = f" (line {row + 1})" if path.suffix.lower() == ".csv" else ""
+    return f"{path}: row {row}{line}, column {column!r}"
+
+
+def _read(path: Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str),
+                               keep_default_na=True)
+        if suffix in (".parquet", ".pq"):
+            try:
+                return pd.read_parquet(path)
+            except ImportError as exc:
+                raise DataError(
+                    f"{path}: reading Parquet needs the 'pyarrow' package (pip install "
+                    f"pyarrow), or save the data as CSV ({exc})"
+                ) from None
+            except (OSError, ValueError) as exc:  # a corrupt or truncated Parquet file
+                raise DataError(f"{path}: unreadable Parquet file: {exc}") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable: {exc}") from None
+    raise DataError(f"{path}: unknown file type {suffix!r}; expected .csv or .parquet")
+
+
+def _require(df: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}; expected {list(columns)}"
+        )
+
+
+def _timestamps(df: pd.DataFrame, path: Path) -> np.ndarray:
+    """The ``timestamp`` column as UTC nanoseconds; rejects missing, naive or bad values."""
+    col = df["timestamp"]
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        bad = col.isna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0]) + 1
+            raise DataError(f"{_where(path, row, 'timestamp')}: missing value")
+        return col.dt.tz_convert(UTC).dt.as_unit("ns").astype("int64").to_numpy()
+    if pd.api.types.is_datetime64_dtype(col.dtype):
+        raise DataError(
+            f"{_where(path, 1, 'timestamp')}: naive timestamps (no time zone); store them "
+            "timezone-aware or as ISO-8601 strings with an offset"
+        )
+    text = col.astype("string").str.strip()
+    missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0]) + 1
+        raise DataError(f"{_where(path, row, 'timestamp')}: missing value")
+    naive = ~text.str.contains(_OFFSET).to_numpy(dtype=bool)
+    if naive.any():
+        row = int(np.flatnonzero(naive)[0]) + 1
+        raise DataError(
+            f"{_where(path, row, 'timestamp')}: naive timestamp {text.iloc[row - 1]!r}; give a "
+            "UTC offset (2024-01-02T09:31:00-05:00) or Z"
+        )
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    bad = parsed.isna().to_numpy(dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 1
+        raise DataError(
+            f"{_where(path, row, 'timestamp')}: not an ISO-8601 timestamp: "
+            f"{text.iloc[row - 1]!r}"
+        )
+    return parsed.dt.as_unit("ns").astype("int64").to_numpy()
+
+
+def _numbers(df: pd.DataFrame, path: Path, column: str, allow_nan: bool = False) -> np.ndarray:
+    col = df[column]
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if allow_nan:
+        bad &= col.notna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 1
+        raw = col.iloc[row - 1]
+        what = "missing value (NaN)" if pd.isna(raw) else f"not a finite number: {raw!r}"
+        raise DataError(f"{_where(path, row, column)}: {what}")
+    return values
+
+
+def _text(df: pd.DataFrame, path: Path, column: str) -> list[str]:
+    values = df[column].tolist()
+    for i, value in enumerate(values, start=1):
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{_where(path, i, column)}: missing value")
+    return [v.strip() for v in values]
+
+
+def _check_order(path: Path, keys: list[str], ts: np.ndarray, key_column: str) -> None:
+    """Duplicated (key, timestamp) pairs, then timestamps going backwards within a key."""
+    last: dict[str, tuple[int, int]] = {}
+    for i, (key, t) in enumerate(zip(keys, ts.tolist(), strict=True), start=1):
+        prev = last.get(key)
+        if prev is not None:
+            if t == prev[0]:
+                raise DataError(
+                    f"{_where(path, i, 'timestamp')}: duplicated row: {key_column} {key} "
+                    f"already has timestamp {_from_ns(t).isoformat()} (row {prev[1]})"
+                )
+            if t < prev[0]:
+                raise DataError(
+                    f"{_where(path, i, 'timestamp')}: timestamps not sorted for {key}: "
+                    f"{_from_ns(t).isoformat()} comes after {_from_ns(prev[0]).isoformat()} "
+                    f"(row {prev[1]})"
+                )
+        last[key] = (t, i)
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    ns: np.ndarray
+    close: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _QuoteSeries:
+    ns: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+    iv: np.ndarray
+    delta: np.ndarray
+
+
+class UserDataReplay:
+    """Users' bars and option quotes (format in the module docs) replayed as ``MarketData``.
+
+    Build it with ``from_files``. ``rate`` and ``dividend_yield`` are passed to the chains for
+    the deltas they compute where the file gives none.
+    """
+
+    def __init__(
+        self,
+        bars: Mapping[str, _Series],
+        quotes: Mapping[Contract, _QuoteSeries],
+        rate: float = 0.0,
+        dividend_yield: float = 0.0,
+        max_quote_age: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self._bars = dict(bars)
+        self._quotes = dict(quotes)
+        self._by_symbol: dict[str, list[Contract]] = {}
+        for contract in sorted(self._quotes, key=lambda c: (c.expiry, c.right, c.strike)):
+            self._by_symbol.setdefault(contract.underlying, []).append(contract)
+        self._rate = float(rate)
+        self._q = float(dividend_yield)
+        self._max_age_ns = int(max_quote_age / _US) * 1000
+
+    @classmethod
+    def from_files(
+        cls,
+        bars: Path,
+        quotes: Path | None = None,
+        *,
+        rate: float = 0.0,
+        dividend_yield: float = 0.0,
+        max_quote_age: timedelta = timedelta(minutes=15),
+    ) -> UserDataReplay:
+        """Read and validate the files; DataError names the file, row and column at fault."""
+        bars = Path(bars)
+        df = _read(bars, ("timestamp", "symbol"))
+        _require(df, bars, _BAR_COLUMNS)
+        ts = _timestamps(df, bars)
+        symbols = _text(df, bars, "symbol")
+        for i, symbol in enumerate(symbols, start=1):
+            if not _ROOT.match(symbol):
+                raise DataError(
+                    f"{_where(bars, i, 'symbol')}: {symbol!r} is not 1-6 upper-case letters "
+                    "or digits"
+                )
+        cols = {c: _numbers(df, bars, c) for c in ("open", "high", "low", "close", "volume")}
+        _check_order(bars, symbols, ts, "symbol")
+        o, h, lo, c = cols["open"], cols["high"], cols["low"], cols["close"]
+        checks = (
+            ("high", h < lo, "high {h} < low {lo}"),
+            ("low", lo <= 0, "prices must be > 0 (low {lo})"),
+            ("open", (o < lo) | (o > h), "open {o} outside [low {lo}, high {h}]"),
+            ("close", (c < lo) | (c > h), "close {c} outside [low {lo}, high {h}]"),
+            ("volume", cols["volume"] < 0, "negative volume {v}"),
+        )
+        for column, bad, message in checks:
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"{_where(bars, k + 1, column)}: "
+                    + message.format(h=h[k], lo=lo[k], o=o[k], c=c[k], v=cols["volume"][k])
+                )
+        series: dict[str, _Series] = {}
+        sym = np.array(symbols)
+        for symbol in dict.fromkeys(symbols):
+            mask = sym == symbol
+            series[symbol] = _Series(ts[mask].copy(), c[mask].copy())
+        quote_series: dict[Contract, _QuoteSeries] = {}
+        if quotes is not None:
+            quote_series = _load_quotes(Path(quotes))
+        return cls(series, quote_series, rate, dividend_yield, max_quote_age)
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self._bars)
+
+    def spot(self, symbol: str, now: datetime) -> float:
+        """The close of ``symbol``'s last bar with timestamp <= ``now``."""
+        s = self._series(symbol)
+        ns = _ns(now)
+        i = int(np.searchsorted(s.ns, ns, side="right")) - 1
+        if i < 0 or ns > int(s.ns[-1]) + 24 * 3600 * 1_000_000_000:
+            raise DataError(
+                f"{now} is outside the bars of {symbol} ({_from_ns(int(s.ns[0])).isoformat()} "
+                f"to {_from_ns(int(s.ns[-1])).isoformat()}, plus one day)"
+            )
+        return float(s.close[i])
+
+    def quote(self, contract: Contract, now: datetime) -> Quote:
+        """The contract's last quote at or before ``now``; DataError if none, stale or expired."""
+        if not isinstance(contract, Contract):
+            raise DataError(f"quote needs a Contract, got {contract!r}")
+        ns = _ns(now)
+        if expiry_instant(contract.expiry) <= now:
+            raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
+        q = self._quotes.get(contract)
+        if q is None:
+            raise DataError(f"no quotes for {contract} in the user data")
+        i = int(np.searchsorted(q.ns, ns, side="right")) - 1
+        if i < 0:
+            raise DataError(
+                f"no quote for {contract} at or before {now}; the first is at "
+                f"{_from_ns(int(q.ns[0])).isoformat()}"
+            )
+        if ns - int(q.ns[i]) > self._max_age_ns:
+            raise DataError(
+                f"stale quote for {contract}: last at {_from_ns(int(q.ns[i])).isoformat()}, "
+                f"older than {self._max_age_ns // 60_000_000_000} minutes at {now}"
+            )
+        return Quote(float(q.bid[i]), float(q.ask[i]), int(q.bid_size[i]), int(q.ask_size[i]),
+                     _from_ns(int(q.ns[i])))
+
+    def chain(
+        self, symbol: str, now: datetime, min_dte: int | None = None, max_dte: int | None = None
+    ) -> OptionChain:
+        """Every unexpired contract of ``symbol`` with a fresh quote at ``now`` (within the DTE
+        window when given); stale or missing quotes are left out and counted in a log line."""
+        spot = self.spot(symbol, now)
+        ns = _ns(now)
+        today = now.astimezone(NEW_YORK).date()
+        lo = -math.inf if min_dte is None else min_dte
+        hi = math.inf if max_dte is None else max_dte
+        rows: list[OptionQuote] = []
+        skipped = 0
+        for contract in self._by_symbol.get(symbol, []):
+            if not lo <= (contract.expiry - today).days <= hi:
+                continue
+            if expiry_instant(contract.expiry) <= now:
+                continue
+            q = self._quotes[contract]
+            i = int(np.searchsorted(q.ns, ns, side="right")) - 1
+            if i < 0 or ns - int(q.ns[i]) > self._max_age_ns:
+                skipped += 1
+                continue
+            rows.append(OptionQuote(
+                contract,
+                Quote(float(q.bid[i]), float(q.ask[i]), int(q.bid_size[i]), int(q.ask_size[i]),
+                      _from_ns(int(q.ns[i]))),
+                delta=None if math.isnan(q.delta[i]) else float(q.delta[i]),
+                iv=None if math.isnan(q.iv[i]) else float(q.iv[i]),
+            ))
+        if skipped:
+            structlog.get_logger("replay").info(
+                "quotes_skipped", symbol=symbol, count=skipped, reason="missing or stale"
+            )
+        return OptionChain(symbol, spot, now, rows, rate=self._rate, dividend_yield=self._q)
+
+    def _series(self, symbol: str) -> _Series:
+        s = self._bars.get(symbol)
+        if s is None:
+            raise DataError(f"unknown symbol {symbol!r}: the bars file has {sorted(self._bars)}")
+        return s
+
+
+def _load_quotes(path: Path) -> dict[Contract, _QuoteSeries]:
+    df = _read(path, ("timestamp", "occ_symbol"))
+    _require(df, path, _QUOTE_COLUMNS)
+    ts = _timestamps(df, path)
+    occ = _text(df, path, "occ_symbol")
+    contracts: list[Contract] = []
+    parsed: dict[str, Contract] = {}
+    for i, symbol in enumerate(occ, start=1):
+        contract = parsed.get(symbol)
+        if contract is None:
+            try:
+                contract = Contract.from_occ(symbol)
+            except DataError as exc:
+                raise DataError(f"{_where(path, i, 'occ_symbol')}: {exc}") from None
+            parsed[symbol] = contract
+        contracts.append(contract)
+    cols = {c: _numbers(df, path, c) for c in ("bid", "ask", "bid_size", "ask_size")}
+    for c in _OPTIONAL_QUOTE_COLUMNS:
+        cols[c] = (_numbers(df, path, c, allow_nan=True) if c in df.columns
+                   else np.full(len(df), np.nan))
+    keys = [c.occ for c in contracts]
+    _check_order(path, keys, ts, "occ_symbol")
+    bid, ask = cols["bid"], cols["ask"]
+    for column in ("bid", "ask"):
+        bad = cols[column] < 0
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{_where(path, k + 1, column)}: negative price {cols[column][k]}")
+    for column in ("bid_size", "ask_size"):
+        v = cols[column]
+        bad = (v < 0) | (v != np.round(v))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{_where(path, k + 1, column)}: must be an integer >= 0, got {v[k]}")
+    crossed = bid > ask
+    if crossed.any():
+        k = int(np.flatnonzero(crossed)[0])
+        raise DataError(
+            f"{_where(path, k + 1, 'bid')}: crossed quote for {keys[k]}: bid {bid[k]} > ask "
+            f"{ask[k]}"
+        )
+    out: dict[Contract, _QuoteSeries] = {}
+    key_array = np.array(keys)
+    for contract in dict.fromkeys(contracts):
+        m = key_array == contract.occ
+        out[contract] = _QuoteSeries(
+            ts[m].copy(), bid[m].copy(), ask[m].copy(),
+            cols["bid_size"][m].astype(np.int64), cols["ask_size"][m].astype(np.int64),
+            cols["iv"][m].copy(), cols["delta"][m].copy(),
+        )
+    return out
