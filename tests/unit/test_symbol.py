@@ -63,7 +63,8 @@ def test_symbol_engine_never_trades_on_nan_or_crossed_quotes():
     reasons = sorted(e["reason"] for e in rejected)
     assert reasons[0].startswith("crossed quote")
     assert "quote bid must be a finite number" in reasons[1]
-    assert tick.intents  # it still trades, on other strikes
+    # Whatever it proposes instead (another strike, or nothing if no clean pair is left), it
+    # never uses a contract whose quote was bad.
     for intent in tick.intents:
         assert not {leg.contract for leg in intent.spread.legs} & picked
         assert all(leg.contract.right is Right.PUT for leg in intent.spread.legs)
