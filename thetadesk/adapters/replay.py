@@ -98,17 +98,20 @@ import math
 import re
 import threading
 import warnings
-from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import structlog
 
+from thetadesk.adapters._time_cache import LRU as _LRU
+from thetadesk.adapters._time_cache import MINUTE_NS as _MINUTE_NS
+from thetadesk.adapters._time_cache import from_ns as _from_ns
+from thetadesk.adapters._time_cache import to_ns as _ns
 from thetadesk.chain import NEW_YORK, OptionChain, OptionQuote, expiry_instant
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
@@ -118,9 +121,6 @@ __all__ = ["HistoricalReplay", "IvSource", "UserDataReplay"]
 
 IvSource = Literal["vix", "realised_proxy"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-_MINUTE_NS = 60 * 1_000_000_000
 _YEAR = timedelta(days=365)
 _T30 = 30.0 / 365.0
 _T_MIN = 1.0 / 365.0
@@ -146,36 +146,6 @@ _HALF_FIXED, _HALF_SHARE, _HALF_WING, _Z_CAP = 0.01, 0.004, 0.5, 4.0
 _BRIDGE_SHARE = 0.35
 
 _VALUES_WARNING = r"Series\.values returning an ndarray"
-
-
-def _ns(now: datetime) -> int:
-    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
-        raise DataError(f"now must be a timezone-aware datetime, got {now!r}")
-    return ((now - _EPOCH) // _US) * 1000
-
-
-def _from_ns(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(ns) // 1000)
-
-
-class _LRU:
-    """A small least-recently-used map."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable) -> Any:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self._size:
-            self._data.popitem(last=False)
 
 
 # -------------------------------------------------------------------------------------------
@@ -791,7 +761,7 @@ class UserDataReplay:
             self._by_symbol.setdefault(contract.underlying, []).append(contract)
         self._rate = float(rate)
         self._q = float(dividend_yield)
-        self._max_age_ns = int(max_quote_age / _US) * 1000
+        self._max_age_ns = int(max_quote_age / timedelta(microseconds=1)) * 1000
 
     @classmethod
     def from_files(

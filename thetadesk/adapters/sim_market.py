@@ -63,15 +63,17 @@ import math
 import threading
 import warnings
 import zlib
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import structlog
 
+from thetadesk.adapters._time_cache import LRU as _LRU
+from thetadesk.adapters._time_cache import MINUTE_NS as _MINUTE_NS
+from thetadesk.adapters._time_cache import from_ns as _from_ns
+from thetadesk.adapters._time_cache import to_ns as _ns
 from thetadesk.chain import NEW_YORK, OptionChain, OptionQuote, expiry_instant
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
@@ -83,9 +85,6 @@ CorruptHook = Callable[[Contract, datetime], str | None]
 """Test hook: given a contract and ``now``, return ``"nan"`` (NaN bid), ``"crossed"`` (bid above
 the ask) or ``"negative"`` (bid below 0) to make that contract's quote bad, or None."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-_MINUTE_NS = 60 * 1_000_000_000
 _YEAR = timedelta(days=365)
 _TRADING_DAYS = 252
 _MINUTES_PER_DAY = 390  # a full 09:30-16:00 session
@@ -237,36 +236,6 @@ def _nyse_sessions(first: date, last: date) -> _Sessions:
         minutes=(closes - opens) // _MINUTE_NS,
         session_set=frozenset(dates),
     )
-
-
-def _ns(now: datetime) -> int:
-    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
-        raise DataError(f"now must be a timezone-aware datetime, got {now!r}")
-    return ((now - _EPOCH) // _US) * 1000
-
-
-def _from_ns(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(ns) // 1000)
-
-
-class _LRU:
-    """A small least-recently-used map."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable) -> Any:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self._size:
-            self._data.popitem(last=False)
 
 
 class _Path:
