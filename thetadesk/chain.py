@@ -23,7 +23,7 @@ from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
 from thetadesk.pricing import bsm_greeks, implied_vol
 
-__all__ = ["NEW_YORK", "OptionChain", "OptionQuote", "expiry_instant"]
+__all__ = ["NEW_YORK", "OptionChain", "OptionQuote", "contract_arrays", "expiry_instant"]
 
 NEW_YORK = ZoneInfo("America/New_York")
 _CLOSE = time(16, 0)
@@ -33,6 +33,19 @@ _YEAR = timedelta(days=365)
 def expiry_instant(expiry: date) -> datetime:
     """The moment an index ETF option stops trading: 16:00 New York time on its expiry date."""
     return datetime.combine(expiry, _CLOSE, tzinfo=NEW_YORK)
+
+
+def contract_arrays(contracts, at: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Strikes, years to expiry from ``at`` (to the 16:00 New York close, 365-day years) and
+    is-call flags of ``contracts``, as arrays ready for the vectorised pricing functions."""
+    years: dict[date, float] = {}
+    for c in contracts:
+        if c.expiry not in years:
+            years[c.expiry] = (expiry_instant(c.expiry) - at) / _YEAR
+    strikes = np.array([c.strike for c in contracts], dtype=np.float64)
+    T = np.array([years[c.expiry] for c in contracts], dtype=np.float64)
+    is_call = np.array([c.is_call for c in contracts], dtype=np.bool_)
+    return strikes, T, is_call
 
 
 @dataclass(frozen=True, slots=True)

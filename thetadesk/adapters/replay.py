@@ -112,7 +112,13 @@ from thetadesk.adapters._time_cache import LRU as _LRU
 from thetadesk.adapters._time_cache import MINUTE_NS as _MINUTE_NS
 from thetadesk.adapters._time_cache import from_ns as _from_ns
 from thetadesk.adapters._time_cache import to_ns as _ns
-from thetadesk.chain import NEW_YORK, OptionChain, OptionQuote, expiry_instant
+from thetadesk.chain import (
+    NEW_YORK,
+    OptionChain,
+    OptionQuote,
+    contract_arrays,
+    expiry_instant,
+)
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
 from thetadesk.pricing import bsm_greeks
@@ -560,14 +566,7 @@ class HistoricalReplay:
     def _price(self, symbol: str, bar: _Bar, contracts: tuple[Contract, ...],
                index: dict[Contract, int] | None = None) -> _Surface:
         spot = round(bar.level * self._symbols[symbol], 2)
-        bar_time = bar.time
-        years: dict[date, float] = {}
-        for c in contracts:
-            if c.expiry not in years:
-                years[c.expiry] = (expiry_instant(c.expiry) - bar_time) / _YEAR
-        K = np.array([c.strike for c in contracts], dtype=np.float64)
-        T = np.array([years[c.expiry] for c in contracts], dtype=np.float64)
-        is_call = np.array([c.is_call for c in contracts], dtype=np.bool_)
+        K, T, is_call = contract_arrays(contracts, bar.time)
         x = np.log(K / (spot * np.exp((self._rate - self._q) * T)))
         atm30 = float(self._h.atm30[bar.day])
         iv = self._iv(atm30, x, T)
@@ -592,7 +591,7 @@ class HistoricalReplay:
             iv=np.atleast_1d(iv).tolist(),
             index=index if index is not None else {c: i for i, c in enumerate(contracts)},
             by_expiry=groups,
-            time=bar_time,
+            time=bar.time,
         )
 
 

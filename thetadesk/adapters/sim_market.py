@@ -74,7 +74,13 @@ from thetadesk.adapters._time_cache import LRU as _LRU
 from thetadesk.adapters._time_cache import MINUTE_NS as _MINUTE_NS
 from thetadesk.adapters._time_cache import from_ns as _from_ns
 from thetadesk.adapters._time_cache import to_ns as _ns
-from thetadesk.chain import NEW_YORK, OptionChain, OptionQuote, expiry_instant
+from thetadesk.chain import (
+    NEW_YORK,
+    OptionChain,
+    OptionQuote,
+    contract_arrays,
+    expiry_instant,
+)
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
 from thetadesk.pricing import bsm_greeks
@@ -863,14 +869,7 @@ class SimMarket:
     def _price(self, symbol: str, bar: _Bar, contracts: tuple[Contract, ...]) -> _Group:
         """Price ``contracts`` (all on ``symbol``) at ``bar`` in one vectorised pass."""
         spec = self._symbols[symbol]
-        bar_time = bar.time
-        years: dict[date, float] = {}
-        for c in contracts:
-            if c.expiry not in years:
-                years[c.expiry] = (expiry_instant(c.expiry) - bar_time) / _YEAR
-        K = np.array([c.strike for c in contracts], dtype=np.float64)
-        T = np.array([years[c.expiry] for c in contracts], dtype=np.float64)
-        is_call = np.array([c.is_call for c in contracts], dtype=np.bool_)
+        K, T, is_call = contract_arrays(contracts, bar.time)
         iv = self._iv(spec, bar, K, T)
         g = bsm_greeks(bar.spot, K, T, self._rate, iv, spec.dividend_yield, is_call)
         price = np.atleast_1d(g.price)
