@@ -28,6 +28,7 @@ from thetadesk.config import DEFAULT_CONFIG, Config, load_config
 from thetadesk.errors import ConfigError
 
 ACTOR_MAX_RESTARTS = 3
+QUIET_TICKS = 12  # at most this many more ticks in one account call (see Supervisor._tick)
 PING_TIMEOUT_S = 60.0
 RUN_STATS = "run_stats.json"
 
@@ -53,6 +54,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "(default: %(default)s)")
     p.add_argument("--pace", type=float,
                    help="watch mode: simulated seconds per wall second (default: market.pace)")
+    p.add_argument("--quiet-ticks", type=int, default=QUIET_TICKS, metavar="N",
+                   help="full speed, one account: ticks an account may run on in one call while "
+                        "nothing else can happen (default: %(default)s; 0: one call per tick)")
     args = p.parse_args(argv)
     if args.sim_days is not None and args.sim_days < 1:
         p.error("--sim-days must be >= 1")
@@ -62,6 +66,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--max-restarts must be >= 0")
     if args.pace is not None and args.pace <= 0:
         p.error("--pace must be > 0")
+    if args.quiet_ticks < 0:
+        p.error("--quiet-ticks must be >= 0")
     return args
 
 
@@ -98,7 +104,9 @@ class Supervisor:
         self.stopping = False
         self.stats = RunStats(started_wall)
         self.slots: dict[str, ActorSlot] = {}
-        self._prepared: tuple[datetime, list] | None = None
+        # The next tick's instant and, per account that prepared it, the symbols it would act on.
+        self._prepared: tuple[datetime, dict[str, tuple[str, ...]]] | None = None
+        self._last_done: datetime | None = None  # the last finished tick, not yet in the ledger
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -107,9 +115,13 @@ class Supervisor:
 
         from thetadesk.clock import MarketCalendar
         from thetadesk.logging import get_logger
+        from thetadesk.risk.engine import limits_from_config
         from thetadesk.store import LEDGER_FILE, Ledger
+        from thetadesk.symbol import BullPutRules
 
         self.ray = ray
+        self.entry_rules = BullPutRules.from_config(self.config.strategy)
+        self.risk_limits = limits_from_config(self.config)
         self.log = get_logger("supervisor")
         self.ledger = Ledger(self.state_dir / LEDGER_FILE)
         self.calendar = MarketCalendar()
@@ -164,6 +176,7 @@ class Supervisor:
         self.log.info("ray_started", address=where, dashboard=url)
 
     def _shutdown(self) -> None:
+        self._record_last_tick()
         now = self._sim_now()
         self.ledger.record_actor_event(actor="supervisor", kind="stopped", now=now,
                                        pid=os.getpid(), detail="clean shutdown")
@@ -316,16 +329,21 @@ class Supervisor:
         index = 0
         while not self.stopping and (days is None or index < days):
             ticks = self.calendar.ticks(session, self.config.market.tick_seconds)
-            for i, now in enumerate(ticks):
+            i = 0
+            while i < len(ticks):
                 if self.stopping:
                     break
+                now = ticks[i]
                 if last_tick is not None and now <= last_tick:
+                    i += 1
                     continue
                 if self.watch:
                     self._pace(now)
-                self._tick(now, ticks[i + 1] if i + 1 < len(ticks) else None)
-                self.ledger.set_state("sim_last_tick", now.isoformat())
+                done = self._tick(now, ticks[i + 1:])
+                i += done
+                self._last_done = ticks[i - 1]  # recorded with the next tick's start
             else:
+                self._record_last_tick()
                 self._end_of_day(session)
             index += 1
             session = self.calendar.next_session(session + timedelta(days=1))
@@ -342,23 +360,67 @@ class Supervisor:
         while not self.stopping and time.monotonic() < due:
             time.sleep(min(0.2, due - time.monotonic()))
 
-    def _tick(self, now: datetime, next_now: datetime | None = None) -> None:
+    def _record_last_tick(self) -> None:
+        if self._last_done is not None:
+            self.ledger.set_state("sim_last_tick", self._last_done.isoformat())
+            self._last_done = None
+
+    def _tick(self, now: datetime, upcoming: Sequence[datetime] = ()) -> int:
+        """One lockstep round at ``now`` (``upcoming``: the session's later ticks); returns how
+        many ticks it completed (more than one only in a quiet run, see below).
+
+        Steady state it is one call per account: ``round`` finishes this tick (the symbols'
+        intents) and prepares the next (fills, order upkeep, exits), and says which symbols'
+        intents it could act on then. The symbol actors are asked only for those, and only in
+        the strategy's entry window; elsewhere they would propose nothing anyone takes. The risk
+        actor's breaker update runs only when an account's day P&L reached its limit, the one
+        case in which it does anything.
+
+        Quiet runs: with a single account and no one watching, the account may go on through
+        up to ``--quiet-ticks`` more ticks in the same call for as long as the supervisor would
+        do nothing between them but record the clock (no symbol to ask, no alert, no breaker to
+        check); it records the clock itself, tick by tick, as here. Every tick is still a
+        separate round, in order, with the same inputs, so the trades are the same. A SIGTERM
+        waits for the call (at most a few dozen ms). If the account dies during one, the run
+        carries on after the last tick whose clock it recorded (a tick whose own write did not
+        commit is run again; one that did is not, as after any failed round)."""
         from thetadesk.chain import NEW_YORK
+        from thetadesk.risk.engine import update_needed
 
         started = time.monotonic()
-        self.ledger.set_state("sim_now", now.isoformat())
+        # The tick starts (sim_now, for restarted actors) and the previous one is done
+        # (sim_last_tick, where a new supervisor resumes): one commit, made while the first
+        # calls of the tick run (a restarted actor reads sim_now seconds later, not sooner),
+        # or before the call when the account may record later ticks itself (a quiet run).
+        states = {"sim_now": now.isoformat()}
+        if self._last_done is not None:
+            states["sim_last_tick"] = self._last_done.isoformat()
+            self._last_done = None
+
+        def record_start() -> None:
+            if states:
+                self.ledger.set_states(states)
+                states.clear()
+
         symbols = [s for n, s in self.slots.items() if n.startswith("symbol-")]
         accounts = [s for n, s in self.slots.items() if n.startswith("account-")]
-        # Each account's first half of the round (fills, order upkeep, exits) was sent at the end
-        # of the previous tick, so the symbols have the CPUs to themselves now. Ray runs an
-        # actor's calls in the order they were sent: `enter` always follows its `prepare`.
+        cfg_accounts = {a.name: a for a in self.config.accounts}
         pending, self._prepared = self._prepared, None
         if pending is not None and pending[0] == now:
-            prepare_refs = pending[1]
-        else:
-            prepare_refs = [a.send("prepare", now) for a in accounts]
-        symbol_refs = [s.send("tick", now) for s in symbols]
-        sym = self._call(symbol_refs)
+            ready = pending[1]
+        else:  # the first tick, or after a failed round: prepare now
+            record_start()
+            ready = self._call([a.send("prepare", now) for a in accounts])
+        sym = {}
+        if not self.stopping and self.entry_rules.in_entry_window(now):
+            # An account that did not say (it died, say) gets every symbol's intents.
+            wanted = set().union(*(
+                ready.get(slot.name, cfg_accounts[slot.name.removeprefix("account-")].symbols)
+                for slot in accounts))
+            symbol_refs = [s.send("tick", now) for s in symbols
+                           if s.name.removeprefix("symbol-") in wanted]
+            record_start()
+            sym = self._call(symbol_refs)
         if self.stats.first_tick_s is None:
             self.stats.first_tick_s = time.time() - self.stats.started_wall
             self.log.info("first_tick", seconds=round(self.stats.first_tick_s, 2))
@@ -366,32 +428,51 @@ class Supervisor:
         for result, wall in sym.values():
             intents.extend(result.intents)
             walls[result.symbol] = wall
+        upcoming = tuple(upcoming) if not self.stopping else ()
+        quiet = (self.args.quiet_ticks if len(accounts) == 1 and not self.watch
+                 and not self.stopping else 0)
+        if quiet:
+            record_start()  # before the account records later ticks itself
         calls = []
-        cfg_accounts = {a.name: a for a in self.config.accounts}
         for slot in accounts:
             account = cfg_accounts[slot.name.removeprefix("account-")]
             mine = [i for i in intents if i.symbol in account.symbols] if not self.stopping else []
             wall = min((walls[i.symbol] for i in mine), default=None)
-            calls.append(slot.send("enter", now, mine, wall))
-        self._call(prepare_refs)
-        ticks = self._call(calls)
-        if next_now is not None and not self.stopping:
-            self._prepared = (next_now, [a.send("prepare", next_now) for a in accounts])
+            calls.append(slot.send("rounds", now, mine, wall, upcoming[:quiet + 1], quiet))
+        record_start()
+        results = self._call(calls)
+        done = max((len(r) for r in results.values()), default=1)
+        if quiet and not results:  # the account failed during a quiet run: carry on after
+            # the last tick whose clock it recorded (see above)
+            at = self._sim_now()
+            done = 1 + sum(1 for t in upcoming[:quiet] if t <= at)
+        times = (now, *upcoming)
+        this = [({name: r[j].tick for name, r in results.items() if len(r) > j}, times[j])
+                for j in range(done)]
+        last = {name: r[-1] for name, r in results.items() if len(r) == done}
+        if last and done <= len(upcoming) and not self.stopping:
+            self._prepared = (upcoming[done - 1], {name: r.ready for name, r in last.items()
+                                                   if r.ready is not None})
         alerts = []
-        for tick in ticks.values():
-            if self.watch and (tick.submitted or tick.opened or tick.closed or tick.rejected):
-                print(f"{now.astimezone(NEW_YORK):%Y-%m-%d %H:%M} New York  {tick.account}: "
-                      f"{len(tick.submitted)} orders sent, {tick.opened} opened, {tick.closed} "
-                      f"closed, {len(tick.rejected)} refused; equity {tick.equity:,.2f}, "
-                      f"day P&L {tick.day_pnl:+,.2f}, {tick.open_positions} open", flush=True)
-            self.stats.latencies_ms.extend(tick.latencies_ms)
-            alerts.extend(tick.alerts)
-        risk = self.slots["risk"]
-        alerts.extend(self._call([risk.send("update", now, list(ticks.values()))]).get("risk", []))
+        for ticks, at in this:
+            for tick in ticks.values():
+                if self.watch and (tick.submitted or tick.opened or tick.closed or tick.rejected):
+                    print(f"{at.astimezone(NEW_YORK):%Y-%m-%d %H:%M} New York  {tick.account}: "
+                          f"{len(tick.submitted)} orders sent, {tick.opened} opened, "
+                          f"{tick.closed} closed, {len(tick.rejected)} refused; equity "
+                          f"{tick.equity:,.2f}, day P&L {tick.day_pnl:+,.2f}, "
+                          f"{tick.open_positions} open", flush=True)
+                self.stats.latencies_ms.extend(tick.latencies_ms)
+                alerts.extend(tick.alerts)
+            if update_needed(ticks.values(), self.risk_limits):
+                risk = self.slots["risk"]
+                alerts.extend(self._call([risk.send("update", at, list(ticks.values()))])
+                              .get("risk", []))
         self._notify(alerts)
-        self.stats.ticks += 1
-        self.stats.sim_minutes += self.config.market.tick_seconds / 60
+        self.stats.ticks += done
+        self.stats.sim_minutes += done * self.config.market.tick_seconds / 60
         self.stats.tick_wall_s += time.monotonic() - started
+        return done
 
     def _end_of_day(self, session: date) -> None:
         row = self._day_rows(session)

@@ -8,7 +8,8 @@ from thetadesk.config import Config
 from thetadesk.logging import configure_logging
 from thetadesk.store import LEDGER_FILE, Ledger
 
-SIM_NOW = "sim_now"
+SIM_NOW = "sim_now"  # the tick in progress (the supervisor records it as a tick starts)
+SIM_LAST_TICK = "sim_last_tick"  # the last finished tick, where a new supervisor resumes
 
 
 def start_process(config: Config, state_dir: Path, component: str, console: bool) -> None:

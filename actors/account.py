@@ -9,11 +9,21 @@ from pathlib import Path
 
 import ray
 
-from actors._common import current_time, ledger_for, pid, settle, start_process
+from actors._common import (
+    SIM_LAST_TICK,
+    SIM_NOW,
+    current_time,
+    ledger_for,
+    pid,
+    settle,
+    start_process,
+)
 from thetadesk.account import AccountEngine, AccountRules
 from thetadesk.config import Config
-from thetadesk.messages import AccountTick, RiskRequest, RiskVerdict, TradeIntent
-from thetadesk.wiring import build_broker, build_market
+from thetadesk.messages import AccountRound, AccountTick, RiskRequest, RiskVerdict, TradeIntent
+from thetadesk.risk.engine import limits_from_config, update_needed
+from thetadesk.symbol import BullPutRules
+from thetadesk.wiring import build_broker, build_market, dividend_yields_of
 
 
 class AccountActor:
@@ -25,9 +35,13 @@ class AccountActor:
         ray.get(risk.ping.remote())  # open the channel to the risk actor now, not on a trade
         ledger = ledger_for(state_dir)
         market = build_market(config)
-        broker = build_broker(account, market, state_dir)
+        broker = build_broker(account, market, state_dir,
+                              dividend_yields=dividend_yields_of(config))
         self.engine = AccountEngine(AccountRules.from_config(account, config.exits), ledger,
                                     broker, market, self._gate, current_time(ledger, created_at))
+        # What the supervisor would look at between two ticks (see ``rounds``).
+        self.entry_rules = BullPutRules.from_config(config.strategy)
+        self.limits = {name: limits_from_config(config)[name]}
         settle()
 
     def _gate(self, request: RiskRequest) -> RiskVerdict:
@@ -37,12 +51,77 @@ class AccountActor:
         self.risk = risk
         ray.get(risk.ping.remote())
 
-    def prepare(self, now: datetime) -> None:
+    def prepare(self, now: datetime) -> tuple[str, ...]:
+        """The first half of the round at ``now``; the symbols the account would act on."""
         self.engine.prepare(now)
+        return self._ready()
 
     def enter(self, now: datetime, intents: Sequence[TradeIntent] = (),
               proposed_wall: float | None = None) -> AccountTick:
         return self.engine.enter(now, intents, proposed_wall, wall=time.time)
+
+    def round(self, now: datetime, intents: Sequence[TradeIntent] = (),
+              proposed_wall: float | None = None,
+              next_now: datetime | None = None) -> AccountRound:
+        """One call per tick: the second half of the round at ``now`` (``enter``) and, when
+        ``next_now`` is given, the first half of the next one (``prepare``), which needs
+        nothing from the symbols."""
+        tick = self.engine.enter(now, intents, proposed_wall, wall=time.time)
+        if next_now is None:
+            return AccountRound(tick)
+        self.engine.prepare(next_now)
+        return AccountRound(tick, self._ready())
+
+    def rounds(self, now: datetime, intents: Sequence[TradeIntent] = (),
+               proposed_wall: float | None = None, upcoming: Sequence[datetime] = (),
+               quiet: int = 0) -> tuple[AccountRound, ...]:
+        """``round`` at ``now`` (preparing ``upcoming[0]`` if given), then, a quiet run, up to
+        ``quiet`` of the ``upcoming`` ticks in order while the supervisor would have nothing
+        to do between two of them but record the clock: no symbol to ask (every symbol is
+        busy, or the tick is outside the entry window), no alert to deliver, no breaker to
+        check. The supervisor offers quiet runs to a lone account only. The clock is recorded
+        here for each of those ticks (``sim_now``, and ``sim_last_tick`` for the one before,
+        committed with the tick's own ledger write), so a restarted actor, a resumed
+        supervisor, and the supervisor after this call failed, find it where the account is."""
+        upcoming = tuple(upcoming)
+        out = [self.round(now, intents, proposed_wall, upcoming[0] if upcoming else None)]
+        for j in range(min(quiet, len(upcoming))):
+            at = upcoming[j]
+            if not self._quiet(out[-1], at):
+                break
+            before = upcoming[j - 1] if j else now
+            out.append(self._quiet_round(at, before,
+                                         upcoming[j + 1] if j + 1 < len(upcoming) else None))
+        return tuple(out)
+
+    def _quiet_round(self, at: datetime, before: datetime,
+                     next_now: datetime | None) -> AccountRound:
+        """``round`` at ``at`` with no intents, its first half already done. That second half
+        only reads and writes the ledger's daily row (no risk gate, no broker order): its write
+        and the clock's record commit together, one fsync rather than two; the next tick's
+        first half (exits: risk gate and broker) runs outside that transaction, as always."""
+        engine, ledger = self.engine, self.engine.ledger
+        clock = {SIM_NOW: at.isoformat(), SIM_LAST_TICK: before.isoformat()}
+        if not engine.prepared(at):  # not prepared (never the case here): keep them apart
+            ledger.set_states(clock)
+            return self.round(at, (), None, next_now)
+        with ledger.transaction():
+            ledger.set_states(clock)
+            tick = engine.enter(at, (), None, wall=time.time)
+        if next_now is None:
+            return AccountRound(tick)
+        engine.prepare(next_now)
+        return AccountRound(tick, self._ready())
+
+    def _quiet(self, last: AccountRound, at: datetime) -> bool:
+        """Whether the supervisor would only record the clock between ``last`` and ``at``."""
+        if last.ready is None or last.tick.alerts or update_needed((last.tick,), self.limits):
+            return False
+        return not last.ready or not self.entry_rules.in_entry_window(at)
+
+    def _ready(self) -> tuple[str, ...]:
+        """The account's symbols whose intents ``enter`` would act on after ``prepare``."""
+        return self.engine.entry_symbols()
 
     def ping(self) -> int:
         return pid()

@@ -12,9 +12,16 @@ Order safety, in the order things happen:
    was never sent: it becomes ``not_submitted``.
 4. Fills are de-duplicated by execution id and applied to positions in the same transaction.
 
+Expiry: a position held to its expiry close is closed in the ledger from the broker's
+settlements (expired, exercised, assigned) at the legs' intrinsic value; shares that exercise
+and assignment leave (ETF options settle physically) are booked at the underlying's price at that
+close and closed with a market share order, written ahead like every order. A symbol holding
+shares takes no new entries until they are gone.
+
 Construction is recovery: the engine resolves every unfinished order against the broker,
-imports missed fills, and compares positions. A mismatch it cannot explain fails the account
-closed (no new entries; exits and cancels still run) with a critical alert.
+imports missed fills, books missed settlements, and compares positions (options and shares). A
+mismatch it cannot explain fails the account closed (no new entries; exits and cancels still run)
+with a critical alert.
 """
 
 from __future__ import annotations
@@ -28,12 +35,20 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from thetadesk import failpoints
-from thetadesk.chain import NEW_YORK
+from thetadesk.chain import NEW_YORK, expiry_instant
 from thetadesk.errors import AmbiguousOrderState, DataError, OrderRejected, TemporaryError
 from thetadesk.exits import ExitRules, decide_exit
 from thetadesk.logging import get_logger
 from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict, Severity, TradeIntent
-from thetadesk.models import BrokerOrder, Fill, Leg, OrderRequest, OrderStatus
+from thetadesk.models import (
+    BrokerOrder,
+    Fill,
+    Leg,
+    OrderRequest,
+    OrderStatus,
+    Settlement,
+    ShareOrder,
+)
 from thetadesk.ports import Broker, MarketData
 from thetadesk.risk.engine import session_of
 from thetadesk.store import Ledger, legs_from_json
@@ -118,6 +133,7 @@ class AccountEngine:
                 continue
             for fill in self.broker.fills(order["client_order_id"]):
                 self._apply_fill(fill, now)
+        self._settle_expired(now)
         self.reconcile_positions(now)
 
     def resolve(self, cid: str, now: datetime) -> BrokerOrder | None:
@@ -148,9 +164,13 @@ class AccountEngine:
         for pos in self.ledger.positions(self.name):
             for leg in legs_from_json(pos["legs"]):
                 mine[leg.contract.occ] += leg.ratio * pos["quantity"]
+        for shares in self.ledger.share_positions(self.name):
+            mine[f"{shares['symbol']} shares"] += shares["quantity"]
         theirs: Counter[str] = Counter()
         for held in self.broker.positions():
             theirs[held.contract.occ] += held.quantity
+        for stock in self.broker.share_positions():
+            theirs[f"{stock.symbol} shares"] += stock.quantity
         diff = {occ: (mine[occ], theirs[occ]) for occ in set(mine) | set(theirs)
                 if mine[occ] != theirs[occ]}
         if diff:
@@ -182,8 +202,10 @@ class AccountEngine:
         self.ledger.start_day(account=self.name, session=self._session, equity=acct.equity)
         for fill in self.broker.poll(now):
             self._apply_fill(fill, now)
+        self._settle_expired(now)
         for order in self.ledger.orders(self.name, OPEN_STATUSES):
             self._upkeep(order, now)
+        self._close_shares(now, self._submitted, self._rejected)
         self._manage_exits(now, self._submitted, self._rejected)
 
     def enter(self, now: datetime, intents: Iterable[TradeIntent] = (),
@@ -221,11 +243,26 @@ class AccountEngine:
             alerts=alerts,
         )
 
+    def prepared(self, now: datetime) -> bool:
+        """Whether the first half of the round at ``now`` has run (``enter`` would not run it)."""
+        return self._prepared == now
+
+    def entry_symbols(self) -> tuple[str, ...]:
+        """The account's symbols whose intents ``enter`` would act on now: none while it fails
+        closed, none it holds a position, an open order or shares in (``_enter`` drops those
+        intents before any side effect). The supervisor asks the symbol actors only for these.
+        """
+        if self.fail_closed is not None:
+            return ()
+        busy = self._busy_symbols()
+        return tuple(s for s in self.rules.symbols if s not in busy)
+
     # -- entries ------------------------------------------------------------------------------
 
     def _busy_symbols(self) -> set[str]:
         busy = {p["symbol"] for p in self.ledger.positions(self.name)}
         busy |= {o["symbol"] for o in self.ledger.orders(self.name, OPEN_STATUSES)}
+        busy |= {p["symbol"] for p in self.ledger.share_positions(self.name)}
         return busy
 
     def _enter(self, intent: TradeIntent, now: datetime, submitted: list[str],
@@ -287,6 +324,8 @@ class AccountEngine:
             if pos["position_id"] in closing or pos["quantity"] <= 0:
                 continue
             legs = legs_from_json(pos["legs"])
+            if any(expiry_instant(leg.contract.expiry) <= now for leg in legs):
+                continue  # expired: settled from the broker's settlements, not traded
             try:
                 quotes: dict = {leg.contract: self.market.quote(leg.contract, now)
                                 for leg in legs}
@@ -324,9 +363,112 @@ class AccountEngine:
                                  opening=False)
             self._submit(order, now, submitted, rejected)
 
+    # -- expiry and shares ------------------------------------------------------------------------
+
+    def _settle_expired(self, now: datetime) -> None:
+        """Close positions whose legs have expired from the broker's settlements, and book the
+        shares that exercise and assignment delivered."""
+        expired = []
+        for pos in self.ledger.positions(self.name):
+            legs = legs_from_json(pos["legs"])
+            closes = [expiry_instant(leg.contract.expiry) for leg in legs]
+            if min(closes) <= now:
+                expired.append((pos, legs, min(closes)))
+        if not expired:
+            return
+        try:
+            booked = self.broker.settlements(since=min(close for _, _, close in expired))
+        except TemporaryError as exc:
+            self.log.warning("settlements_unavailable", reason=str(exc))
+            return
+        by_occ: dict[str, Settlement] = {}
+        for settlement in booked:
+            by_occ.setdefault(settlement.contract.occ, settlement)
+        for pos, legs, _ in expired:
+            found = [by_occ.get(leg.contract.occ) for leg in legs]
+            if any(s is not None and s.kind == "early_assignment" for s in found) and any(
+                    s is None for s in found):
+                self.fail_closed = (f"position {pos['position_id']} had a leg assigned early; "
+                                    "it needs a decision this engine does not make")
+                self._alert(Severity.CRITICAL, "early_assignment", pos["position_id"],
+                            f"{self.name}: {self.fail_closed}; new entries halted", now)
+                continue
+            if any(s is None for s in found):
+                self.log.info("settlement_pending", position_id=pos["position_id"])
+                continue  # the broker has not booked the expiry yet
+            self._book_settlement(pos, legs, found, now)
+
+    def _book_settlement(self, pos: dict, legs: tuple[Leg, ...], found: list, now: datetime,
+                         ) -> None:
+        """One transaction: the settlements, the position closed at the legs' intrinsic value
+        (net per share, > 0 received, like a closing fill), the shares it leaves."""
+        quantity = pos["quantity"]
+        exit_price = sum(leg.ratio * s.intrinsic for leg, s in zip(legs, found, strict=True))
+        shares = sum(
+            leg.ratio * quantity * leg.contract.multiplier * (1 if leg.contract.is_call else -1)
+            for leg, s in zip(legs, found, strict=True)
+            if s.kind in ("exercised", "assigned", "early_assignment")
+        )
+        kinds = sorted({s.kind for s in found})
+        reason = "expired" if kinds == ["expired"] else "/".join(
+            k for k in kinds if k != "expired")
+        settled_at = max(s.time for s in found)
+        with self.ledger.transaction():
+            for settlement in found:
+                self.ledger.record_settlement(account=self.name, settlement=settlement,
+                                              position_id=pos["position_id"])
+            self.ledger.close_position(
+                pos["position_id"], quantity=quantity, exit_price=exit_price, commission=0.0,
+                reason=reason, multiplier=legs[0].contract.multiplier, now=settled_at,
+            )
+            if shares:
+                self.ledger.apply_shares(account=self.name, symbol=pos["symbol"],
+                                         change=shares, price=found[0].underlying_price,
+                                         commission=0.0, now=settled_at)
+        self._closed += 1
+        self.log.info("position_settled", position_id=pos["position_id"], reason=reason,
+                      exit_price=round(exit_price, 4), shares=shares,
+                      underlying_price=found[0].underlying_price)
+        if shares:
+            self._alert(Severity.WARNING, "assignment", pos["position_id"],
+                        f"{self.name}: {pos['symbol']} position {pos['position_id']} "
+                        f"{reason} at expiry: {shares:+d} shares at "
+                        f"{found[0].underlying_price:.2f}, closing them", now)
+
+    def _close_shares(self, now: datetime, submitted: list[str], rejected: list[str]) -> None:
+        """Send a market order closing each share holding that has no closing order open."""
+        holdings = self.ledger.share_positions(self.name)
+        if not holdings:
+            return
+        working = {o["symbol"] for o in self.ledger.orders(self.name, OPEN_STATUSES)
+                   if o["instrument"] == "shares"}
+        for held in holdings:
+            symbol, quantity = held["symbol"], held["quantity"]
+            if symbol in working:
+                continue
+            cid = client_order_id(self.name, "shares", symbol, quantity, now.isoformat())
+            if self.ledger.order(cid) is not None:
+                continue
+            order = ShareOrder(cid, self.name, symbol, -quantity)
+            self.risk_gate(RiskRequest(
+                account=self.name, client_order_id=cid, intent_id=None, symbol=symbol,
+                opening=False, quantity=abs(quantity), max_loss=0.0, buying_power_needed=0.0,
+                buying_power=self.broker.account().buying_power, open_positions=0, now=now,
+            ))  # closing orders reduce risk: recorded, never refused
+            self.ledger.record_intent_and_order(
+                intent_id=None, account=self.name, symbol=symbol, strategy="shares",
+                decided_at=now, context={}, client_order_id=cid,
+                position_id=f"shares-{symbol}", opening=False, purpose="close_shares",
+                legs=(), quantity=abs(quantity), limit_price=0.0, now=now,
+                instrument="shares", side=order.side,
+            )
+            self.log.info("close_shares", symbol=symbol, quantity=-quantity,
+                          client_order_id=cid)
+            self._submit(order, now, submitted, rejected)
+
     # -- broker interaction ---------------------------------------------------------------------
 
-    def _submit(self, order: OrderRequest, now: datetime, submitted: list[str],
+    def _submit(self, order: OrderRequest | ShareOrder, now: datetime, submitted: list[str],
                 rejected: list[str], intent: TradeIntent | None = None) -> None:
         cid = order.client_order_id
         try:
@@ -383,6 +525,9 @@ class AccountEngine:
                         f"{self.name}: fill {fill.exec_id} for an order the ledger does not "
                         f"know ({fill.client_order_id})", now)
             return
+        if order["instrument"] == "shares":
+            self._apply_share_fill(order, fill, now)
+            return
         legs = legs_from_json(order["legs"])
         multiplier = legs[0].contract.multiplier
         with self.ledger.transaction():
@@ -416,6 +561,24 @@ class AccountEngine:
                     self._closed += 1
         self.log.info("fill", exec_id=fill.exec_id, client_order_id=fill.client_order_id,
                       quantity=fill.quantity, price=fill.price, commission=fill.commission)
+
+    def _apply_share_fill(self, order: dict, fill: Fill, now: datetime) -> None:
+        sign = 1 if order["side"] == "buy" else -1
+        with self.ledger.transaction():
+            if not self.ledger.record_fill(fill, self.name):
+                return
+            filled = sum(f["quantity"] for f in self.ledger.fills(
+                client_order_id=fill.client_order_id))
+            status = (OrderStatus.FILLED if filled >= order["quantity"]
+                      else OrderStatus.PARTIALLY_FILLED)
+            self.ledger.update_order(fill.client_order_id, status=status.value, now=now,
+                                     filled_quantity=filled, avg_fill_price=fill.price)
+            pnl = self.ledger.apply_shares(account=self.name, symbol=order["symbol"],
+                                           change=sign * fill.quantity, price=fill.price,
+                                           commission=fill.commission, now=fill.time)
+        self.log.info("share_fill", exec_id=fill.exec_id, client_order_id=fill.client_order_id,
+                      symbol=order["symbol"], quantity=sign * fill.quantity, price=fill.price,
+                      commission=fill.commission, realized_pnl=round(pnl, 2))
 
     def _alert(self, severity: Severity, kind: str, key: str, message: str,
                now: datetime) -> None:

@@ -155,6 +155,15 @@ class MarketCalendar:
             raise ValueError(f"no NYSE session on or after {d.isoformat()} within the calendar")
         return days[i]
 
+    def previous_session(self, d: date) -> date:
+        """The last session strictly before ``d``."""
+        self._check(d)
+        days = _nyse().days
+        i = bisect_left(days, d)
+        if i == 0:
+            raise ValueError(f"no NYSE session before {d.isoformat()} within the calendar")
+        return days[i - 1]
+
     def sessions(self, start: date, count: int) -> list[date]:
         """``count`` consecutive sessions beginning with ``next_session(start)``."""
         if count < 0:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import os
 import re
+import types
 from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -30,6 +31,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationError,
     ValidationInfo,
@@ -47,10 +49,14 @@ __all__ = [
     "AccountConfig",
     "Config",
     "ExitsConfig",
+    "FeesConfig",
+    "FillModelConfig",
     "LoggingConfig",
     "MarketConfig",
     "NotificationsConfig",
     "RiskConfig",
+    "SimMarketConfig",
+    "SimRegimesConfig",
     "StrategyConfig",
     "SymbolConfig",
     "load_config",
@@ -81,7 +87,7 @@ class _Section(BaseModel):
     def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         # Lax pydantic reads `true` as 1; a boolean where a number belongs is a mistake.
         if isinstance(value, bool) and info.field_name is not None:
-            annotation = cls.model_fields[info.field_name].annotation
+            annotation = _unwrap(cls.model_fields[info.field_name].annotation)
             if annotation is int:
                 raise PydanticCustomError("int_type", "Input should be a valid integer")
             if annotation is float:
@@ -122,6 +128,93 @@ class SymbolConfig(_Section):
     strike_step: float = Field(gt=0, description="spacing of listed strikes, dollars")
 
 
+def _triple(value: Any) -> Any:
+    # One number per regime; pydantic's own tuple errors would say "at most 3 items".
+    if (not isinstance(value, list | tuple) or len(value) != 3
+            or any(isinstance(v, bool) for v in value)):
+        raise PydanticCustomError(
+            "regime_triple", "must be a list of 3 numbers: [calm, normal, stressed]"
+        )
+    return value
+
+
+def _triple_of(**bounds: float) -> Any:
+    """A list of 3 numbers, one per regime, each within ``bounds`` (Field keywords)."""
+    number = Annotated[float, Field(**bounds)]
+    return Annotated[tuple[number, number, number], BeforeValidator(_triple)]
+
+
+class SimRegimesConfig(_Section):
+    """Regimes and market jumps of the simulated market (``SimRegimes``; defaults are its own).
+
+    Lists are per regime, ``[calm, normal, stressed]``.
+    """
+
+    transition: Annotated[
+        tuple[_triple_of(ge=0, le=1), _triple_of(ge=0, le=1), _triple_of(ge=0, le=1)],
+        BeforeValidator(_triple),
+    ] = Field(
+        default=((0.980, 0.020, 0.000), (0.015, 0.975, 0.010), (0.000, 0.040, 0.960)),
+        description="row i: chances of the next session's regime after regime i; rows sum to 1",
+    )
+    vol: _triple_of(gt=0, le=5) = Field(
+        default=(0.75, 1.00, 1.70), description="x the realised (GARCH) volatility"
+    )
+    jump_probability: _triple_of(ge=0, le=1) = Field(
+        default=(0.004, 0.012, 0.04), description="chance of a market jump per session"
+    )
+    skew: _triple_of(ge=0, le=5) = Field(default=(0.80, 1.00, 1.50), description="x the put skew")
+    term_slope: _triple_of(ge=-1, le=1) = Field(
+        default=(0.05, 0.03, -0.07),
+        description="ATM IV slope per unit ln(T / 30 days); negative: inverted",
+    )
+    vrp: _triple_of(ge=-0.5, le=2) = Field(
+        default=(0.30, 0.25, 0.20), description="implied over forecast volatility (0.25 = +25%)"
+    )
+    spread: _triple_of(gt=0, le=20) = Field(
+        default=(0.8, 1.0, 2.2), description="x the option bid-ask half-spread"
+    )
+    volume: _triple_of(gt=0, le=20) = Field(
+        default=(0.8, 1.0, 1.8), description="x the option volume"
+    )
+    stress_after_jump: float = Field(
+        default=0.5, ge=0, le=1, description="chance that the session after a jump is stressed"
+    )
+    jump_mean: float = Field(
+        default=-2.5, ge=-20, le=0, description="mean opening gap of a jump, in jump_vol units"
+    )
+    jump_sd: float = Field(default=1.0, ge=0, le=10, description="its standard deviation")
+    jump_vol: float = Field(
+        default=1.5, ge=0, le=10, description="the jump unit, in base daily volatilities"
+    )
+
+    @model_validator(mode="after")
+    def _check_transition(self) -> SimRegimesConfig:
+        problems: list[tuple[Loc, str]] = []
+        for i, row in enumerate(self.transition):
+            total = sum(row)
+            if abs(total - 1.0) > 1e-9:
+                problems.append(
+                    (("transition", i), f"must sum to 1, got {_number(round(total, 9))}")
+                )
+        _raise_problems(problems)
+        return self
+
+
+class SimMarketConfig(_Section):
+    """Realism of the simulated market (``SimMarket``); ``source: replay`` ignores it."""
+
+    correlation: float = Field(
+        default=0.85, ge=0, le=1, description="correlation of any two symbols' returns"
+    )
+    daily_expiries: tuple[SymbolName, ...] | None = Field(
+        default=None,
+        description="roots listing an expiry every session for two weeks, each one of "
+        "market.symbols; absent: SPY and QQQ",
+    )
+    regimes: SimRegimesConfig = Field(default_factory=SimRegimesConfig)
+
+
 class MarketConfig(_Section):
     """Where prices come from and how simulated time moves."""
 
@@ -138,12 +231,25 @@ class MarketConfig(_Section):
     pace: float = Field(gt=0, description="simulated seconds per wall-clock second (scripts/run)")
     rate: float = Field(ge=-0.05, le=0.5, description="risk-free rate, continuous, annual")
     symbols: dict[SymbolName, SymbolConfig] = Field(min_length=1)
+    sim: SimMarketConfig = Field(default_factory=SimMarketConfig)
 
     @model_validator(mode="after")
     def _check_replay(self) -> MarketConfig:
-        if self.source != "replay":
-            return self
         problems: list[tuple[Loc, str]] = []
+        if self.source != "replay":
+            known = ", ".join(sorted(self.symbols))
+            for j, symbol in enumerate(self.sim.daily_expiries or ()):
+                if symbol in self.sim.daily_expiries[:j]:
+                    problems.append((("sim", "daily_expiries", j), f"duplicate symbol '{symbol}'"))
+                elif symbol not in self.symbols:
+                    problems.append(
+                        (
+                            ("sim", "daily_expiries", j),
+                            f"unknown symbol '{symbol}' (market.symbols has: {known})",
+                        )
+                    )
+            _raise_problems(problems)
+            return self
         for name in self.symbols:
             if name not in REPLAY_SYMBOLS:
                 problems.append((("symbols", name), "replay has the S&P 500 only: use SPY"))
@@ -196,6 +302,47 @@ class RiskConfig(_Section):
     daily_loss_limit: float = Field(gt=0, description="breaker trips when day P&L <= -limit")
 
 
+class FillModelConfig(_Section):
+    """How the paper broker matches orders (``FillModel``). Absent: fill in full at the limit."""
+
+    mode: Literal["limit"] = Field(default="limit", description="limit orders fill at the limit")
+    slippage_ticks: int = Field(
+        default=0, ge=0, le=100, description="$0.01 ticks per share lost against the natural"
+    )
+    mid_fill_probability: bool = Field(
+        default=False,
+        description="a limit between mid and natural fills with the chance it is toward natural",
+    )
+    max_display_share: float | None = Field(
+        default=None, gt=0, le=1, description="most of the displayed size one poll fills"
+    )
+    seed: int | None = Field(default=None, ge=0, description="absent: the top-level seed")
+
+
+class FeesConfig(_Section):
+    """Dollars per option contract on every execution (``Fees``), like a US retail broker's.
+
+    Absent: only the account's ``commission_per_contract`` is charged.
+    """
+
+    commission_per_contract: float | None = Field(
+        default=None, ge=0, le=10, description="absent: the account's commission_per_contract"
+    )
+    orf_per_contract: float = Field(
+        default=0.02, ge=0, le=10, description="Options Regulatory Fee, on every contract"
+    )
+    taf_per_contract_sold: float = Field(
+        default=0.00279, ge=0, le=10, description="FINRA Trading Activity Fee, contracts sold"
+    )
+    taf_cap: float = Field(default=8.30, ge=0, le=1000, description="most TAF per execution")
+    commission_per_share: float = Field(
+        default=0.0, ge=0, le=1, description="dollars per share traded (closing assigned shares)"
+    )
+    taf_per_share_sold: float = Field(
+        default=0.000166, ge=0, le=1, description="FINRA Trading Activity Fee, shares sold"
+    )
+
+
 class AccountConfig(_Section):
     """One trading account and the broker behind it."""
 
@@ -208,6 +355,37 @@ class AccountConfig(_Section):
         gt=0, description="sizing budget, dollars: contracts = floor(budget / max loss per spread)"
     )
     risk: RiskConfig
+    fill_model: FillModelConfig | None = None
+    fees: FeesConfig | None = None
+    settlement: Literal["physical", "cash"] = Field(
+        default="physical",
+        description="physical: exercise and assignment at expiry deliver shares (ETF options); "
+        "cash: settled at intrinsic value (index options)",
+    )
+    early_assignment: StrictBool = Field(
+        default=False,
+        description="assign in-the-money short calls before ex-dividend dates, using "
+        "market.symbols[].dividend_yield",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_commission(cls, data: Any) -> Any:
+        # The commission may be given as commission_per_contract (the original key), as
+        # fees.commission_per_contract, or as both if they agree: fill in the one left out.
+        if not isinstance(data, Mapping) or not isinstance(data.get("fees"), Mapping):
+            return data
+        data, fees = dict(data), dict(data["fees"])
+        if "commission_per_contract" not in data and _is_number(
+            fees.get("commission_per_contract")
+        ):
+            data["commission_per_contract"] = fees["commission_per_contract"]
+        elif fees.get("commission_per_contract") is None and _is_number(
+            data.get("commission_per_contract")
+        ):
+            fees["commission_per_contract"] = data["commission_per_contract"]
+        data["fees"] = fees
+        return data
 
     @model_validator(mode="after")
     def _check_symbols(self) -> AccountConfig:
@@ -215,6 +393,17 @@ class AccountConfig(_Section):
         for j, symbol in enumerate(self.symbols):
             if symbol in self.symbols[:j]:
                 problems.append((("symbols", j), f"duplicate symbol '{symbol}'"))
+        fees = self.fees
+        if (fees is not None and fees.commission_per_contract is not None
+                and fees.commission_per_contract != self.commission_per_contract):
+            problems.append(
+                (
+                    ("fees", "commission_per_contract"),
+                    f"{_number(fees.commission_per_contract)} contradicts "
+                    f"commission_per_contract ({_number(self.commission_per_contract)}): "
+                    "give the commission once, or the same value in both",
+                )
+            )
         _raise_problems(problems)
         return self
 
@@ -239,6 +428,24 @@ class Config(_Section):
     accounts: tuple[AccountConfig, ...] = Field(min_length=1)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_fill_seed(cls, data: Any) -> Any:
+        # accounts[].fill_model.seed defaults to the top-level seed (when that one is valid).
+        seed = data.get("seed") if isinstance(data, Mapping) else None
+        accounts = data.get("accounts") if isinstance(data, Mapping) else None
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            return data
+        if not isinstance(accounts, list | tuple):
+            return data
+        filled = []
+        for account in accounts:
+            model = account.get("fill_model") if isinstance(account, Mapping) else None
+            if isinstance(model, Mapping) and model.get("seed") is None:
+                account = {**account, "fill_model": {**model, "seed": seed}}
+            filled.append(account)
+        return {**data, "accounts": filled}
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> Config:
@@ -411,9 +618,22 @@ def _format_path(loc: Loc) -> str:
 
 
 def _unwrap(annotation: Any) -> Any:
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    return annotation
+    """The type under ``Annotated[...]`` and an optional ``X | None``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _annotation_at(loc: Loc) -> Any:

@@ -113,3 +113,15 @@ class AccountTick:
     rejected: tuple[str, ...] = ()  # client order ids the risk gate or broker refused
     latencies_ms: tuple[float, ...] = ()  # intent proposed -> order at the broker
     alerts: tuple[Alert, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRound:
+    """What an account actor returns for one lockstep round: the tick's report and, when the
+    round also prepared the next tick (fills, order upkeep, exits), the symbols whose intents
+    the account would act on at that tick. ``ready`` is None when nothing was prepared; empty
+    when no symbol's intent could lead anywhere (each holds a position or an open order, or the
+    account fails closed), so the supervisor need not ask the symbol actors at all."""
+
+    tick: AccountTick
+    ready: tuple[str, ...] | None = None

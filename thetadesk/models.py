@@ -27,6 +27,9 @@ __all__ = [
     "OrderStatus",
     "Quote",
     "Right",
+    "Settlement",
+    "ShareOrder",
+    "SharePosition",
 ]
 
 
@@ -285,6 +288,55 @@ class OrderRequest:
             raise DataError(f"order limit price must be finite, got {self.limit_price!r}")
 
 
+_TICKER = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ShareOrder:
+    """An order for shares of ``symbol``: ``quantity`` shares, > 0 to buy, < 0 to sell.
+
+    Share orders close the shares that exercise and assignment leave behind (and, later, carry
+    hedges). ``order_type`` "market" (``limit_price`` None) or "limit" (``limit_price`` > 0, per
+    share). ``opening`` is False when the order reduces a held share position; the broker checks
+    that it does. Fills of a share order carry ``quantity`` shares (> 0) at ``price`` per share
+    (> 0); the side is the order's. Day orders by default, as brokers take market orders.
+    """
+
+    client_order_id: str
+    account: str
+    symbol: str
+    quantity: int
+    order_type: str = "market"
+    limit_price: float | None = None
+    time_in_force: str = "day"
+    opening: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.client_order_id or len(self.client_order_id) > 48:
+            raise DataError(f"client_order_id must be 1-48 characters: {self.client_order_id!r}")
+        if not isinstance(self.symbol, str) or not _TICKER.match(self.symbol):
+            raise DataError(f"share symbol {self.symbol!r} must be 1-10 upper-case letters, "
+                            "digits or dots, starting with a letter")
+        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int) or (
+                self.quantity == 0):
+            raise DataError(f"share quantity must be a non-zero integer, got {self.quantity!r}")
+        if self.order_type not in ("limit", "market"):
+            raise DataError(f"order_type must be 'limit' or 'market', got {self.order_type!r}")
+        if self.time_in_force not in ("gtc", "day"):
+            raise DataError(f"time_in_force must be 'gtc' or 'day', got {self.time_in_force!r}")
+        price = self.limit_price
+        if self.order_type == "market":
+            if price is not None:
+                raise DataError(f"a market share order takes no limit price, got {price!r}")
+        elif (price is None or isinstance(price, bool) or not isinstance(price, Real)
+              or not (0 < price < math.inf)):
+            raise DataError(f"a limit share order needs a limit price > 0, got {price!r}")
+
+    @property
+    def side(self) -> str:
+        return "buy" if self.quantity > 0 else "sell"
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerOrder:
     """The broker's view of an order."""
@@ -330,6 +382,42 @@ class BrokerPosition:
     contract: Contract
     quantity: int
     avg_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class SharePosition:
+    """Shares of ``symbol`` held at the broker: ``quantity`` > 0 long, < 0 short; ``avg_price``
+    per share (the cost basis as the broker keeps it: the strike for shares from exercise or
+    assignment)."""
+
+    symbol: str
+    quantity: int
+    avg_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What happened to an option position at expiry (or on early assignment), as the broker
+    books it (Alpaca calls these non-trade activities: OPEXP, OPEXC, OPASN).
+
+    ``quantity`` contracts (signed, as held) of ``contract``; ``intrinsic`` per share against
+    ``underlying_price``, the underlying's price when it happened; ``amount`` the cash it moved in
+    dollars (> 0 received); ``shares`` the shares it delivered (> 0 received, < 0 delivered away;
+    0 when nothing was exercised or the option was cash-settled). ``kind`` is one of "expired"
+    (worthless), "exercised" (a long option), "assigned" (a short option), "early_assignment"
+    (a short call assigned before an ex-dividend date), "cash_settled". ``activity_id`` is unique
+    at the broker: the ledger de-duplicates on it.
+    """
+
+    contract: Contract
+    quantity: int
+    underlying_price: float
+    intrinsic: float
+    amount: float
+    time: datetime
+    kind: str = "cash_settled"
+    shares: int = 0
+    activity_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,9 @@ from thetadesk.models import (
     Fill,
     OrderRequest,
     Quote,
+    Settlement,
+    ShareOrder,
+    SharePosition,
 )
 
 
@@ -41,9 +44,10 @@ class MarketData(Protocol):
 
 
 class Broker(Protocol):
-    def submit(self, order: OrderRequest, now: datetime) -> BrokerOrder:
-        """Submit a limit order. Raises OrderRejected (definitive), TemporaryError (nothing was
-        accepted), or AmbiguousOrderState (it may have been accepted: look it up)."""
+    def submit(self, order: OrderRequest | ShareOrder, now: datetime) -> BrokerOrder:
+        """Submit an option order or a share order. Raises OrderRejected (definitive),
+        TemporaryError (nothing was accepted), or AmbiguousOrderState (it may have been
+        accepted: look it up)."""
         ...
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
@@ -65,6 +69,17 @@ class Broker(Protocol):
         executions not returned by an earlier poll, oldest first."""
         ...
 
-    def positions(self) -> list[BrokerPosition]: ...
+    def positions(self) -> list[BrokerPosition]:
+        """Option positions."""
+        ...
+
+    def share_positions(self) -> list[SharePosition]:
+        """Share positions (from exercise and assignment, or share orders)."""
+        ...
+
+    def settlements(self, since: datetime | None = None) -> list[Settlement]:
+        """Expirations, exercises and assignments booked at or after ``since`` (all if None),
+        oldest first. Idempotent: callers de-duplicate on ``activity_id``."""
+        ...
 
     def account(self) -> BrokerAccount: ...

@@ -25,7 +25,7 @@ from typing import Any
 import sqlite_utils
 
 from thetadesk.errors import DataError
-from thetadesk.models import Contract, Fill, Leg
+from thetadesk.models import Contract, Fill, Leg, Settlement
 
 __all__ = ["LEDGER_FILE", "MIGRATIONS", "Ledger", "legs_from_json", "legs_to_json"]
 
@@ -133,6 +133,39 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (account, session)
             )""",
             "CREATE TABLE run_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ],
+    ),
+    (
+        # Physical settlement: what expiry did to each position, the shares it left, and the
+        # share orders that close them.
+        2,
+        [
+            "ALTER TABLE orders ADD COLUMN instrument TEXT NOT NULL DEFAULT 'options'",
+            "ALTER TABLE orders ADD COLUMN side TEXT",
+            """CREATE TABLE settlements (
+                account TEXT NOT NULL,
+                activity_id TEXT NOT NULL,
+                position_id TEXT,
+                occ TEXT NOT NULL,
+                quantity INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                underlying_price REAL NOT NULL,
+                intrinsic REAL NOT NULL,
+                shares INTEGER NOT NULL,
+                amount REAL NOT NULL,
+                time TEXT NOT NULL,
+                PRIMARY KEY (account, activity_id)
+            )""",
+            """CREATE TABLE share_positions (
+                account TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                quantity INTEGER NOT NULL,
+                avg_price REAL NOT NULL,
+                realized_pnl REAL NOT NULL DEFAULT 0,
+                commissions REAL NOT NULL DEFAULT 0,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (account, symbol)
+            )""",
         ],
     ),
 ]
@@ -254,9 +287,18 @@ class Ledger:
         quantity: int,
         limit_price: float,
         now: datetime,
+        instrument: str = "options",
+        side: str | None = None,
     ) -> bool:
         """Write-ahead: the decision and its order (status ``pending_submit``) in one
-        transaction, before anything reaches the broker. False if the order already exists."""
+        transaction, before anything reaches the broker. False if the order already exists.
+
+        Share orders: ``instrument="shares"``, no legs, ``quantity`` in shares (> 0) and
+        ``side`` "buy" or "sell"; ``limit_price`` 0 for a market order."""
+        if instrument not in ("options", "shares") or (instrument == "shares") != (
+                side in ("buy", "sell")):
+            raise DataError(f"order instrument {instrument!r} with side {side!r}: options "
+                            "orders have no side, share orders buy or sell")
         with self.transaction():
             if self.order(client_order_id) is not None:
                 return False
@@ -268,10 +310,12 @@ class Ledger:
                 )
             self._conn.execute(
                 "INSERT INTO orders (client_order_id, account, symbol, intent_id, position_id,"
-                " opening, purpose, legs, quantity, limit_price, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_submit', ?, ?)",
+                " opening, purpose, legs, quantity, limit_price, status, created_at, updated_at,"
+                " instrument, side)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_submit', ?, ?, ?, ?)",
                 (client_order_id, account, symbol, intent_id, position_id, int(opening), purpose,
-                 legs_to_json(legs), quantity, float(limit_price), _iso(now), _iso(now)),
+                 legs_to_json(legs), quantity, float(limit_price), _iso(now), _iso(now),
+                 instrument, side),
             )
         return True
 
@@ -405,6 +449,58 @@ class Ledger:
         return self._select("positions", "opened_at, position_id", account=account,
                             status=status)
 
+    # -- expiry settlements and shares --------------------------------------------------------
+
+    def record_settlement(self, *, account: str, settlement: Settlement,
+                          position_id: str | None) -> bool:
+        """Record a broker settlement (expiry, exercise, assignment) against a position; False
+        if its activity id is already here."""
+        s = settlement
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account, s.activity_id, position_id, s.contract.occ, s.quantity, s.kind,
+                 s.underlying_price, s.intrinsic, s.shares, s.amount, _iso(s.time)),
+            )
+            return cursor.rowcount == 1
+
+    def settlements(self, account: str | None = None) -> list[dict[str, Any]]:
+        return self._select("settlements", "time, activity_id", account=account)
+
+    def apply_shares(self, *, account: str, symbol: str, change: int, price: float,
+                     commission: float, now: datetime) -> float:
+        """Add ``change`` shares bought (> 0) or sold (< 0) at ``price`` per share; returns the
+        P&L in dollars realised by the part that reduced the position (after ``commission``),
+        which accumulates in ``realized_pnl``."""
+        with self.transaction():
+            rows = self._rows("SELECT * FROM share_positions WHERE account = ? AND symbol = ?",
+                              (account, symbol))
+            held, avg = (rows[0]["quantity"], rows[0]["avg_price"]) if rows else (0, 0.0)
+            new = held + change
+            reduced = min(abs(change), abs(held)) if held * change < 0 else 0
+            pnl = reduced * (price - avg) * (1 if held > 0 else -1) - commission
+            if held == 0 or held * new < 0:
+                avg = price
+            elif abs(new) > abs(held):
+                avg = (abs(held) * avg + abs(change) * price) / abs(new)
+            self._conn.execute(
+                "INSERT INTO share_positions (account, symbol, quantity, avg_price, realized_pnl,"
+                " commissions, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (account, symbol) DO UPDATE SET quantity = excluded.quantity,"
+                " avg_price = excluded.avg_price,"
+                " realized_pnl = realized_pnl + excluded.realized_pnl,"
+                " commissions = commissions + excluded.commissions,"
+                " updated_at = excluded.updated_at",
+                (account, symbol, new, avg, pnl, commission, _iso(now)),
+            )
+            return pnl
+
+    def share_positions(self, account: str | None = None, *, open_only: bool = True,
+                        ) -> list[dict[str, Any]]:
+        """Share holdings per account and symbol (only non-zero ones when ``open_only``)."""
+        rows = self._select("share_positions", "account, symbol", account=account)
+        return [r for r in rows if r["quantity"] != 0 or not open_only]
+
     # -- risk, breakers, actors, days, run state ---------------------------------------------
 
     def record_verdict(self, *, account: str, client_order_id: str, intent_id: str | None,
@@ -475,6 +571,14 @@ class Ledger:
     def set_state(self, key: str, value: str) -> None:
         self._exec("INSERT INTO run_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = ?",
                    (key, value, value))
+
+    def set_states(self, values: Mapping[str, str]) -> None:
+        """Several run-state keys in one transaction (one commit, one fsync)."""
+        with self.transaction():
+            for key, value in values.items():
+                self._conn.execute(
+                    "INSERT INTO run_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = ?",
+                    (key, value, value))
 
     def get_state(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM run_state WHERE key = ?", (key,)).fetchone()

@@ -41,6 +41,11 @@ class BullPutRules:
                    strategy.min_iv, strategy.min_credit_fraction, strategy.entry_start,
                    strategy.entry_end)
 
+    def in_entry_window(self, now: datetime) -> bool:
+        """Whether ``now`` (New York time) lies in the entry window; outside it the engine
+        proposes nothing, so a caller may skip asking."""
+        return self.entry_start <= now.astimezone(NEW_YORK).time() <= self.entry_end
+
 
 def atm_iv(chain: OptionChain, expiry) -> float:
     """Implied volatility of the put nearest the money at ``expiry`` (vendor IV if given)."""
@@ -64,8 +69,7 @@ class SymbolEngine:
 
     def tick(self, now: datetime) -> SymbolTick:
         r = self.rules
-        local = now.astimezone(NEW_YORK).time()
-        if not (r.entry_start <= local <= r.entry_end):
+        if not r.in_entry_window(now):
             return SymbolTick(self.symbol, now, None, None, note="outside the entry window")
         try:
             # Only the expiries that can be nearest the target; the whole chain if none is.

@@ -68,3 +68,15 @@ def test_symbol_engine_never_trades_on_nan_or_crossed_quotes():
     for intent in tick.intents:
         assert not {leg.contract for leg in intent.spread.legs} & picked
         assert all(leg.contract.right is Right.PUT for leg in intent.spread.legs)
+
+
+def test_entry_window_is_the_rules_window_in_new_york_time(market):
+    engine = SymbolEngine("SPY", RULES, market)
+    start = MORNING.replace(hour=RULES.entry_start.hour, minute=RULES.entry_start.minute)
+    for now in (MORNING, MORNING - timedelta(hours=1, minutes=30), start,
+                start - timedelta(minutes=1)):
+        # The engine proposes nothing outside the window, so a caller may skip asking.
+        inside = RULES.in_entry_window(now)
+        assert inside or engine.tick(now).note == "outside the entry window"
+    assert RULES.in_entry_window(MORNING)
+    assert not RULES.in_entry_window(MORNING - timedelta(hours=1, minutes=30))

@@ -38,14 +38,35 @@ TAF-like fee per contract sold (capped per execution), each regulatory part roun
 cent per execution. ``Fill.commission`` is the TOTAL of an execution's fees. Without ``fees``
 only ``commission_per_contract`` is charged, as before.
 
-Expiry: at the first ``poll`` at or after an option's expiry close (16:00 New York), it is
-CASH-SETTLED at intrinsic value against the underlying's spot at that close (a simplification of
-physical exercise and assignment; it leaves the same cash for a defined-risk spread closed the
-same day), the position is removed and a ``Settlement`` is recorded (settlements are not fills).
+Expiry (``settlement="physical"``, the default: ETF options settle in shares): at the first
+``poll`` at or after an option's expiry close (16:00 New York) it is settled against the
+underlying's spot at that close. An option at least $0.01 in the money is exercised (long) or
+assigned (short), as the OCC's exercise-by-exception does: it delivers ``quantity x multiplier``
+shares (calls: received when long, delivered when short; puts the other way) at the strike,
+against cash. Anything else expires worthless. The option position is removed and a
+``Settlement`` recorded (settlements are not fills); the shares join the share positions, which
+the account closes with a ``ShareOrder``. A vertical spread with both legs in the money nets out
+to no shares and the same cash as a cash settlement. With ``settlement="cash"`` (index options)
+in-the-money options are cash-settled at intrinsic value instead.
 
-Capital: equity = cash + positions marked at their mids (longs minus shorts, times multiplier).
-Margin is the worst value at expiry of each underlying's held options across its strikes (all
-expiries treated as expiring together), nothing for longs; unbounded for net short calls.
+Early assignment (``early_assignment``, off by default): at the first ``poll`` at or after the
+close of the session before an ex-dividend date, every short call in the money whose time value
+(mid less intrinsic) is below the dividend is assigned at that close, as a rational holder of
+the long call would exercise to collect the dividend. Ex-dividend dates and amounts come from
+``EarlyAssignment`` (quarterly, the third Friday of March, June, September and December or the
+next session, dividend = spot x yield / 4).
+
+Shares (``ShareOrder``): quoted at the underlying's spot with a one-cent spread (bid rounded
+down, ask up to the cent); a market order fills at once (during a session) at the ask for a
+buy, the bid for a sell, less ``slippage_ticks``; a limit order fills at its limit once the
+market reaches it. Fees: ``Fees.commission_per_share`` plus the TAF on shares sold. A closing
+share order must reduce a held share position (net of other open closing share orders); an
+opening one needs half its notional plus fees in buying power (Reg T initial margin).
+
+Capital: equity = cash + option positions marked at their mids (longs minus shorts, times
+multiplier) + share positions at spot. Margin is the worst value at expiry of each underlying's
+held options across its strikes (all expiries treated as expiring together), nothing for longs;
+unbounded for net short calls; plus half the notional of every share position.
 buying_power = equity - margin - the buying power reserved by open opening orders, floored at 0.
 An opening order needs buying power for its own defined-risk margin (for a vertical: width x
 multiplier x quantity) less the credit it receives, or plus the debit it pays, plus its fees
@@ -62,10 +83,10 @@ import math
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -86,12 +107,25 @@ from thetadesk.models import (
     OrderStatus,
     Quote,
     Right,
+    Settlement,
+    ShareOrder,
+    SharePosition,
 )
 
-__all__ = ["Fees", "FillModel", "QuoteSource", "Settlement", "SimBroker", "defined_risk_margin"]
+__all__ = [
+    "EarlyAssignment",
+    "Fees",
+    "FillModel",
+    "QuoteSource",
+    "Settlement",
+    "SimBroker",
+    "defined_risk_margin",
+]
 
 TICK = 0.01  # dollars per share: the price increment of slippage
-_SCHEMA_VERSION = 2
+EXERCISE_THRESHOLD = 0.01  # dollars per share in the money: the OCC's exercise by exception
+SHARE_MARGIN = 0.5  # Reg T initial margin on share positions, as a fraction of the notional
+_SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS book (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -162,6 +196,22 @@ _MIGRATIONS = {
         "ALTER TABLE orders ADD COLUMN replaces TEXT",
         "ALTER TABLE orders ADD COLUMN replaced_by TEXT",
     ),
+    # Version 2 -> 3: physical settlement (share positions, share orders, settlement kinds)
+    # and early assignment (the ex-dividend dates already handled).
+    3: (
+        "ALTER TABLE orders ADD COLUMN instrument TEXT NOT NULL DEFAULT 'options'",
+        "ALTER TABLE orders ADD COLUMN symbol TEXT",
+        "ALTER TABLE orders ADD COLUMN side TEXT",
+        "ALTER TABLE settlements ADD COLUMN kind TEXT NOT NULL DEFAULT 'cash_settled'",
+        "ALTER TABLE settlements ADD COLUMN shares INTEGER NOT NULL DEFAULT 0",
+        "UPDATE settlements SET kind = 'expired' WHERE intrinsic = 0",
+        "ALTER TABLE book ADD COLUMN dividend_cursor TEXT",
+        """CREATE TABLE IF NOT EXISTS shares (
+            symbol TEXT PRIMARY KEY,
+            quantity INTEGER NOT NULL,
+            avg_price REAL NOT NULL
+        )""",
+    ),
 }
 
 
@@ -179,20 +229,6 @@ class QuoteSource(Protocol):
     def is_open(self, now: datetime) -> bool:
         """True during a regular session."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """An option position settled at expiry: ``quantity`` contracts (signed, as held) at
-    ``intrinsic`` per share against ``underlying_price`` at the expiry close; ``amount`` is the
-    cash it moved in dollars (> 0 received)."""
-
-    contract: Contract
-    quantity: int
-    underlying_price: float
-    intrinsic: float
-    amount: float
-    time: datetime
 
 
 def _number(owner: str, name: str, value: object, *, integer: bool = False) -> None:
@@ -252,6 +288,9 @@ class Fees:
     - ``taf_per_contract_sold``: the FINRA Trading Activity Fee, on contracts SOLD only (legs
       sold, opening or closing), at most ``taf_cap`` dollars per execution.
 
+    Shares: ``commission_per_share`` on every share (0 at commission-free brokers) and
+    ``taf_per_share_sold`` on shares sold, capped at ``taf_cap`` per execution.
+
     The regulatory parts (ORF, TAF) are each rounded UP to the cent per execution, as brokers
     pass them on; the commission is not rounded. ``Fill.commission`` carries ``total``.
     """
@@ -260,11 +299,22 @@ class Fees:
     orf_per_contract: float = 0.02
     taf_per_contract_sold: float = 0.00279
     taf_cap: float = 8.30
+    commission_per_share: float = 0.0
+    taf_per_share_sold: float = 0.000166
 
     def __post_init__(self) -> None:
         for name in ("commission_per_contract", "orf_per_contract", "taf_per_contract_sold",
-                     "taf_cap"):
+                     "taf_cap", "commission_per_share", "taf_per_share_sold"):
             _number("Fees", name, getattr(self, name))
+
+    def shares(self, quantity: int) -> float:
+        """The fees in dollars of buying (``quantity`` > 0) or selling (< 0) shares."""
+        total = self.commission_per_share * abs(quantity)
+        if quantity < 0:
+            taf = _cents_up(min(self.taf_per_share_sold * -quantity, self.taf_cap))
+            if taf:
+                total = round(total + taf, 10)
+        return total
 
     def breakdown(self, legs: Iterable[Leg], quantity: int) -> dict[str, float]:
         """The fees in dollars of trading ``quantity`` units of ``legs``, by kind."""
@@ -286,8 +336,57 @@ class Fees:
         return total
 
 
+@dataclass(frozen=True, slots=True)
+class EarlyAssignment:
+    """Early assignment of short calls before ex-dividend dates (see the module docstring).
+
+    ``dividend_yields``: annual dividend yield per underlying (0.013 = 1.3%); underlyings not
+    named pay no dividend. Ex-dividend dates: the third Friday of each month in ``months`` (or
+    the next session if that is not one); the dividend per share is spot x yield / 4 at the
+    close of the session before.
+    """
+
+    dividend_yields: Mapping[str, float]
+    months: tuple[int, ...] = (3, 6, 9, 12)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dividend_yields, Mapping):
+            raise DataError(f"EarlyAssignment dividend_yields must be a mapping, "
+                            f"got {self.dividend_yields!r}")
+        for symbol, value in self.dividend_yields.items():
+            _number("EarlyAssignment", f"dividend_yields[{symbol!r}]", value)
+            if value > 0.2:
+                raise DataError(f"EarlyAssignment dividend yield of {symbol} must be <= 0.2, "
+                                f"got {value!r}")
+        months = tuple(self.months)
+        if not months or any(isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 12
+                             for m in months):
+            raise DataError(f"EarlyAssignment months must be 1..12, got {self.months!r}")
+        object.__setattr__(self, "months", tuple(sorted(set(months))))
+        object.__setattr__(self, "dividend_yields", dict(self.dividend_yields))
+
+    def ex_dates(self, first: date, last: date, calendar: MarketCalendar) -> list[date]:
+        """The ex-dividend sessions from ``first`` to ``last`` inclusive."""
+        found = []
+        for year in range(first.year, last.year + 1):
+            for month in self.months:
+                day = date(year, month, 15)
+                while day.weekday() != 4:  # the third Friday is the first Friday from the 15th
+                    day += timedelta(days=1)
+                ex = calendar.next_session(day)
+                if first <= ex <= last:
+                    found.append(ex)
+        return found
+
+
 def _cents_up(amount: float) -> float:
     return math.ceil(round(amount * 100.0, 6)) / 100.0 if amount > 0 else 0.0
+
+
+def _share_quote(spot: float) -> tuple[float, float]:
+    """A one-cent share quote around ``spot``: the bid rounded down, the ask up to the cent."""
+    bid = math.floor(round(spot * 100.0, 6)) / 100.0
+    return bid, round(bid + TICK, 2)
 
 
 def _intrinsic(contract: Contract, underlying_price: float) -> float:
@@ -365,6 +464,8 @@ class SimBroker:
     ``commission_per_contract`` dollars per option contract traded (the original behaviour).
     ``fill_model`` says how orders match (default: the original all-at-the-limit rule);
     ``calendar`` gives day orders their session close (default: the NYSE ``MarketCalendar``).
+    ``settlement`` is "physical" (ETF options: exercise and assignment deliver shares) or "cash";
+    ``early_assignment`` turns on assignment of short calls before ex-dividend dates.
     """
 
     def __init__(
@@ -378,6 +479,8 @@ class SimBroker:
         fees: Fees | None = None,
         fill_model: FillModel | None = None,
         calendar: MarketCalendar | None = None,
+        settlement: str = "physical",
+        early_assignment: EarlyAssignment | None = None,
     ) -> None:
         if not isinstance(account, str) or not account:
             raise DataError(f"SimBroker account must be a non-empty string, got {account!r}")
@@ -385,7 +488,8 @@ class SimBroker:
         if commission_per_contract is not None:
             _number("SimBroker", "commission_per_contract", commission_per_contract)
         if fees is None:
-            fees = Fees(float(commission_per_contract or 0.0), 0.0, 0.0, 0.0)
+            fees = Fees(float(commission_per_contract or 0.0), 0.0, 0.0, 0.0,
+                        taf_per_share_sold=0.0)
         elif not isinstance(fees, Fees):
             raise DataError(f"SimBroker fees must be a Fees, got {fees!r}")
         elif (commission_per_contract is not None
@@ -396,6 +500,14 @@ class SimBroker:
             )
         if fill_model is not None and not isinstance(fill_model, FillModel):
             raise DataError(f"SimBroker fill_model must be a FillModel, got {fill_model!r}")
+        if settlement not in ("physical", "cash"):
+            raise DataError(f"SimBroker settlement must be 'physical' or 'cash', "
+                            f"got {settlement!r}")
+        if early_assignment is not None and not isinstance(early_assignment, EarlyAssignment):
+            raise DataError(f"SimBroker early_assignment must be an EarlyAssignment, "
+                            f"got {early_assignment!r}")
+        self._settlement = settlement
+        self._early = early_assignment
         self._account = account
         self._market = market
         self._fees = fees
@@ -441,15 +553,16 @@ class SimBroker:
 
     # -- the Broker port ------------------------------------------------------------------
 
-    def submit(self, order: OrderRequest, now: datetime) -> BrokerOrder:
-        """Accept an order (and fill it at once if it can) or raise OrderRejected.
+    def submit(self, order: OrderRequest | ShareOrder, now: datetime) -> BrokerOrder:
+        """Accept an option or share order (and fill it at once if it can) or raise
+        OrderRejected.
 
         A rejected order is recorded with status REJECTED and its reason, except a duplicate
         client order id, which leaves the existing order as it was.
         """
         now = _aware(now)
-        if not isinstance(order, OrderRequest):
-            raise DataError(f"submit needs an OrderRequest, got {order!r}")
+        if not isinstance(order, OrderRequest | ShareOrder):
+            raise DataError(f"submit needs an OrderRequest or a ShareOrder, got {order!r}")
         coid = order.client_order_id
         with self._tx() as db:
             self._advance_clock(now)
@@ -467,7 +580,9 @@ class SimBroker:
                 rejected: str | None = reason
                 result = None
             else:
-                rejected, reserved = self._check(order, now)
+                rejected, reserved = (self._check_shares(order, now)
+                                      if isinstance(order, ShareOrder)
+                                      else self._check(order, now))
                 self._insert(order, now, rejected, reserved)
                 db.execute(
                     "INSERT INTO submissions (client_order_id, at, outcome) VALUES (?, ?, ?)",
@@ -547,12 +662,25 @@ class SimBroker:
                 )
             remaining = row["quantity"] - row["filled_quantity"]
             try:
-                order = OrderRequest(
-                    new_client_order_id, self._account, _legs(row["legs"]),
-                    remaining if quantity is None else quantity,
-                    row["limit_price"] if limit_price is None else limit_price,
-                    bool(row["opening"]), row["order_type"], row["time_in_force"],
-                )
+                order: OrderRequest | ShareOrder
+                if row["instrument"] == "shares":
+                    size = remaining if quantity is None else quantity
+                    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                        raise DataError(f"quantity must be a positive integer, got {size!r}")
+                    order = ShareOrder(
+                        new_client_order_id, self._account, row["symbol"],
+                        size if row["side"] == "buy" else -size, row["order_type"],
+                        None if row["order_type"] == "market"
+                        else (row["limit_price"] if limit_price is None else limit_price),
+                        row["time_in_force"], bool(row["opening"]),
+                    )
+                else:
+                    order = OrderRequest(
+                        new_client_order_id, self._account, _legs(row["legs"]),
+                        remaining if quantity is None else quantity,
+                        row["limit_price"] if limit_price is None else limit_price,
+                        bool(row["opening"]), row["order_type"], row["time_in_force"],
+                    )
             except DataError as exc:
                 raise OrderRejected(f"cannot replace {client_order_id!r}: {exc}") from None
             # The old order stops counting (reservation, closing commitments) before the check;
@@ -563,7 +691,8 @@ class SimBroker:
                 (OrderStatus.REPLACED.value, _iso(now), f"replaced by {new_client_order_id}",
                  new_client_order_id, row["seq"]),
             )
-            rejected, reserved = self._check(order, now)
+            rejected, reserved = (self._check_shares(order, now)
+                                  if isinstance(order, ShareOrder) else self._check(order, now))
             if rejected is not None:
                 raise OrderRejected(f"cannot replace {client_order_id!r}: {rejected}")
             self._insert(order, now, None, reserved, replaces=client_order_id)
@@ -592,12 +721,15 @@ class SimBroker:
             return [self._fill(row) for row in rows]
 
     def poll(self, now: datetime) -> list[Fill]:
-        """Settle expired options, expire day orders past their session's close, cancel orders
+        """Assign short calls early before ex-dividend dates (if enabled), settle expired
+        options, expire day orders past their session's close, cancel orders
         whose legs expired, match resting orders, and return the fills no earlier poll returned,
         oldest first."""
         now = _aware(now)
         with self._tx() as db:
             self._advance_clock(now)
+            if self._early is not None:
+                self._assign_early(now)
             self._settle_expired(now)
             self._expire_day_orders(now)
             for row in self._open_rows():
@@ -637,6 +769,11 @@ class SimBroker:
                            p.contract.strike),
         )
 
+    def share_positions(self) -> list[SharePosition]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM shares ORDER BY symbol").fetchall()
+        return [SharePosition(r["symbol"], r["quantity"], r["avg_price"]) for r in rows]
+
     def account(self) -> BrokerAccount:
         """Cash, equity and buying power in dollars, marked at the broker's clock."""
         with self._lock:
@@ -653,14 +790,20 @@ class SimBroker:
                 "SELECT COUNT(*) FROM submissions WHERE client_order_id = ?", (client_order_id,)
             ).fetchone()[0]
 
-    def settlements(self) -> list[Settlement]:
-        """Every expiry settlement, oldest first."""
+    def settlements(self, since: datetime | None = None) -> list[Settlement]:
+        """Every expiry settlement and early assignment booked at or after ``since`` (all if
+        None), oldest first."""
+        start = None if since is None else _aware(since)
         with self._lock:
             rows = self._db.execute("SELECT * FROM settlements ORDER BY seq").fetchall()
+        if start is not None:
+            rows = [r for r in rows if _time(r["time"]) >= start]
         return [
             Settlement(
                 Contract.from_occ(r["occ"], r["multiplier"]), r["quantity"],
                 r["underlying_price"], r["intrinsic"], r["amount"], _time(r["time"]),
+                kind=r["kind"], shares=r["shares"],
+                activity_id=f"{self._account}-act-{r['seq']:08d}",
             )
             for r in rows
         ]
@@ -683,21 +826,29 @@ class SimBroker:
         if clock is None or _time(clock) < now:
             self._db.execute("UPDATE book SET clock = ? WHERE id = 1", (_iso(now),))
 
-    def _insert(self, order: OrderRequest, now: datetime, rejected: str | None, reserved: float,
-                replaces: str | None = None) -> None:
+    def _insert(self, order: OrderRequest | ShareOrder, now: datetime, rejected: str | None,
+                reserved: float, replaces: str | None = None) -> None:
         status = OrderStatus.REJECTED if rejected else OrderStatus.NEW
         expires = None
         if order.time_in_force == "day" and rejected is None:
             expires = _iso(self._session_close(now))
+        if isinstance(order, ShareOrder):
+            # Share orders: no legs; the quantity is in shares, the side says which way.
+            shares = ("shares", order.symbol, order.side, "[]", abs(order.quantity),
+                      float(order.limit_price or 0.0))
+        else:
+            shares = ("options", None, None, _legs_json(order.legs), order.quantity,
+                      float(order.limit_price))
+        instrument, symbol, side, legs, quantity, limit = shares
         cursor = self._db.execute(
             "INSERT INTO orders (client_order_id, broker_order_id, status, opening, legs, "
             "quantity, limit_price, reserved, submitted_at, updated_at, reason, order_type, "
-            "time_in_force, expires_at, replaces) "
-            "VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "time_in_force, expires_at, replaces, instrument, symbol, side) "
+            "VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                order.client_order_id, status.value, int(order.opening), _legs_json(order.legs),
-                order.quantity, float(order.limit_price), reserved, _iso(now), _iso(now),
-                rejected, order.order_type, order.time_in_force, expires, replaces,
+                order.client_order_id, status.value, int(order.opening), legs, quantity, limit,
+                reserved, _iso(now), _iso(now), rejected, order.order_type,
+                order.time_in_force, expires, replaces, instrument, symbol, side,
             ),
         )
         self._db.execute(
@@ -861,6 +1012,9 @@ class SimBroker:
 
     def _try_fill(self, row: sqlite3.Row, now: datetime) -> None:
         """Execute what the fill model allows of an open order at ``now`` (see FillModel)."""
+        if row["instrument"] == "shares":
+            self._try_fill_shares(row, now)
+            return
         coid = row["client_order_id"]
         legs = _legs(row["legs"])
         quotes = self._quotes(legs, now, coid)
@@ -897,10 +1051,16 @@ class SimBroker:
         for leg in legs:
             self._apply(leg.contract, leg.ratio * quantity, leg_prices[leg.contract])
         multiplier = legs[0].contract.multiplier
-        self._db.execute(
-            "UPDATE book SET cash = cash + ? WHERE id = 1",
-            (price * multiplier * quantity - fees,),
-        )
+        self._record_fill(row, quantity, price, fees, price * multiplier * quantity - fees,
+                          [[c.occ, p] for c, p in leg_prices.items()], now)
+
+    def _record_fill(self, row: sqlite3.Row, quantity: int, price: float, fees: float,
+                     cash: float, leg_prices: list, now: datetime) -> None:
+        """Book one execution of the order ``row``: ``cash`` dollars moved, the fill, the
+        order's progress and its remaining reservation."""
+        coid = row["client_order_id"]
+        remaining = row["quantity"] - row["filled_quantity"]
+        self._db.execute("UPDATE book SET cash = cash + ? WHERE id = 1", (cash,))
         n = self._db.execute(
             "SELECT COUNT(*) FROM fills WHERE client_order_id = ?", (coid,)
         ).fetchone()[0]
@@ -908,10 +1068,7 @@ class SimBroker:
         self._db.execute(
             "INSERT INTO fills (exec_id, client_order_id, quantity, price, commission, time, "
             "leg_prices) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                exec_id, coid, quantity, price, fees, _iso(now),
-                json.dumps([[c.occ, p] for c, p in leg_prices.items()]),
-            ),
+            (exec_id, coid, quantity, price, fees, _iso(now), json.dumps(leg_prices)),
         )
         before = row["filled_quantity"]
         filled = before + quantity
@@ -929,6 +1086,94 @@ class SimBroker:
         self._log.info(
             "order_filled", client_order_id=coid, exec_id=exec_id, quantity=quantity,
             price=price, commission=fees, status=status.value,
+        )
+
+    def _try_fill_shares(self, row: sqlite3.Row, now: datetime) -> None:
+        """Fill an open share order in full if the share quote reaches it (see the docstring)."""
+        try:
+            bid, ask = _share_quote(self._market.spot(row["symbol"], now))
+        except DataError as exc:
+            self._log.debug("fill_skipped", client_order_id=row["client_order_id"],
+                            reason=str(exc))
+            return
+        buy = row["side"] == "buy"
+        slippage = self._fill_model.slippage_ticks * TICK
+        natural = ask + slippage if buy else bid - slippage
+        if row["order_type"] == "market":
+            price = round(natural, 6)
+        else:
+            price = row["limit_price"]
+            if (natural > price + 1e-9) if buy else (natural < price - 1e-9):
+                return
+        quantity = row["quantity"] - row["filled_quantity"]
+        signed = quantity if buy else -quantity
+        fees = self._fees.shares(signed)
+        self._apply_shares(row["symbol"], signed, price)
+        self._record_fill(row, quantity, price, fees, -signed * price - fees,
+                          [[row["symbol"], price]], now)
+
+    def _check_shares(self, order: ShareOrder, now: datetime) -> tuple[str | None, float]:
+        """Why a share order must be rejected (or None), and the buying power it reserves."""
+        if order.account != self._account:
+            return (
+                f"order is for account {order.account!r}, this broker holds {self._account!r}",
+                0.0,
+            )
+        try:
+            bid, ask = _share_quote(self._market.spot(order.symbol, now))
+        except DataError as exc:
+            return f"unknown symbol {order.symbol!r}: {exc}", 0.0
+        if not order.opening:
+            held = self._shares().get(order.symbol, (0, 0.0))[0]
+            pending = sum(
+                (r["quantity"] - r["filled_quantity"]) * (1 if r["side"] == "buy" else -1)
+                for r in self._open_rows()
+                if r["instrument"] == "shares" and not r["opening"] and r["symbol"] == order.symbol
+            )
+            remaining = held + pending
+            change = order.quantity
+            if remaining == 0 or change * remaining > 0 or abs(change) > abs(remaining):
+                return (
+                    f"closing {order.side} of {abs(change)} {order.symbol} does not reduce a "
+                    f"held share position (held {held:+d}, {pending:+d} already being closed)",
+                    0.0,
+                )
+            return None, 0.0
+        price = order.limit_price if order.limit_price is not None else (
+            ask if order.quantity > 0 else bid)
+        fees = self._fees.shares(order.quantity)
+        need = SHARE_MARGIN * abs(order.quantity) * price + fees
+        cash = self._db.execute("SELECT cash FROM book WHERE id = 1").fetchone()["cash"]
+        available = self._capital(cash, now).buying_power
+        if need > available + 1e-9:
+            return (
+                f"insufficient buying power: {order.side} {abs(order.quantity)} "
+                f"{order.symbol} needs ${need:,.2f} (half the notional plus fees), "
+                f"${available:,.2f} is available",
+                0.0,
+            )
+        return None, need
+
+    def _shares(self) -> dict[str, tuple[int, float]]:
+        return {r["symbol"]: (r["quantity"], r["avg_price"])
+                for r in self._db.execute("SELECT * FROM shares").fetchall()}
+
+    def _apply_shares(self, symbol: str, change: int, price: float) -> None:
+        """Add ``change`` shares bought (> 0) or sold (< 0) at ``price`` per share."""
+        quantity, avg = self._shares().get(symbol, (0, 0.0))
+        new = quantity + change
+        if new == 0:
+            self._db.execute("DELETE FROM shares WHERE symbol = ?", (symbol,))
+            return
+        if quantity == 0 or quantity * new < 0:
+            avg = price
+        elif abs(new) > abs(quantity):
+            avg = (abs(quantity) * avg + abs(change) * price) / abs(new)
+        self._db.execute(
+            "INSERT INTO shares (symbol, quantity, avg_price) VALUES (?, ?, ?) "
+            "ON CONFLICT (symbol) DO UPDATE SET quantity = excluded.quantity, "
+            "avg_price = excluded.avg_price",
+            (symbol, new, avg),
         )
 
     def _lucky(self, row: sqlite3.Row, legs: tuple[Leg, ...], quotes: dict[Contract, Quote],
@@ -969,26 +1214,77 @@ class SimBroker:
     def _settle_expired(self, now: datetime) -> None:
         for contract, (quantity, _) in sorted(self._held().items(), key=lambda kv: kv[0].occ):
             close = expiry_instant(contract.expiry)
-            if close > now:
-                continue
-            underlying_price = self._market.spot(contract.underlying, close)
-            intrinsic = _intrinsic(contract, underlying_price)
-            amount = quantity * contract.multiplier * intrinsic
-            self._db.execute("UPDATE book SET cash = cash + ? WHERE id = 1", (amount,))
-            self._db.execute(
-                "DELETE FROM positions WHERE occ = ? AND multiplier = ?",
-                (contract.occ, contract.multiplier),
-            )
-            self._db.execute(
-                "INSERT INTO settlements (occ, multiplier, quantity, underlying_price, "
-                "intrinsic, amount, time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (contract.occ, contract.multiplier, quantity, underlying_price, intrinsic,
-                 amount, _iso(close)),
-            )
-            self._log.info(
-                "expiry_settled", contract=contract.occ, quantity=quantity,
-                underlying_price=underlying_price, intrinsic=intrinsic, amount=amount,
-            )
+            if close <= now:
+                self._settle(contract, quantity, self._market.spot(contract.underlying, close),
+                             close, early=False)
+
+    def _settle(self, contract: Contract, quantity: int, underlying_price: float,
+                at: datetime, *, early: bool) -> None:
+        """Remove an option position by expiry (or early assignment) and book what it left."""
+        intrinsic = _intrinsic(contract, underlying_price)
+        shares = 0
+        if intrinsic < EXERCISE_THRESHOLD - 1e-9:
+            kind, amount = "expired", 0.0
+        elif self._settlement == "cash" and not early:
+            kind, amount = "cash_settled", quantity * contract.multiplier * intrinsic
+        else:
+            # Calls deliver shares to the long side, puts take them from it; at the strike.
+            shares = quantity * contract.multiplier * (1 if contract.is_call else -1)
+            amount = -shares * contract.strike
+            kind = "early_assignment" if early else (
+                "exercised" if quantity > 0 else "assigned")
+            self._apply_shares(contract.underlying, shares, contract.strike)
+        self._db.execute("UPDATE book SET cash = cash + ? WHERE id = 1", (amount,))
+        self._db.execute(
+            "DELETE FROM positions WHERE occ = ? AND multiplier = ?",
+            (contract.occ, contract.multiplier),
+        )
+        self._db.execute(
+            "INSERT INTO settlements (occ, multiplier, quantity, underlying_price, "
+            "intrinsic, amount, time, kind, shares) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (contract.occ, contract.multiplier, quantity, underlying_price, intrinsic,
+             amount, _iso(at), kind, shares),
+        )
+        self._log.info(
+            "option_settled", kind=kind, contract=contract.occ, quantity=quantity,
+            underlying_price=underlying_price, intrinsic=intrinsic, amount=amount,
+            shares=shares,
+        )
+
+    def _assign_early(self, now: datetime) -> None:
+        """Assign in-the-money short calls whose time value is below the coming dividend, at
+        the close of the session before each ex-dividend date not yet handled."""
+        assert self._early is not None
+        book = self._db.execute("SELECT dividend_cursor FROM book WHERE id = 1").fetchone()
+        today = now.astimezone(NEW_YORK).date()
+        cursor = book["dividend_cursor"]
+        first = (date.fromisoformat(cursor) + timedelta(days=1) if cursor
+                 else today - timedelta(days=7))
+        last = today + timedelta(days=7)
+        for ex in self._early.ex_dates(first, last, self._calendar):
+            before = self._calendar.session_close(self._calendar.previous_session(ex))
+            if before > now:
+                break
+            for contract, (quantity, _) in sorted(self._held().items(),
+                                                  key=lambda kv: kv[0].occ):
+                yield_ = self._early.dividend_yields.get(contract.underlying, 0.0)
+                if (quantity >= 0 or not contract.is_call or yield_ <= 0
+                        or expiry_instant(contract.expiry) <= before
+                        or contract.expiry < ex):
+                    continue
+                try:
+                    spot = self._market.spot(contract.underlying, before)
+                    mid = self._market.quote(contract, before).mid
+                except DataError as exc:
+                    self._log.warning("early_assignment_skipped", contract=contract.occ,
+                                      reason=str(exc))
+                    continue
+                dividend = spot * yield_ / 4.0
+                intrinsic = _intrinsic(contract, spot)
+                if intrinsic >= EXERCISE_THRESHOLD and mid - intrinsic < dividend:
+                    self._settle(contract, quantity, spot, before, early=True)
+            self._db.execute("UPDATE book SET dividend_cursor = ? WHERE id = 1",
+                             (ex.isoformat(),))
 
     def _mark(self, contract: Contract, avg_price: float, at: datetime | None) -> float:
         """Value per share of one contract at ``at``: its mid; intrinsic at the expiry close if
@@ -1010,8 +1306,17 @@ class SimBroker:
             quantity * contract.multiplier * self._mark(contract, avg, at)
             for contract, (quantity, avg) in held.items()
         )
-        equity = cash + value
         margin = defined_risk_margin((c, q) for c, (q, _) in held.items())
+        for symbol, (quantity, avg) in self._shares().items():
+            price = avg
+            if at is not None:
+                try:
+                    price = self._market.spot(symbol, at)
+                except DataError as exc:
+                    self._log.warning("mark_unavailable", symbol=symbol, reason=str(exc))
+            value += quantity * price
+            margin += SHARE_MARGIN * abs(quantity) * price
+        equity = cash + value
         reserved = sum(row["reserved"] for row in self._open_rows() if row["opening"])
         buying_power = max(0.0, equity - margin - reserved)
         return BrokerAccount(cash=cash, buying_power=buying_power, equity=equity)

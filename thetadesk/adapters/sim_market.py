@@ -85,7 +85,7 @@ from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
 from thetadesk.pricing import bsm_greeks
 
-__all__ = ["REGIMES", "CorruptHook", "OptionTrade", "SimMarket", "SimSymbol"]
+__all__ = ["REGIMES", "CorruptHook", "OptionTrade", "SimMarket", "SimRegimes", "SimSymbol"]
 
 CorruptHook = Callable[[Contract, datetime], str | None]
 """Test hook: given a contract and ``now``, return ``"nan"`` (NaN bid), ``"crossed"`` (bid above
@@ -214,6 +214,94 @@ class SimSymbol:
 
 
 @dataclass(frozen=True, slots=True)
+class SimRegimes:
+    """The regime and market-jump parameters of ``SimMarket``; the defaults are the module's.
+
+    Per-regime triples are (calm, normal, stressed). ``transition[i][j]`` is the chance that a
+    session in regime i is followed by one in regime j (rows sum to 1; the first session's regime
+    is drawn from the chain's stationary distribution). ``vol`` scales realised volatility,
+    ``jump_probability`` is the chance of a market jump per session, ``skew`` scales the put
+    skew, ``term_slope`` is the ATM IV slope per unit of ln(T / 30 days) (negative: inverted),
+    ``vrp`` the implied-over-forecast volatility premium (0.25 = 25% above), ``spread`` and
+    ``volume`` scale option half-spreads and volume. A jump is an opening gap of
+    N(``jump_mean``, ``jump_sd``) units (capped at -0.5 units: jumps are down moves) of
+    ``jump_vol`` base daily volatilities; ``stress_after_jump`` is the chance that the session
+    after a jump is stressed.
+    """
+
+    transition: tuple[tuple[float, ...], ...] = tuple(
+        tuple(row) for row in _TRANSITION.tolist())
+    vol: tuple[float, ...] = tuple(_REGIME_VOL.tolist())
+    jump_probability: tuple[float, ...] = tuple(_REGIME_JUMP.tolist())
+    skew: tuple[float, ...] = tuple(_REGIME_SKEW.tolist())
+    term_slope: tuple[float, ...] = tuple(_REGIME_TERM.tolist())
+    vrp: tuple[float, ...] = tuple(_REGIME_VRP.tolist())
+    spread: tuple[float, ...] = tuple(_REGIME_SPREAD.tolist())
+    volume: tuple[float, ...] = tuple(_REGIME_VOLUME.tolist())
+    stress_after_jump: float = _STRESS_AFTER_JUMP
+    jump_mean: float = _JUMP_MEAN
+    jump_sd: float = _JUMP_SD
+    jump_vol: float = _JUMP_VOL
+
+    def __post_init__(self) -> None:
+        def number(name: str, value: object) -> float:
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+                raise DataError(f"SimRegimes.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise DataError(f"SimRegimes.{name} must be finite, got {value!r}")
+            return float(value)
+
+        def triple(name: str, value: object) -> tuple[float, ...]:
+            if isinstance(value, str) or not isinstance(value, Iterable):
+                raise DataError(f"SimRegimes.{name} must be 3 numbers, got {value!r}")
+            out = tuple(number(name, v) for v in value)
+            if len(out) != len(REGIMES):
+                raise DataError(f"SimRegimes.{name} must be 3 numbers (calm, normal, "
+                                f"stressed), got {value!r}")
+            return out
+
+        if isinstance(self.transition, str) or not isinstance(self.transition, Iterable):
+            raise DataError(f"SimRegimes.transition must be 3 rows, got {self.transition!r}")
+        rows = tuple(triple("transition", row) for row in self.transition)
+        if len(rows) != len(REGIMES):
+            raise DataError(f"SimRegimes.transition must be 3 rows, got {self.transition!r}")
+        for row in rows:
+            if min(row) < 0.0 or abs(sum(row) - 1.0) > 1e-9:
+                raise DataError(f"SimRegimes.transition rows must be >= 0 and sum to 1, "
+                                f"got {row!r}")
+        object.__setattr__(self, "transition", rows)
+        for name in ("vol", "jump_probability", "skew", "term_slope", "vrp", "spread", "volume"):
+            object.__setattr__(self, name, triple(name, getattr(self, name)))
+        for name in ("stress_after_jump", "jump_mean", "jump_sd", "jump_vol"):
+            object.__setattr__(self, name, number(name, getattr(self, name)))
+        for name in ("vol", "spread", "volume"):
+            if min(getattr(self, name)) <= 0.0:
+                raise DataError(f"SimRegimes.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("jump_probability", "skew"):
+            if min(getattr(self, name)) < 0.0:
+                raise DataError(f"SimRegimes.{name} must be >= 0, got {getattr(self, name)!r}")
+        if max(self.jump_probability) > 1.0 or not 0.0 <= self.stress_after_jump <= 1.0:
+            raise DataError("SimRegimes jump_probability and stress_after_jump must be in [0, 1]")
+        if min(self.vrp) <= -1.0:
+            raise DataError(f"SimRegimes.vrp must be > -1, got {self.vrp!r}")
+        if self.jump_sd < 0.0 or self.jump_vol < 0.0:
+            raise DataError("SimRegimes jump_sd and jump_vol must be >= 0")
+
+
+_DEFAULT_REGIMES = SimRegimes()
+
+
+def _stationary(transition: np.ndarray) -> np.ndarray:
+    """A stationary distribution of a Markov transition matrix (rows sum to 1)."""
+    n = transition.shape[0]
+    a = np.vstack([transition.T - np.eye(n), np.ones(n)])
+    b = np.zeros(n + 1)
+    b[-1] = 1.0
+    pi = np.clip(np.linalg.lstsq(a, b, rcond=None)[0], 0.0, None)
+    return pi / pi.sum()
+
+
+@dataclass(frozen=True, slots=True)
 class _Sessions:
     """NYSE sessions as UTC nanoseconds since the epoch, and their New York dates."""
 
@@ -303,14 +391,19 @@ class _Group:
     open_interest: list[int]
     volume: list[int]
     rows: tuple[OptionQuote, ...] | None = None
+    quotes: list[Quote | None] | None = None  # checked quotes, built on first use
 
 
 @dataclass(slots=True)
 class _Surface:
-    """The listed contracts of one symbol at one bar; expiries are priced on first use."""
+    """The listed contracts of one symbol at one bar; an expiry's grid is built and priced on
+    first use (strikes ``lo .. hi`` times the strike step)."""
 
+    symbol: str
     bar: _Bar
     expiries: tuple[date, ...]
+    lo: int
+    hi: int
     grid: dict[date, tuple[tuple[Contract, ...], dict[Contract, int]]]
     groups: dict[date, _Group]
 
@@ -344,7 +437,8 @@ class SimMarket:
     ``corrupt`` is a test hook (see ``CorruptHook``) that makes chosen quotes bad so that the
     rejection path can be exercised end to end. ``correlation`` (keyword) is the correlation of
     any two symbols' returns through the common market factor; ``daily_expiries`` (keyword) the
-    roots that list an expiry every session for the next two weeks.
+    roots that list an expiry every session for the next two weeks; ``regimes`` (keyword) the
+    regime and market-jump parameters (``SimRegimes``; None for the defaults).
     """
 
     def __init__(
@@ -357,6 +451,7 @@ class SimMarket:
         *,
         correlation: float = _DEFAULT_CORRELATION,
         daily_expiries: Iterable[str] = _DAILY_SYMBOLS,
+        regimes: SimRegimes | None = None,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DataError(f"SimMarket seed must be a non-negative integer, got {seed!r}")
@@ -381,6 +476,10 @@ class SimMarket:
                 raise DataError(f"SimMarket symbol {symbol!r} needs a SimSymbol, got {spec!r}")
         if corrupt is not None and not callable(corrupt):
             raise DataError(f"SimMarket corrupt hook must be callable, got {corrupt!r}")
+        if regimes is None:
+            regimes = _DEFAULT_REGIMES
+        elif not isinstance(regimes, SimRegimes):
+            raise DataError(f"SimMarket regimes must be a SimRegimes, got {regimes!r}")
         self._seed = int(seed)
         self._symbols = dict(symbols)
         self._rate = float(rate)
@@ -388,6 +487,24 @@ class SimMarket:
         self._corrupt = corrupt
         self._correlation = float(correlation)
         self._daily = frozenset(daily_expiries)
+        # The regime tables as arrays; with the defaults they equal the module constants, so
+        # the market is bit-identical to one built without ``regimes``.
+        self._regimes = regimes
+        self._transition = np.array(regimes.transition, dtype=np.float64)
+        self._stationary = (_STATIONARY if regimes.transition == _DEFAULT_REGIMES.transition
+                            else _stationary(self._transition))
+        self._regime_vol = np.array(regimes.vol, dtype=np.float64)
+        self._regime_jump = np.array(regimes.jump_probability, dtype=np.float64)
+        self._regime_skew = np.array(regimes.skew, dtype=np.float64)
+        self._regime_term = np.array(regimes.term_slope, dtype=np.float64)
+        self._regime_vrp = np.array(regimes.vrp, dtype=np.float64)
+        self._regime_spread = np.array(regimes.spread, dtype=np.float64)
+        self._regime_volume = np.array(regimes.volume, dtype=np.float64)
+        self._vol_scale = 0.93 / math.sqrt(  # as _VOL_SCALE, from these tables
+            float(self._stationary @ self._regime_vol**2)
+            + float(self._stationary @ self._regime_jump)
+            * (regimes.jump_mean**2 + regimes.jump_sd**2) * regimes.jump_vol**2
+        )
         self._cal = _nyse_sessions(
             date(start.year - 1, 1, 1), date(start.year + _CALENDAR_YEARS, 12, 31)
         )
@@ -404,7 +521,8 @@ class SimMarket:
         # Rebuild from the arguments: the market is a function of them, caches are not state.
         return (
             functools.partial(
-                SimMarket, correlation=self._correlation, daily_expiries=tuple(sorted(self._daily))
+                SimMarket, correlation=self._correlation, daily_expiries=tuple(sorted(self._daily)),
+                regimes=self._regimes,
             ),
             (self._seed, self._symbols, self._rate, self._start, self._corrupt),
         )
@@ -490,8 +608,8 @@ class SimMarket:
                 raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
             surface = self._surface(contract.underlying, bar)
             group, i = None, None
-            if contract.expiry in surface.grid:
-                i = surface.grid[contract.expiry][1].get(contract)
+            if contract.expiry in surface.expiries:
+                i = self._listed(surface, contract.expiry)[1].get(contract)
                 if i is not None:
                     group = self._group(contract.underlying, surface, contract.expiry)
             if group is None or i is None:
@@ -500,8 +618,15 @@ class SimMarket:
             verdict = self._corrupt(contract, now) if self._corrupt is not None else None
             if verdict is not None:
                 return _corrupted(group.ask[i], verdict, bar.time)
-            return Quote(group.bid[i], group.ask[i], group.bid_size[i], group.ask_size[i],
-                         bar.time)
+            # The same bar's quote of a listed contract is asked for again and again (exits,
+            # the broker's marks): build each (validated, immutable) Quote once per bar.
+            if group.quotes is None:
+                group.quotes = [None] * len(group.bid)
+            quote = group.quotes[i]
+            if quote is None:
+                quote = group.quotes[i] = Quote(group.bid[i], group.ask[i], group.bid_size[i],
+                                                group.ask_size[i], bar.time)
+            return quote
 
     def chain(
         self, symbol: str, now: datetime, min_dte: int | None = None, max_dte: int | None = None
@@ -573,6 +698,20 @@ class SimMarket:
         return spec
 
     def _bar(self, symbol: str, now: datetime) -> _Bar:
+        """The minute bar at or before ``now``; remembered, since every quote asks for it."""
+        memo = self.__dict__.get("_bar_memo")
+        if memo is None:
+            memo = self.__dict__["_bar_memo"] = {}
+        key = (symbol, now)
+        bar = memo.get(key)
+        if bar is None:
+            bar = self._new_bar(symbol, now)
+            if len(memo) >= 256:
+                memo.clear()
+            memo[key] = bar
+        return bar
+
+    def _new_bar(self, symbol: str, now: datetime) -> _Bar:
         spec = self._spec(symbol)
         ns = _ns(now)
         cal = self._cal
@@ -586,7 +725,7 @@ class SimMarket:
                 )
             regime = self._market_day(0)[0]
             base = spec.vol**2
-            variance = base * (_REGIME_VOL[regime] * _VOL_SCALE) ** 2
+            variance = base * (self._regime_vol[regime] * self._vol_scale) ** 2
             return _Bar(-1, 0, round(spec.spot, 2), variance, variance, regime, close_before)
         if ns > self._last_ns:
             raise DataError(
@@ -605,12 +744,12 @@ class SimMarket:
         price = float(path.prices[day][minute])
         regime = self._market.regimes[day]
         h = self._intraday_variance(spec, path, day, minute, n, price, regime)
-        variance = h * (_REGIME_VOL[regime] * _VOL_SCALE) ** 2
+        variance = h * (self._regime_vol[regime] * self._vol_scale) ** 2
         # The implied level follows the GARCH variance with a lag, the regime at once.
         lagged = path.iv[day] + _IV_LAG * (h - path.iv[day]) * (
             _OVERNIGHT_SHARE + (1.0 - _OVERNIGHT_SHARE) * minute / n
         )
-        iv_variance = lagged * (_REGIME_VOL[regime] * _VOL_SCALE) ** 2
+        iv_variance = lagged * (self._regime_vol[regime] * self._vol_scale) ** 2
         return _Bar(day, minute, round(price, 2), variance, iv_variance, regime, bar_ns)
 
     def _market_day(self, day: int) -> tuple[int, float]:
@@ -623,16 +762,16 @@ class SimMarket:
             u_regime, u_stress, u_jump, z_jump = rng.random(), rng.random(), rng.random(), (
                 rng.standard_normal())
             if d == 0:
-                regime = int(np.searchsorted(np.cumsum(_STATIONARY), u_regime))
-            elif m.jumps[d - 1] != 0.0 and u_stress < _STRESS_AFTER_JUMP:
+                regime = int(np.searchsorted(np.cumsum(self._stationary), u_regime))
+            elif m.jumps[d - 1] != 0.0 and u_stress < self._regimes.stress_after_jump:
                 regime = STRESSED
             else:
-                row = np.cumsum(_TRANSITION[m.regimes[d - 1]])
+                row = np.cumsum(self._transition[m.regimes[d - 1]])
                 regime = int(np.searchsorted(row, u_regime))
             regime = min(regime, STRESSED)
             jump = 0.0
-            if d > 0 and u_jump < _REGIME_JUMP[regime]:
-                jump = min(_JUMP_MEAN + _JUMP_SD * z_jump, -0.5)
+            if d > 0 and u_jump < self._regime_jump[regime]:
+                jump = min(self._regimes.jump_mean + self._regimes.jump_sd * z_jump, -0.5)
             m.regimes.append(regime)
             m.jumps.append(jump)
         return m.regimes[day], m.jumps[day]
@@ -662,10 +801,11 @@ class SimMarket:
         a = math.sqrt(self._correlation)
         b = math.sqrt(1.0 - self._correlation)
         h = path.h[day]
-        variance = h * (_REGIME_VOL[regime] * _VOL_SCALE) ** 2
+        variance = h * (self._regime_vol[regime] * self._vol_scale) ** 2
         prev_close = path.prev_close[day]
         daily_sd = math.sqrt(variance / _TRADING_DAYS)
-        jump_sd = _JUMP_VOL * spec.vol / math.sqrt(_TRADING_DAYS)  # jumps scale with base vol
+        # Jumps scale with the base vol.
+        jump_sd = self._regimes.jump_vol * spec.vol / math.sqrt(_TRADING_DAYS)
         gap = 0.0
         if day > 0:
             gap = math.sqrt(_OVERNIGHT_SHARE) * daily_sd * (a * z_gap_m + b * z_gap_i)
@@ -688,9 +828,8 @@ class SimMarket:
         path.h.append(h_next)
         path.iv.append(path.iv[day] + _IV_LAG * (h_next - path.iv[day]))
 
-    @staticmethod
     def _intraday_variance(
-        spec: SimSymbol, path: _Path, day: int, minute: int, n: int, price: float, regime: int
+        self, spec: SimSymbol, path: _Path, day: int, minute: int, n: int, price: float, regime: int
     ) -> float:
         """The GARCH variance (before the regime multiplier) updated with the day's move so far,
         standardised by the regime; equals h[day] at the previous close and h[day + 1] at the
@@ -700,7 +839,7 @@ class SimMarket:
         frac = _OVERNIGHT_SHARE + (1.0 - _OVERNIGHT_SHARE) * minute / n
         # Standardised by the regime; the market jump feeds the regime, not the GARCH variance.
         r = (math.log(price / path.prev_close[day]) - path.jump[day]) / (
-            _REGIME_VOL[regime] * _VOL_SCALE)
+            self._regime_vol[regime] * self._vol_scale)
         r = max(min(r, _GARCH_CLIP * math.sqrt(h / _TRADING_DAYS)),
                 -_GARCH_CLIP * math.sqrt(h / _TRADING_DAYS))
         shock = (_ALPHA + (_GAMMA if r < 0.0 else 0.0)) * r * r * _TRADING_DAYS
@@ -718,16 +857,19 @@ class SimMarket:
         base = spec.vol**2
         kt = _KAPPA * t
         expected = base + (bar.iv_variance - base) * (-np.expm1(-kt) / kt)
-        slope = _REGIME_TERM[bar.regime]
-        return (np.sqrt(expected) * (1.0 + _REGIME_VRP[bar.regime])
+        slope = self._regime_term[bar.regime]
+        return (np.sqrt(expected) * (1.0 + self._regime_vrp[bar.regime])
                 * (1.0 + slope * np.log(t / _T30)))
 
-    def _iv(self, spec: SimSymbol, bar: _Bar, K: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """Implied vol per contract: ATM level times put skew in x = ln(K / F), clipped."""
-        atm = self._atm_curve(spec, bar, T)
+    def _iv(self, spec: SimSymbol, bar: _Bar, K: np.ndarray, T: np.ndarray,
+            atm: np.ndarray | None = None) -> np.ndarray:
+        """Implied vol per contract: ATM level (``_atm_curve`` at ``T``, if the caller has it)
+        times put skew in x = ln(K / F), clipped."""
+        if atm is None:
+            atm = self._atm_curve(spec, bar, T)
         forward = bar.spot * np.exp((self._rate - spec.dividend_yield) * T)
         x = np.log(K / forward)
-        skew = _SKEW * _REGIME_SKEW[bar.regime] * (_T30 / np.maximum(T, _T_MIN)) ** 0.25
+        skew = _SKEW * self._regime_skew[bar.regime] * (_T30 / np.maximum(T, _T_MIN)) ** 0.25
         return np.clip(atm * (1.0 - skew * x + _CURVATURE * x * x), _IV_MIN, _IV_MAX)
 
     def _session_on_or_before(self, d: date) -> date:
@@ -739,6 +881,16 @@ class SimMarket:
         """Listed expiries: every session for two weeks (daily-expiry roots), Fridays to 70 days
         and third Fridays to 120 days; a holiday Friday expires the session before."""
         today = bar.time.astimezone(NEW_YORK).date()
+        key = ("expiries", symbol, today)
+        listed = self._grids.get(key)
+        if listed is None:
+            listed = self._listing(symbol, today)
+            self._grids.put(key, listed)
+        at = bar.time
+        return tuple(e for e in listed if expiry_instant(e) > at)
+
+    def _listing(self, symbol: str, today: date) -> tuple[date, ...]:
+        """The expiries listed on New York date ``today``, expired or not, sorted."""
         found: set[date] = set()
         if symbol in self._daily:
             for k in range(_DAILY_LISTED_DAYS + 1):
@@ -750,7 +902,7 @@ class SimMarket:
             if (friday - today).days <= _MAX_LISTED_DAYS or 15 <= friday.day <= 21:
                 found.add(self._session_on_or_before(friday))
             friday += timedelta(days=7)
-        return tuple(sorted(e for e in found if expiry_instant(e) > bar.time))
+        return tuple(sorted(found))
 
     def _surface(self, symbol: str, bar: _Bar) -> _Surface:
         key = (symbol, bar.day, bar.minute)
@@ -759,11 +911,18 @@ class SimMarket:
             step = self._symbols[symbol].strike_step
             lo = max(math.ceil(_STRIKE_LOW * bar.spot / step - 1e-9), 1)
             hi = math.floor(_STRIKE_HIGH * bar.spot / step + 1e-9)
-            expiries = self._expiries(symbol, bar)
-            grid = {e: self._grid(symbol, e, lo, hi) for e in expiries}
-            surface = _Surface(bar, expiries, grid, {})
+            surface = _Surface(symbol, bar, self._expiries(symbol, bar), lo, hi, {}, {})
             self._surfaces.put(key, surface)
         return surface
+
+    def _listed(self, surface: _Surface, expiry: date,
+                ) -> tuple[tuple[Contract, ...], dict[Contract, int]]:
+        """The grid of one of ``surface``'s expiries (built on first use)."""
+        grid = surface.grid.get(expiry)
+        if grid is None:
+            grid = surface.grid[expiry] = self._grid(surface.symbol, expiry, surface.lo,
+                                                     surface.hi)
+        return grid
 
     def _grid(
         self, symbol: str, expiry: date, lo: int, hi: int
@@ -796,8 +955,19 @@ class SimMarket:
         missing = [e for e in expiries if e not in surface.groups]
         if not missing:
             return
-        contracts = tuple(c for e in missing for c in surface.grid[e][0])
-        priced = self._price(symbol, surface.bar, contracts)
+        grids = [self._listed(surface, e)[0] for e in missing]
+        contracts = grids[0] if len(grids) == 1 else tuple(itertools.chain.from_iterable(grids))
+        # Strikes and call flags are fixed per grid; years to expiry are one number per expiry
+        # (as contract_arrays computes them).
+        at = surface.bar.time
+        fixed = [self._grid_arrays(surface, e) for e in missing]
+        arrays = (
+            np.concatenate([k for k, _ in fixed]),
+            np.concatenate([np.full(len(k), (expiry_instant(e) - at) / _YEAR)
+                            for e, (k, _) in zip(missing, fixed, strict=True)]),
+            np.concatenate([c for _, c in fixed]),
+        )
+        priced = self._price(symbol, surface.bar, contracts, arrays)
         at = 0
         for e in missing:
             n = len(surface.grid[e][0])
@@ -813,6 +983,17 @@ class SimMarket:
                 volume=priced.volume[at:at + n],
             )
             at += n
+
+    def _grid_arrays(self, surface: _Surface, expiry: date) -> tuple[np.ndarray, np.ndarray]:
+        """Strikes and is-call flags of one expiry's grid (cached with the grid)."""
+        key = ("arrays", surface.symbol, expiry, surface.lo, surface.hi)
+        arrays = self._grids.get(key)
+        if arrays is None:
+            contracts = self._listed(surface, expiry)[0]
+            arrays = (np.array([c.strike for c in contracts], dtype=np.float64),
+                      np.array([c.is_call for c in contracts], dtype=np.bool_))
+            self._grids.put(key, arrays)
+        return arrays
 
     def _rows(self, symbol: str, surface: _Surface, expiry: date) -> tuple[OptionQuote, ...]:
         group = self._group(symbol, surface, expiry)
@@ -860,22 +1041,24 @@ class SimMarket:
         u2 = _unit_noise(self._seed, crc, milli, expiry_days, right, day, 2)
         oi = _OI_BASE * near * round_strike * put_tilt * np.where(monthly, 2.5, 1.0) * (
             np.minimum(days, 30.0) / 30.0) ** 0.5 * np.exp(u1 - 0.5)
-        volume = (_VOLUME_BASE * _REGIME_VOLUME[regime] * near * round_strike * put_tilt
+        volume = (_VOLUME_BASE * self._regime_volume[regime] * near * round_strike * put_tilt
                   * (7.0 / (days + 7.0)) ** 0.7 * np.exp(1.6 * (u2 - 0.5)))
         result = (np.rint(oi), volume)
         self._grids.put(key, (contracts, result))
         return result
 
-    def _price(self, symbol: str, bar: _Bar, contracts: tuple[Contract, ...]) -> _Group:
-        """Price ``contracts`` (all on ``symbol``) at ``bar`` in one vectorised pass."""
+    def _price(self, symbol: str, bar: _Bar, contracts: tuple[Contract, ...],
+               arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> _Group:
+        """Price ``contracts`` (all on ``symbol``) at ``bar`` in one vectorised pass;
+        ``arrays`` are their ``contract_arrays`` at the bar when the caller has them."""
         spec = self._symbols[symbol]
-        K, T, is_call = contract_arrays(contracts, bar.time)
-        iv = self._iv(spec, bar, K, T)
+        K, T, is_call = contract_arrays(contracts, bar.time) if arrays is None else arrays
+        atm = self._atm_curve(spec, bar, T)
+        iv = self._iv(spec, bar, K, T, atm)
         g = bsm_greeks(bar.spot, K, T, self._rate, iv, spec.dividend_yield, is_call)
         price = np.atleast_1d(g.price)
-        atm = self._atm_curve(spec, bar, T)
         distance = np.abs(np.log(K / bar.spot)) / (atm * np.sqrt(np.maximum(T, _T_MIN)))
-        half = _REGIME_SPREAD[bar.regime] * (
+        half = self._regime_spread[bar.regime] * (
             _SPREAD_BASE + price * (_SPREAD_SHARE + _SPREAD_DISTANCE * np.minimum(distance, 5.0))
         )
         half = np.maximum(_TICK, half)

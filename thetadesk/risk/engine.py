@@ -20,6 +20,26 @@ def session_of(now: datetime) -> date:
     return now.astimezone(NEW_YORK).date()
 
 
+def limits_from_config(config) -> dict[str, RiskLimits]:
+    """Each configured account's limits."""
+    return {
+        a.name: RiskLimits(a.risk.max_loss_per_trade, a.risk.max_open_positions,
+                           a.risk.min_buying_power, a.risk.daily_loss_limit)
+        for a in config.accounts
+    }
+
+
+def update_needed(ticks: Iterable[AccountTick], limits: Mapping[str, RiskLimits]) -> bool:
+    """Whether ``RiskEngine.update`` over these ticks could do anything: it only acts on an
+    account whose day P&L has reached its daily loss limit (a pure check, so a caller may skip
+    the update, and a round trip to the risk actor, on every other tick)."""
+    return any(
+        tick.account in limits
+        and daily_loss_tripped(tick.day_pnl, limits[tick.account].daily_loss_limit) is not None
+        for tick in ticks
+    )
+
+
 class RiskEngine:
     def __init__(self, ledger: Ledger, limits: Mapping[str, RiskLimits]) -> None:
         self.ledger = ledger

@@ -43,9 +43,9 @@ def db_path(tmp_path):
     return tmp_path / "broker.sqlite"
 
 
-def make_broker(market, db_path, cash=100_000.0):
+def make_broker(market, db_path, cash=100_000.0, **kwargs):
     return SimBroker(ACCOUNT, market, db_path, starting_cash=cash,
-                     commission_per_contract=COMMISSION)
+                     commission_per_contract=COMMISSION, **kwargs)
 
 
 def order(coid, legs, quantity=1, limit=1.0, opening=True, account=ACCOUNT):
@@ -380,8 +380,8 @@ def test_defined_risk_margin_of_common_structures():
 # -- expiry -----------------------------------------------------------------------------------
 
 
-def test_sim_broker_expiry_settles_at_intrinsic_value(market, db_path):
-    broker = make_broker(market, db_path)
+def test_sim_broker_cash_settlement_at_intrinsic_value(market, db_path):
+    broker = make_broker(market, db_path, settlement="cash")
     expiry = market.chain("SPY", NOW).nearest_expiry(4)
     close = expiry_instant(expiry)
     settle_spot = market.spot("SPY", close)
@@ -406,6 +406,9 @@ def test_sim_broker_expiry_settles_at_intrinsic_value(market, db_path):
     assert settled[short_strike].intrinsic == pytest.approx(intrinsic)
     assert settled[short_strike].amount == pytest.approx(-2 * 100 * intrinsic)
     assert settled[short_strike - 10.0].amount == 0.0
+    assert (settled[short_strike].kind, settled[short_strike - 10.0].kind) == (
+        "cash_settled", "expired")
+    assert broker.share_positions() == []
     assert all(s.underlying_price == settle_spot and s.time == close for s in settled.values())
     assert broker.account().cash == pytest.approx(cash_before - 2 * 100 * intrinsic)
     canceled = broker.get_order_by_client_id("exp-2")

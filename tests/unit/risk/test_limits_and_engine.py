@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from thetadesk.config import DEFAULT_CONFIG, load_config
 from thetadesk.messages import AccountTick, RiskRequest, Severity
 from thetadesk.risk.breakers import daily_loss_tripped
-from thetadesk.risk.engine import RiskEngine, session_of
+from thetadesk.risk.engine import RiskEngine, limits_from_config, session_of, update_needed
 from thetadesk.risk.limits import (
     RiskLimits,
     check_buying_power,
@@ -101,3 +102,23 @@ def test_risk_engine_unknown_account_is_refused(tmp_path):
     verdict = RiskEngine(Ledger(tmp_path / "l.db"), {}).check(request())
     assert not verdict.approved
     assert verdict.check == "unknown_account"
+
+
+def test_limits_from_config_are_each_accounts_risk_section():
+    config = load_config(DEFAULT_CONFIG)
+    limits = limits_from_config(config)
+    assert set(limits) == {a.name for a in config.accounts}
+    risk = config.accounts[0].risk
+    assert limits[config.accounts[0].name] == RiskLimits(
+        risk.max_loss_per_trade, risk.max_open_positions, risk.min_buying_power,
+        risk.daily_loss_limit)
+
+
+@pytest.mark.parametrize(("pnl", "needed"), [(-1999.99, False), (-2000.0, True), (50.0, False)])
+def test_update_is_needed_exactly_when_a_tick_would_trip_the_breaker(tmp_path, pnl, needed):
+    ledger = Ledger(tmp_path / "l.db")
+    assert update_needed([_tick(pnl)], {"paper": LIMITS}) is needed
+    assert update_needed([_tick(pnl)], {}) is False  # an account without limits: nothing to do
+    # What the update would do agrees: a trip (and its alert) only when it was needed.
+    assert bool(RiskEngine(ledger, {"paper": LIMITS}).update(NOW, [_tick(pnl)])) is needed
+    assert bool(ledger.breakers("paper")) is needed
