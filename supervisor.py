@@ -107,6 +107,7 @@ class Supervisor:
         # The next tick's instant and, per account that prepared it, the symbols it would act on.
         self._prepared: tuple[datetime, dict[str, tuple[str, ...]]] | None = None
         self._last_done: datetime | None = None  # the last finished tick, not yet in the ledger
+        self._restarted = False  # an actor restarted: the risk update checks the restart storm
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -115,15 +116,15 @@ class Supervisor:
 
         from thetadesk.clock import MarketCalendar
         from thetadesk.logging import get_logger
-        from thetadesk.risk.engine import limits_from_config
+        from thetadesk.risk.breakers import BreakerWatch, breaker_limits_from_config
         from thetadesk.store import LEDGER_FILE, Ledger
         from thetadesk.symbol import BullPutRules
 
         self.ray = ray
         self.entry_rules = BullPutRules.from_config(self.config.strategy)
-        self.risk_limits = limits_from_config(self.config)
         self.log = get_logger("supervisor")
         self.ledger = Ledger(self.state_dir / LEDGER_FILE)
+        self.breakers = BreakerWatch(self.ledger, breaker_limits_from_config(self.config))
         self.calendar = MarketCalendar()
         self._start_ray()
         self._install_signal_handlers()  # after Ray, whose core worker installs its own
@@ -140,6 +141,7 @@ class Supervisor:
             self._shutdown()
         if not self.watch:
             print(self.summary_table())
+            print(self.risk_table())
         return 0
 
     def _install_signal_handlers(self) -> None:
@@ -175,7 +177,19 @@ class Supervisor:
                   f"{'http://' + url if url else 'not available'}", flush=True)
         self.log.info("ray_started", address=where, dashboard=url)
 
+    def _report(self, at: datetime, monte_carlo: bool) -> None:
+        """Ask the risk actor to re-measure the books without waiting for it: the answer (the
+        figures are in the ledger) is collected before the next request or at shutdown."""
+        self._collect_report()
+        self._pending_report = self.slots["risk"].send("refresh", at, monte_carlo)
+
+    def _collect_report(self) -> None:
+        pending, self._pending_report = getattr(self, "_pending_report", None), None
+        if pending is not None:
+            self._call([pending])
+
     def _shutdown(self) -> None:
+        self._collect_report()
         self._record_last_tick()
         now = self._sim_now()
         self.ledger.record_actor_event(actor="supervisor", kind="stopped", now=now,
@@ -257,6 +271,7 @@ class Supervisor:
                         ray.get(other.handle.set_risk.remote(slot.handle))
         slot.generation += 1
         self.ledger.record_actor_event(actor=slot.name, kind=kind, now=now, pid=slot.pid)
+        self._restarted = True
         self._alert_critical(f"actor_{kind}", slot.name,
                              f"{slot.name} died ({type(error).__name__}) and was {kind}")
 
@@ -373,8 +388,8 @@ class Supervisor:
         intents) and prepares the next (fills, order upkeep, exits), and says which symbols'
         intents it could act on then. The symbol actors are asked only for those, and only in
         the strategy's entry window; elsewhere they would propose nothing anyone takes. The risk
-        actor's breaker update runs only when an account's day P&L reached its limit, the one
-        case in which it does anything.
+        actor's breaker update runs only when a breaker could change state (``BreakerWatch``
+        over the ticks, or an actor restarted since the last update: the restart storm).
 
         Quiet runs: with a single account and no one watching, the account may go on through
         up to ``--quiet-ticks`` more ticks in the same call for as long as the supervisor would
@@ -464,7 +479,10 @@ class Supervisor:
                           f"{tick.open_positions} open", flush=True)
                 self.stats.latencies_ms.extend(tick.latencies_ms)
                 alerts.extend(tick.alerts)
-            if update_needed(ticks.values(), self.risk_limits):
+            if any(tick.opened or tick.closed for tick in ticks.values()):
+                self._report(at, monte_carlo=False)  # after fills
+            if self._restarted or update_needed(ticks.values(), self.breakers):
+                self._restarted = False
                 risk = self.slots["risk"]
                 alerts.extend(self._call([risk.send("update", at, list(ticks.values()))])
                               .get("risk", []))
@@ -475,6 +493,9 @@ class Supervisor:
         return done
 
     def _end_of_day(self, session: date) -> None:
+        # The day's Monte Carlo risk report runs while the next day starts; it is collected at
+        # the next close (or at shutdown), so its Ray tasks never hold up a tick.
+        self._report(self.calendar.session_close(session), monte_carlo=True)
         row = self._day_rows(session)
         if self.watch:
             for r in row:
@@ -524,6 +545,30 @@ class Supervisor:
                     f"{r['session']!s:<10}  {r['account']:<12} {r['opened']:>6} {r['closed']:>6} "
                     f"{r['realized']:>10,.2f} {r['pnl']:>10,.2f} {r['equity']:>12,.2f} "
                     f"{r['open']:>4}")
+        return "\n".join(lines)
+
+    def risk_table(self) -> str:
+        """Each account's latest risk figures, as the risk actor measured them."""
+        from thetadesk.risk.engine import RISK_FIGURES
+
+        lines = ["", "risk (latest measured; 1-day VaR/ES in dollars of loss)"]
+        for account in self.config.accounts:
+            text = self.ledger.get_state(RISK_FIGURES + account.name)
+            if text is None:
+                lines.append(f"  {account.name}: not measured yet")
+                continue
+            f = json.loads(text)
+            mc = f.get("monte_carlo")
+            mc_text = (f"; Monte Carlo ({mc['scenarios']:,} scenarios, {mc['workers']} tasks) "
+                       f"VaR99 {mc['var99']:,.2f} ES99 {mc['es99']:,.2f}" if mc else "")
+            lines.append(
+                f"  {account.name} at {f['at']}: VaR95 {f.get('var95') or 0:,.2f} "
+                f"VaR99 {f.get('var99') or 0:,.2f} ES99 {f.get('es99') or 0:,.2f} "
+                f"(delta-gamma-vega); beta-weighted delta "
+                f"{f.get('beta_weighted_delta') or 0:+,.1f} SPY shares; vega "
+                f"{f.get('vega_per_vol_point') or 0:+,.2f}/vol pt; theta "
+                f"{f.get('theta_per_day') or 0:+,.2f}/day; open max loss "
+                f"{f['total_max_loss']:,.2f}{mc_text}")
         return "\n".join(lines)
 
     def _write_stats(self) -> None:

@@ -21,7 +21,8 @@ from actors._common import (
 from thetadesk.account import AccountEngine, AccountRules
 from thetadesk.config import Config
 from thetadesk.messages import AccountRound, AccountTick, RiskRequest, RiskVerdict, TradeIntent
-from thetadesk.risk.engine import limits_from_config, update_needed
+from thetadesk.risk.breakers import BreakerWatch, breaker_limits_from_config
+from thetadesk.risk.engine import update_needed
 from thetadesk.symbol import BullPutRules
 from thetadesk.wiring import build_broker, build_market, dividend_yields_of
 
@@ -41,7 +42,7 @@ class AccountActor:
                                     broker, market, self._gate, current_time(ledger, created_at))
         # What the supervisor would look at between two ticks (see ``rounds``).
         self.entry_rules = BullPutRules.from_config(config.strategy)
-        self.limits = {name: limits_from_config(config)[name]}
+        self.breakers = BreakerWatch(ledger, {name: breaker_limits_from_config(config)[name]})
         settle()
 
     def _gate(self, request: RiskRequest) -> RiskVerdict:
@@ -115,7 +116,7 @@ class AccountActor:
 
     def _quiet(self, last: AccountRound, at: datetime) -> bool:
         """Whether the supervisor would only record the clock between ``last`` and ``at``."""
-        if last.ready is None or last.tick.alerts or update_needed((last.tick,), self.limits):
+        if last.ready is None or last.tick.alerts or update_needed((last.tick,), self.breakers):
             return False
         return not last.ready or not self.entry_rules.in_entry_window(at)
 

@@ -7,15 +7,26 @@ from datetime import datetime
 from pathlib import Path
 
 from actors._common import ledger_for, pid, settle, start_process
+from actors.stress import run_stress
 from thetadesk.config import Config
 from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict
+from thetadesk.risk.breakers import breaker_limits_from_config
 from thetadesk.risk.engine import RiskEngine, limits_from_config
+from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
+from thetadesk.wiring import build_market
 
 
 class RiskActor:
     def __init__(self, config: Config, state_dir: Path, console: bool) -> None:
         start_process(config, state_dir, "risk", console)
-        self.engine = RiskEngine(ledger_for(state_dir), limits_from_config(config))
+        # The market is a pure function of (seed, time) in simulation, so the risk actor prices
+        # the books it gates from its own copy, with no extra Ray hop.
+        snapshots = SnapshotBuilder.from_config(config, build_market(config))
+        self.engine = RiskEngine(ledger_for(state_dir), limits_from_config(config),
+                                 portfolio_limits_from_config(config), snapshots,
+                                 breakers=breaker_limits_from_config(config))
+        self.reports = config.risk_reports
+        self.seed = config.seed
         settle()
 
     def check(self, request: RiskRequest) -> RiskVerdict:
@@ -23,6 +34,37 @@ class RiskActor:
 
     def update(self, now: datetime, ticks: Sequence[AccountTick]) -> list[Alert]:
         return self.engine.update(now, ticks)
+
+    def refresh(self, now: datetime, monte_carlo: bool = False) -> dict[str, dict]:
+        """Re-measure every account's book (after fills; with Monte Carlo at the close) and keep
+        the figures in the ledger. The Monte Carlo chunks run as Ray tasks across the cluster,
+        seeded by the run seed and the date, so a re-run gives the same figures."""
+        reports = self.reports
+        mc = None
+        if monte_carlo and reports.monte_carlo_scenarios:
+            seed = self.seed * 1_000_003 + now.toordinal()
+
+            def mc(portfolio) -> dict:
+                r = run_stress(portfolio, reports.monte_carlo_scenarios, 1.0, seed,
+                               reports.monte_carlo_workers, reports.monte_carlo_model)
+                return {"var95": r.var95, "var99": r.var99, "es95": r.es95, "es99": r.es99,
+                        "scenarios": r.scenarios, "workers": r.workers, "model": r.model,
+                        "seed": seed, "seconds": round(r.seconds, 4)}
+
+        return self.engine.refresh(now, mc)
+
+    def exposure(self, account: str, now: datetime) -> dict:
+        """The account's current measures (Greeks, VaR/ES, max loss, positions per symbol)."""
+        return self.engine.exposure(account, now).as_dict()
+
+    def reset_breaker(self, account: str, name: str, by: str, now: datetime,
+                      reason: str = "reset by hand") -> bool:
+        """A person clears a breaker (the Telegram /reset command); False if it was not set."""
+        return self.engine.reset_breaker(account, name, by, now, reason)
+
+    def breaker_states(self, account: str, now: datetime) -> dict[str, str]:
+        """Each breaker's state for the account: name -> active, reducing or halted."""
+        return {n: r.state.value for n, r in self.engine.breaker_states(account, now).items()}
 
     def ping(self) -> int:
         return pid()

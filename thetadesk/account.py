@@ -120,6 +120,7 @@ class AccountEngine:
         self._submitted: list[str] = []
         self._rejected: list[str] = []
         self._session = session_of(now)
+        self._quotes_good_at = now  # stale-data breaker: the last tick with every quote usable
         self.recover(now)
 
     # -- recovery -----------------------------------------------------------------------------
@@ -240,7 +241,7 @@ class AccountEngine:
             buying_power=acct.buying_power, day_pnl=acct.equity - day["start_equity"],
             open_positions=len(positions), opened=self._opened, closed=self._closed,
             submitted=tuple(submitted), rejected=tuple(rejected), latencies_ms=tuple(latencies),
-            alerts=alerts,
+            alerts=alerts, data_age_s=(now - self._quotes_good_at).total_seconds(),
         )
 
     def prepared(self, now: datetime) -> bool:
@@ -293,7 +294,7 @@ class AccountEngine:
             buying_power=acct.buying_power,
             open_positions=len(self.ledger.positions(self.name))
             + len(self.ledger.orders(self.name, OPEN_STATUSES)),
-            now=now,
+            now=now, legs=intent.spread.legs, **self._marks(intent.spread.legs, now),
         )
         verdict = self.risk_gate(request)
         if not verdict.approved:
@@ -315,11 +316,37 @@ class AccountEngine:
         failpoints.hit("account.after_write_ahead")
         self._submit(order, now, submitted, rejected, intent=intent)
 
+    def _marks(self, legs: Iterable[Leg], now: datetime) -> dict:
+        """What the account sees at ``now`` of its book and ``legs`` (mids, spots), for the risk
+        gate to price the book with; what it cannot quote it leaves to the gate."""
+        contracts = {leg.contract for leg in legs}
+        for pos in self.ledger.positions(self.name):
+            contracts |= {leg.contract for leg in legs_from_json(pos["legs"])}
+        for order in self.ledger.orders(self.name, OPEN_STATUSES):
+            if order["opening"] and order["instrument"] == "options":
+                contracts |= {leg.contract for leg in legs_from_json(order["legs"])}
+        marks, spots = [], []
+        for contract in sorted(contracts, key=lambda c: c.occ):
+            try:
+                mid = self.market.quote(contract, now).mid
+            except DataError:
+                continue
+            if mid > 0:
+                marks.append((contract.occ, mid))
+        held = {p["symbol"] for p in self.ledger.share_positions(self.name)}
+        for symbol in sorted({c.underlying for c in contracts} | held | {"SPY"}):
+            try:
+                spots.append((symbol, self.market.spot(symbol, now)))
+            except DataError:
+                continue
+        return {"marks": tuple(marks), "spots": tuple(spots)}
+
     # -- exits --------------------------------------------------------------------------------
 
     def _manage_exits(self, now: datetime, submitted: list[str], rejected: list[str]) -> None:
         closing = {o["position_id"] for o in self.ledger.orders(self.name, OPEN_STATUSES)
                    if not o["opening"]}
+        stale = False  # some position went without a usable quote (stale-data breaker)
         for pos in self.ledger.positions(self.name):
             if pos["position_id"] in closing or pos["quantity"] <= 0:
                 continue
@@ -332,6 +359,7 @@ class AccountEngine:
             except DataError as exc:
                 self.log.warning("exit_skipped", position_id=pos["position_id"],
                                  reason=f"no usable quote: {exc}")
+                stale = True
                 continue
             value = sum(leg.ratio * quotes[leg.contract].mid for leg in legs)
             expiry = legs[0].contract.expiry
@@ -350,6 +378,7 @@ class AccountEngine:
                 account=self.name, client_order_id=cid, intent_id=None, symbol=pos["symbol"],
                 opening=False, quantity=pos["quantity"], max_loss=0.0, buying_power_needed=0.0,
                 buying_power=self.broker.account().buying_power, open_positions=0, now=now,
+                legs=close_legs,
             ))  # closing orders reduce risk: recorded, never refused
             self.log.info("exit", position_id=pos["position_id"], reason=decision.reason,
                           detail=decision.detail, value=round(value, 4), limit=limit, dte=dte)
@@ -362,6 +391,8 @@ class AccountEngine:
             order = OrderRequest(cid, self.name, close_legs, pos["quantity"], limit,
                                  opening=False)
             self._submit(order, now, submitted, rejected)
+        if not stale or session_of(self._quotes_good_at) != session_of(now):
+            self._quotes_good_at = now  # stale data counts within a session
 
     # -- expiry and shares ------------------------------------------------------------------------
 
@@ -454,6 +485,7 @@ class AccountEngine:
                 account=self.name, client_order_id=cid, intent_id=None, symbol=symbol,
                 opening=False, quantity=abs(quantity), max_loss=0.0, buying_power_needed=0.0,
                 buying_power=self.broker.account().buying_power, open_positions=0, now=now,
+                shares=-quantity,
             ))  # closing orders reduce risk: recorded, never refused
             self.ledger.record_intent_and_order(
                 intent_id=None, account=self.name, symbol=symbol, strategy="shares",

@@ -47,6 +47,7 @@ from thetadesk.logging import register_secret
 __all__ = [
     "DEFAULT_CONFIG",
     "AccountConfig",
+    "BreakersConfig",
     "Config",
     "ExitsConfig",
     "FeesConfig",
@@ -55,6 +56,7 @@ __all__ = [
     "MarketConfig",
     "NotificationsConfig",
     "RiskConfig",
+    "RiskReportsConfig",
     "SimMarketConfig",
     "SimRegimesConfig",
     "StrategyConfig",
@@ -300,6 +302,33 @@ class RiskConfig(_Section):
     max_open_positions: int = Field(ge=1)
     min_buying_power: float = Field(ge=0, description="must remain after a new trade")
     daily_loss_limit: float = Field(gt=0, description="breaker trips when day P&L <= -limit")
+    # Portfolio limits, checked with the trade's effect; absent (null) means no limit. An order
+    # that leaves a measure no worse than before passes even when it is already over its limit.
+    max_total_loss: float | None = Field(
+        default=None, gt=0, description="open positions' max loss plus the new trade's"
+    )
+    max_positions_per_symbol: int | None = Field(
+        default=None, ge=1, description="open positions and opening orders per underlying"
+    )
+    max_delta_shares: float | None = Field(
+        default=None, gt=0, description="|net delta| per underlying, share-equivalents"
+    )
+    max_beta_weighted_delta: float | None = Field(
+        default=None, gt=0, description="|beta-weighted delta|, SPY share-equivalents"
+    )
+    max_gamma_shares: float | None = Field(
+        default=None, gt=0, description="|net gamma| per underlying, share delta per $1 move"
+    )
+    max_vega_per_vol_point: float | None = Field(
+        default=None, gt=0, description="|net vega|, dollars per 1 point of implied volatility"
+    )
+    max_theta_per_day: float | None = Field(
+        default=None, gt=0, description="|net theta|, dollars per calendar day"
+    )
+    max_var95: float | None = Field(default=None, gt=0, description="1-day 95% VaR, dollars")
+    max_var99: float | None = Field(default=None, gt=0, description="1-day 99% VaR, dollars")
+    max_es95: float | None = Field(default=None, gt=0, description="1-day 95% ES, dollars")
+    max_es99: float | None = Field(default=None, gt=0, description="1-day 99% ES, dollars")
 
 
 class FillModelConfig(_Section):
@@ -343,6 +372,67 @@ class FeesConfig(_Section):
     )
 
 
+AutoReset = Literal["next_session", "manual"]
+
+
+class DailyLossBreakerConfig(_Section):
+    """The limit is ``risk.daily_loss_limit``."""
+
+    auto_reset: AutoReset = "next_session"
+
+
+class DrawdownBreakerConfig(_Section):
+    limit: float | None = Field(default=5000, gt=0, description="dollars below peak equity")
+    auto_reset: AutoReset = "manual"
+
+
+class ConsecutiveLossesBreakerConfig(_Section):
+    limit: int | None = Field(default=5, ge=1, description="losing trades in a row")
+    auto_reset: AutoReset = "manual"
+
+
+class RejectionRateBreakerConfig(_Section):
+    limit: float | None = Field(default=0.5, gt=0, le=1, description="rejected / sent")
+    window: int = Field(default=20, ge=1, description="the last orders sent to the broker")
+    min_orders: int = Field(default=5, ge=1, description="orders sent before the rate counts")
+    auto_reset: AutoReset = "manual"
+
+    @model_validator(mode="after")
+    def _check_window(self) -> RejectionRateBreakerConfig:
+        if self.min_orders > self.window:
+            _raise_problems([(("min_orders",), f"must be <= window ({self.window})")])
+        return self
+
+
+class StaleDataBreakerConfig(_Section):
+    limit_s: float | None = Field(default=900, gt=0,
+                                  description="seconds without usable quotes for a position")
+    auto_reset: AutoReset = "next_session"
+
+
+class RestartStormBreakerConfig(_Section):
+    limit: int | None = Field(default=3, ge=1, description="actor restarts in the window")
+    window_minutes: float = Field(default=30, gt=0)
+    auto_reset: AutoReset = "manual"
+
+
+class BreakersConfig(_Section):
+    """Circuit breakers (thetadesk.risk.breakers): a limit of null turns one off."""
+
+    reducing_at: float | None = Field(
+        default=0.75, gt=0, lt=1,
+        description="share of a limit at which a breaker goes REDUCING (null: never)",
+    )
+    daily_loss: DailyLossBreakerConfig = Field(default_factory=DailyLossBreakerConfig)
+    drawdown: DrawdownBreakerConfig = Field(default_factory=DrawdownBreakerConfig)
+    consecutive_losses: ConsecutiveLossesBreakerConfig = Field(
+        default_factory=ConsecutiveLossesBreakerConfig)
+    rejection_rate: RejectionRateBreakerConfig = Field(
+        default_factory=RejectionRateBreakerConfig)
+    stale_data: StaleDataBreakerConfig = Field(default_factory=StaleDataBreakerConfig)
+    restart_storm: RestartStormBreakerConfig = Field(default_factory=RestartStormBreakerConfig)
+
+
 class AccountConfig(_Section):
     """One trading account and the broker behind it."""
 
@@ -355,6 +445,7 @@ class AccountConfig(_Section):
         gt=0, description="sizing budget, dollars: contracts = floor(budget / max loss per spread)"
     )
     risk: RiskConfig
+    breakers: BreakersConfig = Field(default_factory=BreakersConfig)
     fill_model: FillModelConfig | None = None
     fees: FeesConfig | None = None
     settlement: Literal["physical", "cash"] = Field(
@@ -418,6 +509,17 @@ class LoggingConfig(_Section):
     console: bool = Field(default=True, description="readable console output besides JSON")
 
 
+class RiskReportsConfig(_Section):
+    """What the risk actor measures on its schedule (after fills: the fast measures; at each
+    session's close: also Monte Carlo VaR/ES with full revaluation, fanned out as Ray tasks)."""
+
+    monte_carlo_scenarios: int = Field(
+        default=100_000, ge=0, le=10_000_000, description="per account at each close; 0: off"
+    )
+    monte_carlo_workers: int = Field(default=2, ge=1, le=1024, description="Ray tasks per run")
+    monte_carlo_model: Literal["gbm", "full"] = "full"
+
+
 class Config(_Section):
     """The whole configuration. The supervisor hands each actor only its own section."""
 
@@ -428,6 +530,7 @@ class Config(_Section):
     accounts: tuple[AccountConfig, ...] = Field(min_length=1)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    risk_reports: RiskReportsConfig = Field(default_factory=RiskReportsConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from thetadesk.models import Leg
 from thetadesk.strategies.spreads import Spread
 
 
@@ -65,9 +66,21 @@ class RiskRequest:
     buying_power: float  # the account's buying power before the order, dollars
     open_positions: int  # positions (and open opening orders) before this one
     now: datetime
+    legs: tuple[Leg, ...] = ()  # an option order's legs, ratios per unit of ``quantity``
+    shares: int = 0  # a share order's signed shares (> 0 buy)
+    # The prices the account saw at ``now`` for the contracts of its book and this order (OCC ->
+    # mid per share) and for their underlyings (symbol -> spot): the gate prices the book with
+    # them instead of asking the market again (anything missing it asks the market for).
+    marks: tuple[tuple[str, float], ...] = ()
+    spots: tuple[tuple[str, float], ...] = ()
+    reduces_risk: bool = False  # an opening order that lowers risk (a hedge): passes REDUCING
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        out = {name: getattr(self, name) for name in self.__slots__}
+        out["legs"] = [f"{leg.ratio:+d} {leg.contract.occ}" for leg in self.legs]
+        out["marks"] = dict(self.marks)
+        out["spots"] = dict(self.spots)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +126,9 @@ class AccountTick:
     rejected: tuple[str, ...] = ()  # client order ids the risk gate or broker refused
     latencies_ms: tuple[float, ...] = ()  # intent proposed -> order at the broker
     alerts: tuple[Alert, ...] = ()
+    # Seconds the account has gone without usable quotes for a position it holds (0 when
+    # every quote came through; None: not measured). The stale-data breaker's input.
+    data_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,6 +168,28 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Circuit breaker states: every warning (reducing), trip and reset, with who and why
+        # (thetadesk.risk.breakers derives each breaker's state from them). ``breakers`` stays
+        # the per-session trip record; its rows so far become trip events.
+        3,
+        [
+            """CREATE TABLE breaker_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                account TEXT NOT NULL,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('reducing', 'tripped', 'reset')),
+                session TEXT NOT NULL,
+                at TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                by TEXT
+            )""",
+            "CREATE INDEX breaker_events_account ON breaker_events (account, name, id)",
+            "INSERT INTO breaker_events (account, name, kind, session, at, reason)"
+            " SELECT account, name, 'tripped', session, tripped_at, reason FROM breakers"
+            " ORDER BY tripped_at",
+        ],
+    ),
 ]
 
 
@@ -532,6 +554,31 @@ class Ledger:
                  ) -> list[dict[str, Any]]:
         return self._select("breakers", "tripped_at", account=account,
                             session=None if session is None else session.isoformat())
+
+    def record_breaker_event(self, *, account: str, name: str, kind: str, session: date,
+                             now: datetime, reason: str, by: str | None = None) -> None:
+        """Append a breaker's warning (``reducing``), trip (``tripped``) or ``reset`` (``by``:
+        who reset it, ``auto`` for the next-session rule)."""
+        self._exec(
+            "INSERT INTO breaker_events (account, name, kind, session, at, reason, by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (account, name, kind, session.isoformat(), _iso(now), reason, by),
+        )
+
+    def breaker_events(self, account: str | None = None, name: str | None = None,
+                       ) -> list[dict[str, Any]]:
+        return self._select("breaker_events", "id", account=account, name=name)
+
+    def peak_equity(self, account: str, *, before: date, after: date | None = None,
+                    ) -> float | None:
+        """The highest opening or closing equity of the account's sessions strictly between
+        ``after`` (None: the first) and ``before``; None if there are none."""
+        row = self._conn.execute(
+            "SELECT MAX(MAX(start_equity, COALESCE(end_equity, start_equity))) FROM daily"
+            " WHERE account = ? AND session < ? AND session > ?",
+            (account, before.isoformat(), "" if after is None else after.isoformat()),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def record_actor_event(self, *, actor: str, kind: str, now: datetime, pid: int | None = None,
                            detail: str | None = None) -> None:

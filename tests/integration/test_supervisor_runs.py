@@ -170,6 +170,10 @@ def test_daily_loss_breaker_trips_alerts_critical_and_halts_entries(tmp_path, ru
     assert "[CRITICAL] breaker_tripped: paper: daily loss breaker tripped" in err
     ledger = ledger_of(state)
     assert {b["name"] for b in ledger.breakers("paper")} == {"daily_loss"}
+    # One trip event per session it tripped in (a restart or a later tick does not re-trip).
+    trips = [(e["name"], e["session"]) for e in ledger.breaker_events("paper")
+             if e["kind"] == "tripped"]
+    assert sorted(trips) == sorted({(b["name"], b["session"]) for b in ledger.breakers("paper")})
     halted = [v for v in ledger.verdicts("paper") if v["check_name"] == "daily_loss"]
     assert halted, "entries after the trip are refused by the breaker"
     assert all(not v["approved"] for v in halted)

@@ -5,14 +5,37 @@ State lives in the ledger (verdicts, breaker trips), so a restarted risk actor i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 
 from thetadesk.chain import NEW_YORK
-from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict, Severity
-from thetadesk.risk.breakers import DAILY_LOSS, daily_loss_tripped, halted
-from thetadesk.risk.limits import RiskLimits, pre_trade
-from thetadesk.store import Ledger
+from thetadesk.errors import DataError
+from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict
+from thetadesk.models import Contract
+from thetadesk.risk.breakers import (
+    BreakerBoard,
+    BreakerLimits,
+    BreakerReading,
+    BreakerWatch,
+    daily_loss_tripped,
+)
+from thetadesk.risk.gate import (
+    Exposure,
+    PortfolioLimits,
+    SnapshotBuilder,
+    add_legs,
+    check_portfolio,
+    exposure,
+)
+from thetadesk.risk.limits import Rejection, RiskLimits, pre_trade
+from thetadesk.risk.portfolio import Portfolio
+from thetadesk.store import Ledger, legs_from_json
+
+_OPEN = ("pending_submit", "new", "partially_filled")
+RISK_FIGURES = "risk_figures:"  # + account: the run-state key of its latest measured figures
 
 
 def session_of(now: datetime) -> date:
@@ -29,10 +52,15 @@ def limits_from_config(config) -> dict[str, RiskLimits]:
     }
 
 
-def update_needed(ticks: Iterable[AccountTick], limits: Mapping[str, RiskLimits]) -> bool:
-    """Whether ``RiskEngine.update`` over these ticks could do anything: it only acts on an
-    account whose day P&L has reached its daily loss limit (a pure check, so a caller may skip
-    the update, and a round trip to the risk actor, on every other tick)."""
+def update_needed(ticks: Iterable[AccountTick],
+                  limits: Mapping[str, RiskLimits] | BreakerWatch) -> bool:
+    """Whether ``RiskEngine.update`` over these ticks could do anything (so a caller may skip
+    the update, and a round trip to the risk actor, on every other tick). With a
+    ``BreakerWatch``: whenever any breaker could change state (see ``BreakerWatch``; a restart
+    storm is the caller's to notice). With plain limits (an engine built without breaker
+    config, which has the daily loss breaker alone): when a day P&L reached its limit."""
+    if isinstance(limits, BreakerWatch):
+        return limits.needed(ticks)
     return any(
         tick.account in limits
         and daily_loss_tripped(tick.day_pnl, limits[tick.account].daily_loss_limit) is not None
@@ -41,48 +69,151 @@ def update_needed(ticks: Iterable[AccountTick], limits: Mapping[str, RiskLimits]
 
 
 class RiskEngine:
-    def __init__(self, ledger: Ledger, limits: Mapping[str, RiskLimits]) -> None:
+    """The gate. ``portfolio_limits`` (per account) add the Greeks, VaR/ES, total-loss and
+    per-symbol limits of ``thetadesk.risk.gate``; those that need prices use ``snapshots`` to
+    build the account's portfolio from the ledger and the market."""
+
+    def __init__(self, ledger: Ledger, limits: Mapping[str, RiskLimits],
+                 portfolio_limits: Mapping[str, PortfolioLimits] | None = None,
+                 snapshots: SnapshotBuilder | None = None, *,
+                 breakers: Mapping[str, BreakerLimits] | None = None) -> None:
         self.ledger = ledger
         self.limits = dict(limits)
+        # Circuit breakers (thetadesk.risk.breakers); without config, the daily loss breaker.
+        self.breakers = BreakerBoard(ledger, breakers if breakers is not None else {
+            name: BreakerLimits(daily_loss_limit=lim.daily_loss_limit)
+            for name, lim in self.limits.items()})
+        self.portfolio_limits = dict(portfolio_limits or {})
+        self.snapshots = snapshots
+        self.latest: dict[str, tuple[datetime, Exposure]] = {}  # the last measured book
 
     def check(self, req: RiskRequest) -> RiskVerdict:
         """Apply the breakers and the pre-trade checks; record the verdict; return it."""
         limits = self.limits.get(req.account)
+        figures = None
         if limits is None:
             verdict = RiskVerdict(False, "unknown_account",
                                   f"{req.account}: no risk limits configured for this account")
         else:
-            rejection = None
-            trips = self.ledger.breakers(req.account, session_of(req.now)) if req.opening else []
-            if trips:
-                rejection = halted(req.account, trips[0]["reason"])
+            rejection = self.breakers.blocking(req)
             if rejection is None:
                 rejection = pre_trade(req, limits)
+            plimits = self.portfolio_limits.get(req.account)
+            if rejection is None and req.opening and plimits is not None:
+                rejection, figures = self._portfolio_check(req, plimits)
             verdict = (RiskVerdict(True) if rejection is None
                        else RiskVerdict(False, rejection.check, rejection.reason))
+        request = req.as_dict()
+        if figures is not None:
+            request["figures"] = figures
         self.ledger.record_verdict(
             account=req.account, client_order_id=req.client_order_id, intent_id=req.intent_id,
             approved=verdict.approved, check_name=verdict.check, reason=verdict.reason,
-            request=req.as_dict(), now=req.now,
+            request=request, now=req.now,
         )
         return verdict
 
+    # -- portfolio limits -----------------------------------------------------------------------
+
+    def _book(self, account: str) -> tuple[dict[Contract, int], dict[str, int], float,
+                                           dict[str, int]]:
+        """The account's book from the ledger: option contracts held or being bought by open
+        opening orders, shares, the max loss of both, and positions plus opening orders per
+        underlying."""
+        options: dict[Contract, int] = defaultdict(int)
+        counts: dict[str, int] = defaultdict(int)
+        total = 0.0
+        for pos in self.ledger.positions(account):
+            for leg in legs_from_json(pos["legs"]):
+                options[leg.contract] += leg.ratio * pos["quantity"]
+            if math.isfinite(pos["max_loss_per_spread"]):
+                total += pos["max_loss_per_spread"] * pos["quantity"]
+            counts[pos["symbol"]] += 1
+        for order in self.ledger.orders(account, _OPEN):
+            if not order["opening"] or order["instrument"] != "options":
+                continue
+            remaining = order["quantity"] - order["filled_quantity"]
+            for leg in legs_from_json(order["legs"]):
+                options[leg.contract] += leg.ratio * remaining
+            intent = self.ledger.intent_for_order(order["client_order_id"]) or {}
+            loss = json.loads(intent.get("context", "{}")).get("max_loss_per_spread")
+            if isinstance(loss, int | float) and math.isfinite(loss):
+                total += loss * remaining
+            counts[order["symbol"]] += 1
+        shares = {r["symbol"]: r["quantity"] for r in self.ledger.share_positions(account)}
+        return dict(options), shares, total, dict(counts)
+
+    def refresh(self, now: datetime,
+                monte_carlo: Callable[[Portfolio], dict] | None = None) -> dict[str, dict]:
+        """Measure every account's current book and keep the figures in the ledger (run state
+        ``risk_figures:<account>``, JSON) for the supervisor's summary and, later, the
+        dashboard. ``monte_carlo``, if given, adds its figures for a non-empty book."""
+        out = {}
+        for account in sorted(self.limits):
+            options, shares, total, counts = self._book(account)
+            figures: dict = {"at": now.isoformat()}
+            portfolio = None
+            if self.snapshots is not None:
+                try:
+                    portfolio = self.snapshots.build(options, shares, now)
+                except DataError as exc:
+                    figures["error"] = f"cannot price the book: {exc}"
+            figures.update(exposure(portfolio, total, counts).as_dict())
+            if monte_carlo is not None and portfolio is not None and portfolio.holdings:
+                figures["monte_carlo"] = monte_carlo(portfolio)
+            self.ledger.set_state(RISK_FIGURES + account, json.dumps(figures, sort_keys=True))
+            out[account] = figures
+        return out
+
+    def figures(self, account: str) -> dict | None:
+        """The latest figures ``refresh`` kept for ``account``."""
+        text = self.ledger.get_state(RISK_FIGURES + account)
+        return None if text is None else json.loads(text)
+
+    def exposure(self, account: str, now: datetime) -> Exposure:
+        """The account's current exposure (measured if a market is at hand)."""
+        options, shares, total, counts = self._book(account)
+        portfolio = None if self.snapshots is None else self.snapshots.build(options, shares, now)
+        return exposure(portfolio, total, counts)
+
+    def _portfolio_check(self, req: RiskRequest, limits: PortfolioLimits,
+                         ) -> tuple[Rejection | None, dict | None]:
+        options, shares, total, counts = self._book(req.account)
+        after_counts = dict(counts)
+        if req.legs:
+            after_counts[req.symbol] = after_counts.get(req.symbol, 0) + 1
+        before_p = after_p = None
+        if limits.needs_measures:
+            if self.snapshots is None:
+                return Rejection("risk_data", f"{req.account}: no market data to measure the "
+                                 "portfolio against its limits"), None
+            after_shares = dict(shares)
+            if req.shares:
+                after_shares[req.symbol] = after_shares.get(req.symbol, 0) + req.shares
+            try:
+                before_p, after_p = self.snapshots.build_many(
+                    [(options, shares),
+                     (add_legs(options, req.legs, req.quantity), after_shares)], req.now,
+                    dict(req.marks), dict(req.spots))
+            except DataError as exc:
+                return Rejection("risk_data", f"{req.account}: cannot measure the portfolio "
+                                 f"with this order: {exc}"), None
+        before = exposure(before_p, total, counts)
+        after = exposure(after_p, total + req.max_loss, after_counts)
+        self.latest[req.account] = (req.now, before)
+        figures = {"before": before.as_dict(), "after": after.as_dict()}
+        return check_portfolio(req.account, req.symbol, limits, before, after), figures
+
     def update(self, now: datetime, ticks: Iterable[AccountTick]) -> list[Alert]:
-        """Evaluate the breakers on the accounts' latest state; a new trip is a critical alert."""
-        alerts = []
-        for tick in ticks:
-            limits = self.limits.get(tick.account)
-            if limits is None:
-                continue
-            reason = daily_loss_tripped(tick.day_pnl, limits.daily_loss_limit)
-            if reason is None:
-                continue
-            session = session_of(now)
-            if self.ledger.trip_breaker(account=tick.account, name=DAILY_LOSS, session=session,
-                                        reason=reason, now=now):
-                alerts.append(Alert(
-                    Severity.CRITICAL, "breaker_tripped", f"{tick.account}:{DAILY_LOSS}:{session}",
-                    f"{tick.account}: daily loss breaker tripped, {reason}; new entries halted "
-                    f"for {session}, exits continue", now,
-                ))
-        return alerts
+        """Evaluate the breakers on the accounts' latest state: a critical alert per new trip, a
+        warning per breaker newly REDUCING (recorded, so a restarted engine does not repeat)."""
+        return self.breakers.evaluate(now, ticks)
+
+    def reset_breaker(self, account: str, name: str, by: str, now: datetime,
+                      reason: str = "reset by hand") -> bool:
+        """A person clears a tripped (or reducing) breaker; False if it was not set."""
+        return self.breakers.reset(account, name, by=by, now=now, reason=reason)
+
+    def breaker_states(self, account: str, now: datetime) -> dict[str, BreakerReading]:
+        """Each breaker's state (active, reducing, halted) for the account at ``now``."""
+        return self.breakers.states(account, now)

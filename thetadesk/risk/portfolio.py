@@ -226,6 +226,14 @@ class Portfolio:
                          {tuple(sorted(p)): v for p, v in self.correlation.items()})
 
     def arrays(self) -> PortfolioArrays:
+        """The flat arrays (computed once per snapshot: a snapshot never changes)."""
+        cached = self.__dict__.get("_arrays")
+        if cached is None:
+            cached = self._arrays_uncached()
+            self.__dict__["_arrays"] = cached
+        return cached
+
+    def _arrays_uncached(self) -> PortfolioArrays:
         index = {s: i for i, s in enumerate(self.symbols)}
         options = [h for h in self.holdings if h.contract is not None]
         shares = [h for h in self.holdings if h.contract is None]
