@@ -569,6 +569,13 @@ class Supervisor:
                 f"{f.get('vega_per_vol_point') or 0:+,.2f}/vol pt; theta "
                 f"{f.get('theta_per_day') or 0:+,.2f}/day; open max loss "
                 f"{f['total_max_loss']:,.2f}{mc_text}")
+            if f.get("stress"):
+                worst = sorted(f["stress"], key=lambda row: row[1])[:3]
+                lines.append("    worst stress scenarios: " + "; ".join(
+                    f"{name} {pnl:+,.2f}" for name, pnl in worst))
+            if f.get("betas"):
+                lines.append("    betas vs SPY (from daily closes): " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in sorted(f["betas"].items())))
         return "\n".join(lines)
 
     def _write_stats(self) -> None:

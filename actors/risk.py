@@ -13,6 +13,7 @@ from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict
 from thetadesk.risk.breakers import breaker_limits_from_config
 from thetadesk.risk.engine import RiskEngine, limits_from_config
 from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
+from thetadesk.risk.scenarios import DEFAULT_SCENARIOS, scenarios_from_config
 from thetadesk.wiring import build_market
 
 
@@ -22,8 +23,12 @@ class RiskActor:
         # The market is a pure function of (seed, time) in simulation, so the risk actor prices
         # the books it gates from its own copy, with no extra Ray hop.
         snapshots = SnapshotBuilder.from_config(config, build_market(config))
+        reports = config.risk_reports
+        stress = (DEFAULT_SCENARIOS if reports.stress_scenarios is None
+                  else scenarios_from_config(reports.stress_scenarios))
         self.engine = RiskEngine(ledger_for(state_dir), limits_from_config(config),
                                  portfolio_limits_from_config(config), snapshots,
+                                 beta_window=reports.beta_window, stress=stress,
                                  breakers=breaker_limits_from_config(config))
         self.reports = config.risk_reports
         self.seed = config.seed
@@ -35,13 +40,13 @@ class RiskActor:
     def update(self, now: datetime, ticks: Sequence[AccountTick]) -> list[Alert]:
         return self.engine.update(now, ticks)
 
-    def refresh(self, now: datetime, monte_carlo: bool = False) -> dict[str, dict]:
+    def refresh(self, now: datetime, at_close: bool = False) -> dict[str, dict]:
         """Re-measure every account's book (after fills; with Monte Carlo at the close) and keep
         the figures in the ledger. The Monte Carlo chunks run as Ray tasks across the cluster,
         seeded by the run seed and the date, so a re-run gives the same figures."""
         reports = self.reports
         mc = None
-        if monte_carlo and reports.monte_carlo_scenarios:
+        if at_close and reports.monte_carlo_scenarios:
             seed = self.seed * 1_000_003 + now.toordinal()
 
             def mc(portfolio) -> dict:
@@ -51,7 +56,7 @@ class RiskActor:
                         "scenarios": r.scenarios, "workers": r.workers, "model": r.model,
                         "seed": seed, "seconds": round(r.seconds, 4)}
 
-        return self.engine.refresh(now, mc)
+        return self.engine.refresh(now, mc, at_close=at_close)
 
     def exposure(self, account: str, now: datetime) -> dict:
         """The account's current measures (Greeks, VaR/ES, max loss, positions per symbol)."""

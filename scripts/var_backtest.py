@@ -19,9 +19,20 @@ Tests (each at the 95% confidence level, chi-square with 1 degree of freedom, sc
   LR of a first-order Markov chain of exceedances against independence.
 
 A level passes when both p-values exceed 0.05; the script exits 0 when every level passes, 1
-otherwise. ``--method historical`` is plain historical simulation, ``ewma`` (the default) the
-filtered version (returns rescaled to today's EWMA volatility, lambda 0.94), ``both`` runs both.
-Plain historical simulation is known to fail at 99% over 2008 (exceedances cluster).
+otherwise. ``--method historical`` is plain historical simulation, ``ewma`` the
+filtered version (returns rescaled to today's EWMA volatility, lambda 0.94), ``garch`` filtered
+historical simulation with GJR-GARCH(1,1) volatility (``garch_filtered_var``: Student-t
+quasi-likelihood fit by ``arch`` on the window before the day, refitted every ``--refit`` = 21
+forecast days and filtering each day's window with the latest fit in between, so no day sees
+its own or later returns). ``both`` runs ewma and historical, ``all`` all three.
+Plain historical simulation is known to fail at 99% over 2008 (exceedances cluster). EWMA passes
+Kupiec at 99% only narrowly at window 500 and its 99% exceedances cluster (Christoffersen fails
+at every window tried). GARCH filtering removes the clustering at every window tried, and its 99%
+Kupiec p is 0.24-0.63 at windows 750 and 1000 (refit 21 or 63 days, Student-t or skewed-t fit)
+but 0.04-0.16 at 500 (the 99% quantile of only 500 residuals is exceeded ~1.2% of the time even
+for a correct model). The default is therefore ``garch`` with a 1000-day window (about four years
+of residuals, so the first forecast is for 2002-12-27): on the real data it gets 47 exceedances
+at 99% against 40.3 expected (Kupiec p 0.30, Christoffersen p 0.29) and passes both tests at 95%.
 
     .venv/bin/python scripts/var_backtest.py                      # summary, plot var_backtest.png
     .venv/bin/python scripts/var_backtest.py --json --method both --plot /tmp/vb.png
@@ -45,13 +56,13 @@ from scipy.stats import chi2
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from thetadesk.risk.measures import historical_var
+from thetadesk.risk.measures import fit_gjr_garch, garch_filtered_var, historical_var
 from thetadesk.risk.portfolio import Holding, Portfolio, UnderlyingState
 
 LEVELS = (0.99, 0.95)
 CONFIDENCE = 0.95
 TICKER = "SPX"
-METHODS = {"ewma": "ewma", "historical": "none"}
+METHODS = {"ewma": "ewma", "historical": "none", "garch": "garch"}
 
 
 def load_sp500() -> tuple[list[date], np.ndarray]:
@@ -130,10 +141,17 @@ class Backtest:
 
 
 def run_backtest(dates: list[date], close: np.ndarray, method: str = "ewma", window: int = 500,
-                 notional: float = 1_000_000.0, ewma_lambda: float = 0.94) -> Backtest:
-    """The rolling 1-day VaR backtest over ``close`` (daily closes of ``dates``)."""
+                 notional: float = 1_000_000.0, ewma_lambda: float = 0.94, refit: int = 21,
+                 dist: str = "t") -> Backtest:
+    """The rolling 1-day VaR backtest over ``close`` (daily closes of ``dates``).
+
+    ``method="garch"``: the GJR-GARCH(1,1) (``dist`` innovations) is refitted every ``refit``
+    forecast days on the ``window`` returns before the refit day, and its parameters filter
+    the window of each day until the next refit: every forecast uses only earlier returns."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if refit < 1:
+        raise ValueError(f"refit must be >= 1, got {refit}")
     returns = np.diff(np.log(close))  # returns[i] is from close i to close i + 1
     if len(returns) <= window:
         raise ValueError(f"{len(returns)} returns are too few for a window of {window}")
@@ -146,8 +164,14 @@ def run_backtest(dates: list[date], close: np.ndarray, method: str = "ewma", win
         portfolio = Portfolio(
             datetime.combine(dates[i], time(21, 0), tzinfo=UTC), 0.0,
             {TICKER: UnderlyingState(TICKER, spot, 0.2)}, (Holding(TICKER, units),))
-        figures = historical_var(portfolio, {TICKER: returns[i - window:i]},
-                                 vol_scaling=METHODS[method], ewma_lambda=ewma_lambda)
+        past = returns[i - window:i]  # up to the close of day i: nothing from day i + 1 on
+        if method == "garch":
+            if j % refit == 0:
+                params = fit_gjr_garch(past, dist)
+            figures = garch_filtered_var(portfolio, {TICKER: past}, params={TICKER: params})
+        else:
+            figures = historical_var(portfolio, {TICKER: past},
+                                     vol_scaling=METHODS[method], ewma_lambda=ewma_lambda)
         var[0.99][j] = figures.var99
         var[0.95][j] = figures.var95
         pnl[j] = units * (close[i + 1] - spot)
@@ -198,13 +222,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Backtest 1-day 95%/99% historical VaR on S&P 500 history (arch data, "
                     "1999-2018): exceedances, Kupiec and Christoffersen tests, a plot.")
-    parser.add_argument("--method", choices=[*METHODS, "both"], default="ewma",
-                        help="ewma: filtered historical simulation (default); historical: plain")
-    parser.add_argument("--window", type=int, default=500, help="days of returns per forecast")
+    parser.add_argument("--method", choices=[*METHODS, "both", "all"], default="garch",
+                        help="ewma: EWMA-filtered historical simulation (default); garch: "
+                             "GJR-GARCH-filtered; historical: plain; both: ewma and historical; "
+                             "all: the three")
+    parser.add_argument("--window", type=int, default=1000,
+                        help="days of returns per forecast")
     parser.add_argument("--notional", type=float, default=1_000_000.0,
                         help="dollars held in the index, rebuilt daily (default 1,000,000)")
     parser.add_argument("--lambda", dest="ewma_lambda", type=float, default=0.94,
                         help="EWMA decay for --method ewma (default 0.94)")
+    parser.add_argument("--refit", type=int, default=21,
+                        help="forecast days between GARCH refits for --method garch (default 21)")
+    parser.add_argument("--dist", choices=["t", "skewt", "normal"], default="t",
+                        help="GARCH innovation density of the fit (default t)")
     parser.add_argument("--plot", type=Path, default=Path("var_backtest.png"),
                         help="PNG to write (default ./var_backtest.png)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -215,10 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--notional must be > 0")
     if not 0.0 < args.ewma_lambda < 1.0:
         parser.error("--lambda must be in (0, 1)")
+    if args.refit < 1:
+        parser.error("--refit must be at least 1")
+    if args.method in ("garch", "all") and args.window < 100:
+        parser.error("--window must be at least 100 for --method garch")
     dates, close = load_sp500()
-    methods = list(METHODS) if args.method == "both" else [args.method]
-    results = [run_backtest(dates, close, m, args.window, args.notional, args.ewma_lambda)
-               for m in methods]
+    methods = {"both": ["ewma", "historical"], "all": ["ewma", "garch", "historical"]}.get(
+        args.method, [args.method])
+    results = [run_backtest(dates, close, m, args.window, args.notional, args.ewma_lambda,
+                            args.refit, args.dist) for m in methods]
     plot(results, args.plot)
     reports = [r.report() for r in results]
     if args.json:

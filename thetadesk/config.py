@@ -518,6 +518,31 @@ class RiskReportsConfig(_Section):
     )
     monte_carlo_workers: int = Field(default=2, ge=1, le=1024, description="Ray tasks per run")
     monte_carlo_model: Literal["gbm", "full"] = "full"
+    beta_window: int = Field(
+        default=60, ge=10, le=2520,
+        description="daily returns for each underlying's beta against SPY (model-implied "
+        "betas until the risk actor has seen that many closes)",
+    )
+    stress_scenarios: dict[str, Any] | None = Field(
+        default=None,
+        description="named scenarios {name: {spot_shock, vol_shock, description}}, relative "
+        "shocks; absent: the built-in set (spot -5/-10/-20% with IV +50/+100%, gap up, vol "
+        "crush, 1987, 2008, 2018, 2020)",
+    )
+
+    @field_validator("stress_scenarios")
+    @classmethod
+    def _scenarios(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        from thetadesk.errors import DataError
+        from thetadesk.risk.scenarios import scenarios_from_config
+
+        try:
+            scenarios_from_config(value)
+        except DataError as exc:
+            raise PydanticCustomError("stress_scenario", "{reason}", {"reason": str(exc)}) from None
+        return value
 
 
 class Config(_Section):

@@ -190,6 +190,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " ORDER BY tripped_at",
         ],
     ),
+    (
+        # The underlyings' closing prices the risk actor saw, for betas from return history.
+        4,
+        [
+            """CREATE TABLE closes (
+                symbol TEXT NOT NULL,
+                session TEXT NOT NULL,
+                price REAL NOT NULL CHECK (price > 0),
+                PRIMARY KEY (symbol, session)
+            )""",
+        ],
+    ),
 ]
 
 
@@ -579,6 +591,18 @@ class Ledger:
             (account, before.isoformat(), "" if after is None else after.isoformat()),
         ).fetchone()
         return None if row[0] is None else float(row[0])
+
+    def record_close(self, symbol: str, session: date, price: float) -> None:
+        """An underlying's closing price for a session (a re-recorded session keeps the last)."""
+        self._exec("INSERT INTO closes VALUES (?, ?, ?) ON CONFLICT (symbol, session)"
+                   " DO UPDATE SET price = excluded.price", (symbol, session.isoformat(), price))
+
+    def closes(self, symbol: str, limit: int | None = None) -> list[tuple[date, float]]:
+        """The latest ``limit`` (all if None) closes of ``symbol``, oldest first."""
+        rows = self._conn.execute(
+            "SELECT session, price FROM closes WHERE symbol = ? ORDER BY session DESC LIMIT ?",
+            (symbol, -1 if limit is None else limit)).fetchall()
+        return [(date.fromisoformat(d), float(p)) for d, p in reversed(rows)]
 
     def record_actor_event(self, *, actor: str, kind: str, now: datetime, pid: int | None = None,
                            detail: str | None = None) -> None:

@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
+
+import numpy as np
 
 from thetadesk.chain import NEW_YORK
 from thetadesk.errors import DataError
+from thetadesk.logging import get_logger
 from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict
 from thetadesk.models import Contract
 from thetadesk.risk.breakers import (
@@ -30,8 +34,10 @@ from thetadesk.risk.gate import (
     check_portfolio,
     exposure,
 )
+from thetadesk.risk.greeks import estimate_beta
 from thetadesk.risk.limits import Rejection, RiskLimits, pre_trade
 from thetadesk.risk.portfolio import Portfolio
+from thetadesk.risk.scenarios import DEFAULT_SCENARIOS, StressScenario, stress_table
 from thetadesk.store import Ledger, legs_from_json
 
 _OPEN = ("pending_submit", "new", "partially_filled")
@@ -41,6 +47,14 @@ RISK_FIGURES = "risk_figures:"  # + account: the run-state key of its latest mea
 def session_of(now: datetime) -> date:
     """The New York trading date an instant belongs to."""
     return now.astimezone(NEW_YORK).date()
+
+
+def _reduces(figures: dict) -> bool:
+    """Whether the order lowers the book's 1-day 99% VaR and does not raise its 99% ES."""
+    before, after = figures["before"], figures["after"]
+    if None in (before.get("var99"), after.get("var99"), before.get("es99"), after.get("es99")):
+        return False
+    return after["var99"] < before["var99"] - 1e-6 and after["es99"] <= before["es99"] + 1e-6
 
 
 def limits_from_config(config) -> dict[str, RiskLimits]:
@@ -75,7 +89,9 @@ class RiskEngine:
 
     def __init__(self, ledger: Ledger, limits: Mapping[str, RiskLimits],
                  portfolio_limits: Mapping[str, PortfolioLimits] | None = None,
-                 snapshots: SnapshotBuilder | None = None, *,
+                 snapshots: SnapshotBuilder | None = None,
+                 beta_window: int = 60,
+                 stress: Sequence[StressScenario] = DEFAULT_SCENARIOS, *,
                  breakers: Mapping[str, BreakerLimits] | None = None) -> None:
         self.ledger = ledger
         self.limits = dict(limits)
@@ -86,6 +102,10 @@ class RiskEngine:
         self.portfolio_limits = dict(portfolio_limits or {})
         self.snapshots = snapshots
         self.latest: dict[str, tuple[datetime, Exposure]] = {}  # the last measured book
+        self.log = get_logger("risk")
+        self.beta_window = beta_window
+        self.stress = tuple(stress)
+        self._betas: tuple[date, dict[str, float]] | None = None
 
     def check(self, req: RiskRequest) -> RiskVerdict:
         """Apply the breakers and the pre-trade checks; record the verdict; return it."""
@@ -95,11 +115,18 @@ class RiskEngine:
             verdict = RiskVerdict(False, "unknown_account",
                                   f"{req.account}: no risk limits configured for this account")
         else:
+            plimits = self.portfolio_limits.get(req.account)
             rejection = self.breakers.blocking(req)
+            if (rejection is not None and not req.reduces_risk and plimits is not None
+                    and self.breakers.blocking(replace(req, reduces_risk=True)) is None):
+                # Only a REDUCING breaker stands in the way: an order the measures show to
+                # reduce the book's risk (99% VaR and ES no higher) may still go through.
+                shown, figures = self._portfolio_check(req, plimits, measure=True)
+                if figures is not None and _reduces(figures):
+                    rejection = shown
             if rejection is None:
                 rejection = pre_trade(req, limits)
-            plimits = self.portfolio_limits.get(req.account)
-            if rejection is None and req.opening and plimits is not None:
+            if rejection is None and req.opening and plimits is not None and figures is None:
                 rejection, figures = self._portfolio_check(req, plimits)
             verdict = (RiskVerdict(True) if rejection is None
                        else RiskVerdict(False, rejection.check, rejection.reason))
@@ -143,11 +170,49 @@ class RiskEngine:
         shares = {r["symbol"]: r["quantity"] for r in self.ledger.share_positions(account)}
         return dict(options), shares, total, dict(counts)
 
-    def refresh(self, now: datetime,
-                monte_carlo: Callable[[Portfolio], dict] | None = None) -> dict[str, dict]:
+    def betas(self, now: datetime) -> dict[str, float]:
+        """Each underlying's beta against SPY by OLS over the last ``beta_window`` daily log
+        returns of the closes the risk actor recorded (sessions both have); underlyings with
+        fewer returns are left out (the gate then uses the model-implied beta). Cached per
+        session."""
+        session = session_of(now)
+        if self._betas is not None and self._betas[0] == session:
+            return self._betas[1]
+        found: dict[str, float] = {}
+        if self.snapshots is not None and "SPY" in self.snapshots.symbols:
+            spy = dict(self.ledger.closes("SPY", self.beta_window + 1))
+            for symbol in self.snapshots.symbols:
+                if symbol == "SPY":
+                    continue
+                own = dict(self.ledger.closes(symbol, self.beta_window + 1))
+                days = sorted(set(own) & set(spy))
+                if len(days) < self.beta_window + 1:
+                    continue
+                a = np.diff(np.log([own[d] for d in days]))
+                b = np.diff(np.log([spy[d] for d in days]))
+                try:
+                    found[symbol] = estimate_beta(a, b, self.beta_window)
+                except DataError:
+                    continue
+        self._betas = (session, found)
+        return found
+
+    def refresh(self, now: datetime, monte_carlo: Callable[[Portfolio], dict] | None = None,
+                at_close: bool = False) -> dict[str, dict]:
         """Measure every account's current book and keep the figures in the ledger (run state
         ``risk_figures:<account>``, JSON) for the supervisor's summary and, later, the
-        dashboard. ``monte_carlo``, if given, adds its figures for a non-empty book."""
+        dashboard. ``monte_carlo``, if given, adds its figures for a non-empty book;
+        ``at_close`` records the underlyings' closes (for betas) and adds the stress table."""
+        if at_close and self.snapshots is not None:
+            for symbol in sorted(self.snapshots.symbols):
+                try:
+                    price = float(self.snapshots.market.spot(symbol, now))
+                except DataError as exc:
+                    self.log.warning("close_unavailable", symbol=symbol, reason=str(exc))
+                    continue
+                self.ledger.record_close(symbol, session_of(now), price)
+            self._betas = None
+        betas = self.betas(now)
         out = {}
         for account in sorted(self.limits):
             options, shares, total, counts = self._book(account)
@@ -158,9 +223,14 @@ class RiskEngine:
                     portfolio = self.snapshots.build(options, shares, now)
                 except DataError as exc:
                     figures["error"] = f"cannot price the book: {exc}"
-            figures.update(exposure(portfolio, total, counts).as_dict())
-            if monte_carlo is not None and portfolio is not None and portfolio.holdings:
-                figures["monte_carlo"] = monte_carlo(portfolio)
+            figures.update(exposure(portfolio, total, counts, betas).as_dict())
+            figures["betas"] = {k: round(v, 4) for k, v in betas.items()}
+            if portfolio is not None and portfolio.holdings:
+                if monte_carlo is not None:
+                    figures["monte_carlo"] = monte_carlo(portfolio)
+                if at_close:
+                    figures["stress"] = [[name, round(pnl, 2)]
+                                         for name, pnl in stress_table(portfolio, self.stress)]
             self.ledger.set_state(RISK_FIGURES + account, json.dumps(figures, sort_keys=True))
             out[account] = figures
         return out
@@ -174,16 +244,18 @@ class RiskEngine:
         """The account's current exposure (measured if a market is at hand)."""
         options, shares, total, counts = self._book(account)
         portfolio = None if self.snapshots is None else self.snapshots.build(options, shares, now)
-        return exposure(portfolio, total, counts)
+        return exposure(portfolio, total, counts, self.betas(now))
 
     def _portfolio_check(self, req: RiskRequest, limits: PortfolioLimits,
-                         ) -> tuple[Rejection | None, dict | None]:
+                         measure: bool = False) -> tuple[Rejection | None, dict | None]:
+        """The first portfolio limit the order breaks (or None) and the figures before and
+        after it; ``measure`` prices the book even if no limit needs it."""
         options, shares, total, counts = self._book(req.account)
         after_counts = dict(counts)
         if req.legs:
             after_counts[req.symbol] = after_counts.get(req.symbol, 0) + 1
         before_p = after_p = None
-        if limits.needs_measures:
+        if limits.needs_measures or measure:
             if self.snapshots is None:
                 return Rejection("risk_data", f"{req.account}: no market data to measure the "
                                  "portfolio against its limits"), None
@@ -198,8 +270,9 @@ class RiskEngine:
             except DataError as exc:
                 return Rejection("risk_data", f"{req.account}: cannot measure the portfolio "
                                  f"with this order: {exc}"), None
-        before = exposure(before_p, total, counts)
-        after = exposure(after_p, total + req.max_loss, after_counts)
+        betas = self.betas(req.now)
+        before = exposure(before_p, total, counts, betas)
+        after = exposure(after_p, total + req.max_loss, after_counts, betas)
         self.latest[req.account] = (req.now, before)
         figures = {"before": before.as_dict(), "after": after.as_dict()}
         return check_portfolio(req.account, req.symbol, limits, before, after), figures

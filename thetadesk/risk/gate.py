@@ -115,8 +115,10 @@ class Exposure:
 
 
 def exposure(portfolio: Portfolio | None, total_max_loss: float,
-             positions: Mapping[str, int]) -> Exposure:
-    """The measures of ``portfolio`` (None: counts only)."""
+             positions: Mapping[str, int], betas: Mapping[str, float] | None = None,
+             ) -> Exposure:
+    """The measures of ``portfolio`` (None: counts only). ``betas`` against SPY estimated from
+    return history where known; other underlyings get the model-implied beta."""
     if portfolio is None:
         return Exposure(total_max_loss, dict(positions))
     greeks = portfolio_greeks(portfolio)
@@ -125,9 +127,10 @@ def exposure(portfolio: Portfolio | None, total_max_loss: float,
     bwd = None
     if BENCHMARK in portfolio.underlyings:
         spy_vol = vols[BENCHMARK]
-        betas = {s: (1.0 if s == BENCHMARK else portfolio.correlation.get(
-            frozenset((s, BENCHMARK)), 0.0) * vols[s] / spy_vol) for s in portfolio.symbols}
-        bwd = beta_weighted_delta(greeks, betas, BENCHMARK)
+        known = dict(betas or {})
+        implied = {s: (1.0 if s == BENCHMARK else known.get(s, portfolio.correlation.get(
+            frozenset((s, BENCHMARK)), 0.0) * vols[s] / spy_vol)) for s in portfolio.symbols}
+        bwd = beta_weighted_delta(greeks, implied, BENCHMARK)
     total = greeks.total
     if portfolio.holdings:
         figures = delta_gamma_vega_var(portfolio, 1, vol_of_vol=VOL_OF_VOL,

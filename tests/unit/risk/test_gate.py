@@ -245,3 +245,71 @@ def test_refresh_keeps_each_accounts_latest_figures(ledger):
     assert kept["total_max_loss"] == 800.0
     assert kept["var99"] > 0
     assert kept["at"] == MORNING.isoformat()
+
+
+def test_under_a_reducing_breaker_only_orders_the_measures_show_reducing_risk_pass(ledger):
+    from tests.unit.risk.test_breakers import BREAKERS, tick
+
+    market = make_market()
+    ledger.apply_shares(account="paper", symbol="SPY", change=200, price=580.0, commission=0.0,
+                        now=MORNING)
+    gate = RiskEngine(ledger, {"paper": LIMITS}, {"paper": PortfolioLimits()}, builder(market),
+                      breakers={"paper": BREAKERS})
+    alerts = gate.update(MORNING, [tick(-1600.0, now=MORNING)])  # 80% of the daily loss limit
+    assert [a.kind for a in alerts] == ["breaker_reducing"]
+    expiry = market.chain("SPY", MORNING).nearest_expiry(35)
+    strike = round(market.spot("SPY", MORNING) / 5) * 5
+    put = Contract("SPY", expiry, Right.PUT, strike)
+
+    protective = gate.check(request([Leg(put, 1)], cid="hedge"))
+    more_risk = gate.check(request([Leg(put, -1)], cid="short-put"))
+
+    assert protective.approved, protective.reason  # its VaR and ES fall: measured, not declared
+    assert (more_risk.approved, more_risk.check) == (False, "daily_loss")
+    assert "reducing" in more_risk.reason
+
+
+def test_betas_come_from_recorded_closes_once_the_window_is_full(ledger):
+    import numpy as np
+
+    from thetadesk.clock import MarketCalendar
+
+    market = make_market()
+    gate = RiskEngine(ledger, {"paper": LIMITS}, {"paper": PortfolioLimits()}, builder(market),
+                      beta_window=20)
+    sessions = MarketCalendar().sessions(MORNING.date() - timedelta(days=40), 21)
+    rng = np.random.default_rng(3)
+    spy_r = rng.normal(0.0, 0.01, 20)
+    qqq_r = 1.3 * spy_r + rng.normal(0.0, 0.002, 20)
+    spy = 500.0 * np.exp(np.concatenate([[0.0], np.cumsum(spy_r)]))
+    qqq = 400.0 * np.exp(np.concatenate([[0.0], np.cumsum(qqq_r)]))
+    for day, a, b in zip(sessions[:-1], spy[:-1], qqq[:-1], strict=True):
+        ledger.record_close("SPY", day, float(a))
+        ledger.record_close("QQQ", day, float(b))
+    assert gate.betas(MORNING) == {}  # 19 returns: not yet
+
+    ledger.record_close("SPY", sessions[-1], float(spy[-1]))
+    ledger.record_close("QQQ", sessions[-1], float(qqq[-1]))
+    gate._betas = None
+
+    beta = gate.betas(MORNING)["QQQ"]
+    expected = np.polyfit(spy_r, qqq_r, 1)[0]
+    assert beta == pytest.approx(expected, rel=1e-9)
+    assert 1.2 < beta < 1.4
+
+
+def test_refresh_at_the_close_records_closes_and_the_stress_table(ledger):
+    market = make_market()
+    spread = spy_put_spread(market)
+    ledger.open_position(position_id="p1", account="paper", symbol="SPY",
+                         strategy="bull_put_credit", legs=spread.legs, quantity=1,
+                         entry_price=1.0, max_loss_per_spread=400.0, max_profit_per_spread=100.0,
+                         commission=0.0, now=MORNING)
+    close = MORNING.replace(hour=21)  # 16:00 New York
+    figures = engine(ledger, market).refresh(close, at_close=True)["paper"]
+
+    assert [d for d, _ in ledger.closes("SPY")] == [close.date()]
+    assert ledger.closes("SPY")[0][1] == market.spot("SPY", close)
+    table = dict(figures["stress"])
+    assert table["spot -20% IV +100%"] < table["spot -5% IV +50%"] < 0
+    assert "gap up" in table
