@@ -294,7 +294,8 @@ class AccountEngine:
             buying_power=acct.buying_power,
             open_positions=len(self.ledger.positions(self.name))
             + len(self.ledger.orders(self.name, OPEN_STATUSES)),
-            now=now, legs=intent.spread.legs, **self._marks(intent.spread.legs, now),
+            now=now, legs=intent.spread.legs,
+            **self._marks(intent.spread.legs, now, intent.context.get("leg_mids")),
         )
         verdict = self.risk_gate(request)
         if not verdict.approved:
@@ -316,10 +317,15 @@ class AccountEngine:
         failpoints.hit("account.after_write_ahead")
         self._submit(order, now, submitted, rejected, intent=intent)
 
-    def _marks(self, legs: Iterable[Leg], now: datetime) -> dict:
+    def _marks(self, legs: Iterable[Leg], now: datetime, known: object = None) -> dict:
         """What the account sees at ``now`` of its book and ``legs`` (mids, spots), for the risk
-        gate to price the book with; what it cannot quote it leaves to the gate."""
+        gate to price the book with; what it cannot quote it leaves to the gate. ``known``: mids
+        the proposal already carries (OCC -> mid, from the same instant's chain)."""
         contracts = {leg.contract for leg in legs}
+        given = {}
+        if isinstance(known, dict):
+            given = {occ: mid for occ, mid in known.items()
+                     if isinstance(mid, float) and math.isfinite(mid) and mid > 0}
         for pos in self.ledger.positions(self.name):
             contracts |= {leg.contract for leg in legs_from_json(pos["legs"])}
         for order in self.ledger.orders(self.name, OPEN_STATUSES):
@@ -327,6 +333,9 @@ class AccountEngine:
                 contracts |= {leg.contract for leg in legs_from_json(order["legs"])}
         marks, spots = [], []
         for contract in sorted(contracts, key=lambda c: c.occ):
+            if contract.occ in given:
+                marks.append((contract.occ, given[contract.occ]))
+                continue
             try:
                 mid = self.market.quote(contract, now).mid
             except DataError:

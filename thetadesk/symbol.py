@@ -113,6 +113,8 @@ class SymbolEngine:
             "long_strike": wanted, "short_delta": short.delta if short.delta is not None
             else float(np.nan), "mid_credit": round(mid, 4), "natural_credit": round(natural, 4),
             "probability_of_profit": round(pop, 4),
+            # The legs' mids as this chain quoted them: the risk gate prices the trade with them.
+            "leg_mids": {c.occ: q.mid for c, q in quotes.items()},
         }
         intent = TradeIntent(
             intent_id=f"{self.symbol}:{spread.kind.value}:{now.astimezone(NEW_YORK):%Y%m%dT%H%M}",

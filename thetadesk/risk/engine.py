@@ -271,10 +271,16 @@ class RiskEngine:
                 return Rejection("risk_data", f"{req.account}: cannot measure the portfolio "
                                  f"with this order: {exc}"), None
         betas = self.betas(req.now)
-        before = exposure(before_p, total, counts, betas)
         after = exposure(after_p, total + req.max_loss, after_counts, betas)
+        figures = {"after": after.as_dict()}
+        # Within every limit, the book before the order does not matter (a limit refuses only
+        # what ends beyond it), so it is measured only when needed: beyond a limit, or asked.
+        if not measure and check_portfolio(req.account, req.symbol, limits,
+                                           Exposure(0.0, {}), after) is None:
+            return None, figures
+        before = exposure(before_p, total, counts, betas)
         self.latest[req.account] = (req.now, before)
-        figures = {"before": before.as_dict(), "after": after.as_dict()}
+        figures["before"] = before.as_dict()
         return check_portfolio(req.account, req.symbol, limits, before, after), figures
 
     def update(self, now: datetime, ticks: Iterable[AccountTick]) -> list[Alert]:
