@@ -1,4 +1,9 @@
-"""Alerts to people: formatting apart from sending (log and console channels for now)."""
+"""Alerts to people: formatting apart from sending (log and console channels for now).
+
+``thetadesk.notify.format`` holds the pure per-channel formatters (SMS, voice, Telegram, tables)
+and ``thetadesk.notify.routing`` the pure routing policy (severity routes, deduplication, rate
+limits, quiet hours, escalation); their public names are re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,51 @@ from typing import TextIO
 
 from thetadesk.logging import get_logger
 from thetadesk.messages import Alert, Severity
+from thetadesk.notify.format import (
+    format_sms,
+    format_table,
+    format_telegram,
+    format_voice,
+    gsm7_safe,
+    speakable,
+)
+from thetadesk.notify.routing import (
+    DEFAULT_ROUTES,
+    Action,
+    Channel,
+    Deduplicator,
+    Delivery,
+    EscalationPlan,
+    QuietHours,
+    RateLimiter,
+    RoutingPolicy,
+    RoutingState,
+    plan,
+)
+
+__all__ = [
+    "DEFAULT_ROUTES",
+    "Action",
+    "Alert",
+    "Channel",
+    "Deduplicator",
+    "Delivery",
+    "EscalationPlan",
+    "Notifier",
+    "QuietHours",
+    "RateLimiter",
+    "RoutingPolicy",
+    "RoutingState",
+    "Severity",
+    "format_console",
+    "format_sms",
+    "format_table",
+    "format_telegram",
+    "format_voice",
+    "gsm7_safe",
+    "plan",
+    "speakable",
+]
 
 
 def format_console(alert: Alert) -> str:
