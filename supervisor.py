@@ -190,6 +190,9 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         self._collect_report()
+        notification = getattr(self, "slots", {}).get("notification")
+        if notification is not None:  # what is due goes out before the actors stop
+            self._call([notification.send("pump")])
         self._record_last_tick()
         now = self._sim_now()
         self.ledger.record_actor_event(actor="supervisor", kind="stopped", now=now,
@@ -496,6 +499,11 @@ class Supervisor:
         # The day's Monte Carlo risk report runs while the next day starts; it is collected at
         # the next close (or at shutdown), so its Ray tasks never hold up a tick.
         self._report(self.calendar.session_close(session), monte_carlo=True)
+        from thetadesk.messages import Alert, Severity
+
+        # The notification actor builds the message (P&L, trades, open risk) from the ledger.
+        self._notify([Alert(Severity.INFO, "daily_summary", f"daily_summary:{session}", "",
+                            self.calendar.session_close(session))])
         row = self._day_rows(session)
         if self.watch:
             for r in row:

@@ -499,9 +499,55 @@ class AccountConfig(_Section):
         return self
 
 
+_E164 = r"^\+[1-9][0-9]{1,14}$"
+NotifyChannel = Literal["log", "telegram", "sms", "voice"]
+
+
+class RateLimitConfig(_Section):
+    max: int = Field(ge=1, description="messages at most in any window")
+    window_s: float = Field(gt=0, description="sliding window, seconds")
+
+
+class QuietHoursConfig(_Section):
+    start: NewYorkTime = Field(description='local wall-clock start, "22:00" (inclusive)')
+    end: NewYorkTime = Field(description='local wall-clock end, "07:00" (exclusive)')
+    tz: str = "America/New_York"
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHoursConfig:
+        if self.start == self.end:
+            raise ValueError("quiet_hours start and end are equal: leave quiet_hours out (null)")
+        return self
+
+
+class EscalationConfig(_Section):
+    ack_timeout_s: float = Field(default=300, gt=0, description="seconds to wait for /ack")
+    calls_per_contact: int = Field(default=2, ge=1, le=10)
+
+
 class NotificationsConfig(_Section):
+    """Who hears about an alert (log and console are always on; the others need credentials
+    from the environment: a channel whose credentials are missing is disabled with one warning).
+    """
+
     console: bool = True
     min_severity: Literal["info", "warning", "critical"] = "info"
+    routes: dict[Literal["info", "warning", "critical"], list[NotifyChannel]] = Field(
+        default_factory=dict,
+        description="severity -> channels; severities left out keep the defaults (info: log "
+        "telegram; warning: + sms; critical: + voice)")
+    kinds: dict[str, bool] = Field(default_factory=dict,
+                                   description="alert kind -> false to send it to the log only")
+    dedup_window_s: float = Field(default=900, gt=0)
+    rate_limits: dict[NotifyChannel, RateLimitConfig] = Field(default_factory=dict)
+    quiet_hours: QuietHoursConfig | None = None
+    sms_to: list[Annotated[str, Field(pattern=_E164)]] = Field(
+        default_factory=list, description="E.164 numbers; empty: TWILIO_TO_NUMBERS")
+    voice_to: list[Annotated[str, Field(pattern=_E164)]] = Field(
+        default_factory=list, description="E.164 numbers in escalation order; empty: "
+        "TWILIO_TO_NUMBERS")
+    telegram_chat_ids: list[int] = Field(default_factory=list)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
 
 
 class LoggingConfig(_Section):

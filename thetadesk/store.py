@@ -202,6 +202,38 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # The notification outbox: every alert for people is written (with one row per planned
+        # delivery) before anything is sent; a restart sends the pending rows and nothing else.
+        # Recipients are phone numbers and chat ids; channel tokens are never stored.
+        5,
+        [
+            """CREATE TABLE outbox (
+                alert_id TEXT PRIMARY KEY,
+                severity TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                key TEXT NOT NULL,
+                message TEXT NOT NULL,
+                at TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                acked_at TEXT
+            )""",
+            """CREATE TABLE deliveries (
+                alert_id TEXT NOT NULL REFERENCES outbox (alert_id),
+                channel TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                status TEXT NOT NULL
+                    CHECK (status IN ('pending', 'delivered', 'failed', 'suppressed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                next_attempt_at TEXT,
+                delivered_at TEXT,
+                provider_id TEXT,
+                PRIMARY KEY (alert_id, channel, recipient)
+            )""",
+            "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+        ],
+    ),
 ]
 
 
@@ -654,3 +686,74 @@ class Ledger:
     def get_state(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM run_state WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
+
+    # -- notification outbox ----------------------------------------------------------------
+
+    def write_alert(self, *, alert_id: str, severity: str, kind: str, key: str, message: str,
+                    at: datetime, created_at: datetime,
+                    deliveries: list[tuple[str, str, str]],
+                    state: Mapping[str, str] | None = None) -> bool:
+        """Writes an alert and its planned ``(channel, recipient, status)`` deliveries, plus
+        ``state`` run-state keys, in ONE transaction, before anything is sent.
+
+        False (and nothing written) if ``alert_id`` is already in the outbox.
+        """
+        created = _iso(created_at)
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO outbox (alert_id, severity, kind, key, message, at,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (alert_id, severity, kind, key, message, _iso(at), created))
+            fresh = cursor.rowcount == 1
+            if fresh:
+                for channel, recipient, status in deliveries:
+                    self._conn.execute(
+                        "INSERT INTO deliveries (alert_id, channel, recipient, status,"
+                        " next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+                        (alert_id, channel, recipient, status,
+                         created if status == "pending" else None))
+            for name, value in (state or {}).items():
+                self._conn.execute(
+                    "INSERT INTO run_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = ?",
+                    (name, value, value))
+            return fresh
+
+    def due_deliveries(self, now: datetime) -> list[dict[str, Any]]:
+        """Pending deliveries whose next attempt is due at ``now``, joined with their alert,
+        oldest alert first."""
+        return self._rows(
+            "SELECT d.*, o.severity, o.kind, o.key, o.message, o.at, o.created_at, o.acked_at"
+            " FROM deliveries d JOIN outbox o USING (alert_id)"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+            " ORDER BY o.created_at, d.alert_id, d.channel, d.recipient", (_iso(now),))
+
+    def record_delivery(self, *, alert_id: str, channel: str, recipient: str, status: str,
+                        now: datetime, error: str | None = None,
+                        next_attempt_at: datetime | None = None,
+                        provider_id: str | None = None) -> None:
+        """The outcome of one attempt: ``delivered`` (with the provider's id), ``pending`` (a
+        temporary error, retried at ``next_attempt_at``) or ``failed``. Counts the attempt."""
+        if status not in ("pending", "delivered", "failed", "suppressed"):
+            raise DataError(f"unknown delivery status {status!r}")
+        if status == "pending" and next_attempt_at is None:
+            raise DataError("a pending delivery needs next_attempt_at")
+        self._exec(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
+            " next_attempt_at = ?, delivered_at = ?, provider_id = ?"
+            " WHERE alert_id = ? AND channel = ? AND recipient = ?",
+            (status, error, None if next_attempt_at is None else _iso(next_attempt_at),
+             _iso(now) if status == "delivered" else None, provider_id,
+             alert_id, channel, recipient))
+
+    def ack_alert(self, alert_id: str, at: datetime) -> bool:
+        """Marks an alert acknowledged (stops escalation); False if unknown or already acked."""
+        return self._exec("UPDATE outbox SET acked_at = ? WHERE alert_id = ? AND acked_at IS NULL",
+                          (_iso(at), alert_id)) == 1
+
+    def outbox(self, alert_id: str | None = None) -> list[dict[str, Any]]:
+        return self._select("outbox", "created_at, alert_id", alert_id=alert_id)
+
+    def deliveries(self, alert_id: str | None = None, channel: str | None = None,
+                   status: str | None = None) -> list[dict[str, Any]]:
+        return self._select("deliveries", "alert_id, channel, recipient", alert_id=alert_id,
+                            channel=channel, status=status)
