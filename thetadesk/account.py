@@ -572,14 +572,8 @@ class AccountEngine:
         legs = legs_from_json(order["legs"])
         multiplier = legs[0].contract.multiplier
         with self.ledger.transaction():
-            if not self.ledger.record_fill(fill, self.name):
+            if not self._record_order_fill(order, fill, now):
                 return
-            filled = sum(f["quantity"] for f in self.ledger.fills(
-                client_order_id=fill.client_order_id))
-            status = (OrderStatus.FILLED if filled >= order["quantity"]
-                      else OrderStatus.PARTIALLY_FILLED)
-            self.ledger.update_order(fill.client_order_id, status=status.value, now=now,
-                                     filled_quantity=filled, avg_fill_price=fill.price)
             if order["opening"]:
                 intent = self.ledger.intent_for_order(fill.client_order_id) or {}
                 context = json.loads(intent.get("context", "{}"))
@@ -603,17 +597,24 @@ class AccountEngine:
         self.log.info("fill", exec_id=fill.exec_id, client_order_id=fill.client_order_id,
                       quantity=fill.quantity, price=fill.price, commission=fill.commission)
 
+    def _record_order_fill(self, order: dict, fill: Fill, now: datetime) -> bool:
+        """Inside a ledger transaction: the execution (False if its exec id is already
+        recorded) and the order's filled quantity and status."""
+        if not self.ledger.record_fill(fill, self.name):
+            return False
+        filled = sum(f["quantity"] for f in self.ledger.fills(
+            client_order_id=fill.client_order_id))
+        status = (OrderStatus.FILLED if filled >= order["quantity"]
+                  else OrderStatus.PARTIALLY_FILLED)
+        self.ledger.update_order(fill.client_order_id, status=status.value, now=now,
+                                 filled_quantity=filled, avg_fill_price=fill.price)
+        return True
+
     def _apply_share_fill(self, order: dict, fill: Fill, now: datetime) -> None:
         sign = 1 if order["side"] == "buy" else -1
         with self.ledger.transaction():
-            if not self.ledger.record_fill(fill, self.name):
+            if not self._record_order_fill(order, fill, now):
                 return
-            filled = sum(f["quantity"] for f in self.ledger.fills(
-                client_order_id=fill.client_order_id))
-            status = (OrderStatus.FILLED if filled >= order["quantity"]
-                      else OrderStatus.PARTIALLY_FILLED)
-            self.ledger.update_order(fill.client_order_id, status=status.value, now=now,
-                                     filled_quantity=filled, avg_fill_price=fill.price)
             pnl = self.ledger.apply_shares(account=self.name, symbol=order["symbol"],
                                            change=sign * fill.quantity, price=fill.price,
                                            commission=fill.commission, now=fill.time)

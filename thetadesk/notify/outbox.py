@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from thetadesk.clock import LiveClock
 from thetadesk.errors import DataError, TemporaryError, ThetaDeskError
 from thetadesk.logging import get_logger
 from thetadesk.messages import Alert, Severity
@@ -102,15 +103,14 @@ class TelegramSender:
         return str(self.channel.send(int(to), format_telegram(alert)))
 
 
+_WALL = LiveClock()  # retries and backoff run on the wall clock (see the Dispatcher's ``clock``)
+
+
 def alert_id(alert: Alert) -> str:
     """Deterministic id of an alert: a hash of (key, at, kind). The same alert submitted twice
     (a retried call) is written and sent once."""
     at = alert.at.astimezone(UTC).isoformat()
     return hashlib.sha256(f"{alert.key}\x1f{at}\x1f{alert.kind}".encode()).hexdigest()[:32]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Dispatcher:
@@ -123,7 +123,7 @@ class Dispatcher:
     """
 
     def __init__(self, ledger: Ledger, channels: Mapping[Channel, Sender], state: RoutingState,
-                 clock: Callable[[], datetime] = _utc_now, *,
+                 clock: Callable[[], datetime] = _WALL.now, *,
                  backoff_s: tuple[float, ...] = BACKOFF_S,
                  max_attempts: int = MAX_ATTEMPTS) -> None:
         if not backoff_s or any(b <= 0 for b in backoff_s):
