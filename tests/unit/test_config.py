@@ -57,11 +57,14 @@ def test_config_is_frozen_assignment_raises():
 
 
 def _set(path, value):
+    """A mutation setting ``path`` (keys and list indices) to ``value``; missing mapping keys
+    along the way are created."""
+
     def mutate(data):
         *parents, last = path
         node = data
         for key in parents:
-            node = node[key]
+            node = node.setdefault(key, {}) if isinstance(key, str) else node[key]
         node[last] = value
 
     return mutate

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
+from tests.unit.test_config import _delete, _set
 from thetadesk.adapters import sim_market
 from thetadesk.adapters.sim_broker import Fees, FillModel
 from thetadesk.adapters.sim_market import SimMarket, SimRegimes, SimSymbol
@@ -223,28 +224,6 @@ def test_default_account_settles_physically_without_early_assignment(build, tmp_
 
 
 # --- each bad value gives its own readable error -----------------------------------------------
-
-
-def _set(path, value):
-    def mutate(data):
-        *parents, last = path
-        node = data
-        for key in parents:
-            node = node.setdefault(key, {}) if isinstance(key, str) else node[key]
-        node[last] = value
-
-    return mutate
-
-
-def _delete(path):
-    def mutate(data):
-        *parents, last = path
-        node = data
-        for key in parents:
-            node = node[key]
-        del node[last]
-
-    return mutate
 
 
 def _both(*mutations):

@@ -48,6 +48,14 @@ def request(legs=(), quantity=1, opening=True, shares=0, symbol="SPY", max_loss=
                        now=MORNING, legs=tuple(legs), shares=shares)
 
 
+def hold(ledger, spread, quantity):
+    """An open SPY position "p1" of ``quantity`` spreads, $400 max loss each."""
+    ledger.open_position(position_id="p1", account="paper", symbol="SPY",
+                         strategy="bull_put_credit", legs=spread.legs, quantity=quantity,
+                         entry_price=1.0, max_loss_per_spread=400.0, max_profit_per_spread=100.0,
+                         commission=0.0, now=MORNING)
+
+
 def engine(ledger, market=None, **limits):
     return RiskEngine(ledger, {"paper": LIMITS}, {"paper": PortfolioLimits(**limits)},
                       builder(market))
@@ -181,10 +189,7 @@ def test_closing_orders_are_never_measured(ledger):
 def test_exposure_of_the_current_book(ledger):
     market = make_market()
     spread = spy_put_spread(market)
-    ledger.open_position(position_id="p1", account="paper", symbol="SPY",
-                         strategy="bull_put_credit", legs=spread.legs, quantity=3,
-                         entry_price=1.0, max_loss_per_spread=400.0, max_profit_per_spread=100.0,
-                         commission=0.0, now=MORNING)
+    hold(ledger, spread, 3)
     figures = engine(ledger, market).exposure("paper", MORNING + timedelta(minutes=5))
     assert figures.total_max_loss == 1200.0
     assert figures.positions == {"SPY": 1}
@@ -225,10 +230,7 @@ def test_the_gate_prices_with_the_accounts_marks_before_asking_the_market(ledger
 def test_refresh_keeps_each_accounts_latest_figures(ledger):
     market = make_market()
     spread = spy_put_spread(market)
-    ledger.open_position(position_id="p1", account="paper", symbol="SPY",
-                         strategy="bull_put_credit", legs=spread.legs, quantity=2,
-                         entry_price=1.0, max_loss_per_spread=400.0, max_profit_per_spread=100.0,
-                         commission=0.0, now=MORNING)
+    hold(ledger, spread, 2)
     gate = engine(ledger, market)
     seen = []
 
@@ -301,10 +303,7 @@ def test_betas_come_from_recorded_closes_once_the_window_is_full(ledger):
 def test_refresh_at_the_close_records_closes_and_the_stress_table(ledger):
     market = make_market()
     spread = spy_put_spread(market)
-    ledger.open_position(position_id="p1", account="paper", symbol="SPY",
-                         strategy="bull_put_credit", legs=spread.legs, quantity=1,
-                         entry_price=1.0, max_loss_per_spread=400.0, max_profit_per_spread=100.0,
-                         commission=0.0, now=MORNING)
+    hold(ledger, spread, 1)
     close = MORNING.replace(hour=21)  # 16:00 New York
     figures = engine(ledger, market).refresh(close, at_close=True)["paper"]
 
