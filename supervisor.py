@@ -30,6 +30,7 @@ from thetadesk.errors import ConfigError
 ACTOR_MAX_RESTARTS = 3
 QUIET_TICKS = 12  # at most this many more ticks in one account call (see Supervisor._tick)
 PING_TIMEOUT_S = 60.0
+COMMAND_TIMEOUT_S = 30.0  # a Telegram command's actor call; the reply says it failed after this
 RUN_STATS = "run_stats.json"
 
 
@@ -95,6 +96,54 @@ class RunStats:
     latencies_ms: list[float] = field(default_factory=list)
 
 
+class SupervisorDesk:
+    """The Telegram bot's ``DeskControl`` (``thetadesk.notify.bot``) over the supervisor's
+    actors: every command reaches the actor that owns what it changes, through the handles the
+    supervisor keeps alive (looked up per call, so a restarted actor is the one asked). It runs
+    on the bot's thread with the bot's own ledger connection. Breakers, the manual halt
+    included, are the risk actor's; close-all is each account actor's; acknowledgements are
+    the notification actor's outbox."""
+
+    def __init__(self, supervisor: Supervisor, ledger: Any) -> None:
+        self.supervisor = supervisor
+        self.ledger = ledger
+
+    def _call(self, name: str, method: str, *args: Any) -> Any:
+        sup = self.supervisor
+        handle = sup.slots[name].handle
+        return sup.ray.get(getattr(handle, method).remote(*args), timeout=COMMAND_TIMEOUT_S)
+
+    def now(self) -> datetime:
+        from thetadesk.clock import LiveClock
+
+        value = self.ledger.get_state("sim_now")
+        return datetime.fromisoformat(value) if value else LiveClock().now()
+
+    def _accounts(self) -> list[str]:
+        return [n for n in self.supervisor.slots if n.startswith("account-")]
+
+    def breaker_readings(self) -> dict:
+        return self._call("risk", "breaker_readings", self.now())
+
+    def position_values(self) -> dict:
+        return self._call("risk", "position_values", self.now())
+
+    def halt(self, by: str) -> dict:
+        return self._call("risk", "halt", by, self.now(), f"stopped from Telegram by {by}")
+
+    def resume(self, by: str) -> dict:
+        return self._call("risk", "resume", by, self.now(), f"resumed from Telegram by {by}")
+
+    def close_all(self, by: str) -> dict:
+        now = self.now()
+        self._call("risk", "halt", by, now, f"close-all from Telegram by {by}")
+        return {slot.removeprefix("account-"): self._call(slot, "close_all", now, by)
+                for slot in self._accounts()}
+
+    def ack_open(self) -> list:
+        return self._call("notification", "ack_open")
+
+
 class Supervisor:
     def __init__(self, config: Config, args: argparse.Namespace, started_wall: float) -> None:
         self.config = config
@@ -135,6 +184,7 @@ class Supervisor:
             now = datetime.fromisoformat(last)
         self.ledger.set_state("sim_now", now.isoformat())
         self._spawn_all(now)
+        self._start_bot()
         try:
             self._drive(first_session)
         finally:
@@ -188,7 +238,52 @@ class Supervisor:
         if pending is not None:
             self._call([pending])
 
+    def _start_bot(self) -> None:
+        """The Telegram bot, if ``TELEGRAM_BOT_TOKEN`` is set (without it the notification
+        actor has warned once already). Commands sent while the desk was down are answered
+        before the first tick, so a /stop sent then holds from the start; then a thread polls."""
+        self._bot = None
+        if not os.environ.get("TELEGRAM_BOT_TOKEN", "").strip():
+            return
+        from actors.notification import ENV_TELEGRAM_BASE_URL
+        from thetadesk.adapters.telegram import TelegramChannel, TelegramSettings
+        from thetadesk.errors import DataError
+        from thetadesk.notify.bot import BotLoop, desk_handlers
+        from thetadesk.notify.commands import CommandRouter
+        from thetadesk.risk.gate import portfolio_limits_from_config
+        from thetadesk.store import LEDGER_FILE, Ledger
+
+        chat_ids = self.config.notifications.telegram_chat_ids
+        try:
+            settings = TelegramSettings.from_env(os.environ, chat_ids)
+            if settings is None:
+                return  # the adapter warned what is missing
+            channel = TelegramChannel(settings, base_url=os.environ.get(ENV_TELEGRAM_BASE_URL)
+                                      or None)
+        except DataError as exc:
+            self.log.warning("telegram_bot_disabled", reason=str(exc))
+            return
+        ledger = Ledger(self.state_dir / LEDGER_FILE)
+        accounts = [a.name for a in self.config.accounts]
+        handlers = desk_handlers(
+            ledger, accounts, SupervisorDesk(self, ledger), lambda: f"telegram:{router.chat_id}",
+            portfolio_limits_from_config(self.config))
+        router = CommandRouter(settings.allowed_chat_ids, handlers)
+        self._bot = (BotLoop(channel, router, ledger), ledger)
+        if self._bot[0].step(timeout_s=0) >= 0:  # what arrived while the desk was down
+            self._bot[0].start()
+        self.log.info("telegram_bot_started", chats=len(settings.allowed_chat_ids))
+
+    def _stop_bot(self) -> None:
+        bot, self._bot = getattr(self, "_bot", None), None
+        if bot is None:
+            return
+        loop, ledger = bot
+        loop.stop()
+        ledger.close()
+
     def _shutdown(self) -> None:
+        self._stop_bot()
         self._collect_report()
         notification = getattr(self, "slots", {}).get("notification")
         if notification is not None:  # what is due goes out before the actors stop

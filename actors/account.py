@@ -124,5 +124,10 @@ class AccountActor:
         """The account's symbols whose intents ``enter`` would act on after ``prepare``."""
         return self.engine.entry_symbols()
 
+    def close_all(self, now: datetime, by: str) -> int:
+        """Close every open position from the next round on (Telegram ``/closeall``, after the
+        caller halted entries); how many positions and share holdings are open."""
+        return self.engine.request_close_all(now, by)
+
     def ping(self) -> int:
         return pid()

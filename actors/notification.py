@@ -10,10 +10,13 @@ thread also pumps every ``PUMP_INTERVAL_S`` wall-clock seconds so that retries h
 even when no alert arrives. The constructor pumps (restart recovery), and ``pump`` sends
 synchronously (the supervisor calls it before shutting down, and tests use it). One lock
 serialises the thread and the actor's calls: the ledger connection is not shared concurrently.
+Every pump also writes and makes the escalation calls that are due (a critical alert nobody
+acknowledged calls again, then the next voice contact) until ``ack``/``ack_open`` stops them.
 
 A channel whose credentials are missing or malformed is disabled with one warning at start-up,
-never a crash. ``THETADESK_TWILIO_BASE_URL`` (for testing only) sends every Twilio request to
-another host, e.g. a local fake server in an integration test.
+never a crash. ``THETADESK_TWILIO_BASE_URL`` and ``THETADESK_TELEGRAM_BASE_URL`` (for testing
+only) send every Twilio or Bot API request to another host, e.g. a local fake server in an
+integration test.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from thetadesk.notify.routing import (
 from thetadesk.store import Ledger
 
 ENV_TWILIO_BASE_URL = "THETADESK_TWILIO_BASE_URL"  # testing only: a local fake Twilio server
+ENV_TELEGRAM_BASE_URL = "THETADESK_TELEGRAM_BASE_URL"  # testing only: a local fake Bot API
 PUMP_INTERVAL_S = 5.0
 DAILY_SUMMARY = "daily_summary"
 
@@ -110,7 +114,7 @@ def _telegram(env: Mapping[str, str], log: Any, chat_ids: Sequence[int]) -> Any:
         settings = settings_cls.from_env(env, tuple(chat_ids))
         if settings is None:
             return None  # the adapter warned about the missing variables
-        return channel_cls(settings)
+        return channel_cls(settings, base_url=env.get(ENV_TELEGRAM_BASE_URL) or None)
     except Exception as exc:  # credentials never crash the system
         log.warning("telegram channel disabled: invalid settings", error=str(exc))
         return None
@@ -183,6 +187,12 @@ class NotificationActor:
     def ack(self, alert_id: str) -> bool:
         with self._lock:
             return self.dispatcher.ack(alert_id)
+
+    def ack_open(self) -> list[dict[str, Any]]:
+        """Acknowledges every open critical and warning alert (Telegram ``/ack``): escalation
+        calls stop. Returns the acknowledged outbox rows; ``[]`` when none was open."""
+        with self._lock:
+            return self.dispatcher.ack_open()
 
     def ping(self) -> int:
         return pid()

@@ -9,11 +9,13 @@ from pathlib import Path
 from actors._common import ledger_for, pid, settle, start_process
 from actors.stress import run_stress
 from thetadesk.config import Config
+from thetadesk.errors import DataError
 from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict
 from thetadesk.risk.breakers import breaker_limits_from_config
 from thetadesk.risk.engine import RiskEngine, limits_from_config
 from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
 from thetadesk.risk.scenarios import DEFAULT_SCENARIOS, scenarios_from_config
+from thetadesk.store import legs_from_json
 from thetadesk.wiring import build_market
 
 
@@ -64,12 +66,54 @@ class RiskActor:
 
     def reset_breaker(self, account: str, name: str, by: str, now: datetime,
                       reason: str = "reset by hand") -> bool:
-        """A person clears a breaker (the Telegram /reset command); False if it was not set."""
+        """A person clears a breaker; False if it was not set."""
         return self.engine.reset_breaker(account, name, by, now, reason)
+
+    def halt(self, by: str, now: datetime, reason: str = "entries halted by hand",
+             accounts: Sequence[str] | None = None) -> dict[str, bool]:
+        """Halt new entries on ``accounts`` (default: all) now (Telegram ``/stop``); per
+        account, whether it was newly halted (False: halted by hand already)."""
+        names = list(accounts) if accounts is not None else list(self.engine.breakers.limits)
+        return {a: self.engine.halt(a, by, now, reason) for a in names}
+
+    def resume(self, by: str, now: datetime, reason: str = "resumed by hand",
+               accounts: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """Reset every breaker that is not ACTIVE on ``accounts`` (default: all), the manual
+        halt included (Telegram ``/start``); per account, the breakers reset."""
+        names = list(accounts) if accounts is not None else list(self.engine.breakers.limits)
+        out = {}
+        for account in names:
+            states = self.engine.breaker_states(account, now)
+            out[account] = [n for n, r in states.items() if r.state.value != "active"
+                            and self.engine.reset_breaker(account, n, by, now, reason)]
+        return out
+
+    def breaker_readings(self, now: datetime) -> dict[str, dict]:
+        """Every account's breaker readings (name -> ``BreakerReading``) for /status, /risk."""
+        board = self.engine.breakers
+        return {a: board.states(a, now) for a in board.limits}
 
     def breaker_states(self, account: str, now: datetime) -> dict[str, str]:
         """Each breaker's state for the account: name -> active, reducing or halted."""
         return {n: r.state.value for n, r in self.engine.breaker_states(account, now).items()}
+
+    def position_values(self, now: datetime) -> dict[str, dict[str, float]]:
+        """account -> position id -> what closing it would cost per share at mid (> 0 debit),
+        for ``/positions``; a position with a leg the market cannot quote is left out."""
+        market = self.engine.snapshots.market if self.engine.snapshots is not None else None
+        out: dict[str, dict[str, float]] = {}
+        if market is None:
+            return out
+        for account in self.engine.breakers.limits:
+            values = out.setdefault(account, {})
+            for pos in self.engine.ledger.positions(account):
+                try:
+                    legs = legs_from_json(pos["legs"])
+                    values[pos["position_id"]] = round(
+                        -sum(leg.ratio * market.quote(leg.contract, now).mid for leg in legs), 4)
+                except DataError:
+                    continue
+        return out
 
     def ping(self) -> int:
         return pid()

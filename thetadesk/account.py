@@ -18,6 +18,13 @@ and assignment leave (ETF options settle physically) are booked at the underlyin
 close and closed with a market share order, written ahead like every order. A symbol holding
 shares takes no new entries until they are gone.
 
+Close-all (Telegram ``/closeall``): ``request_close_all`` records the request in the ledger's
+run state (``close_all:<account>``) before anything else, so a restart carries it on. From the
+next round on, every open position gets a marketable closing order (reason ``close_all``)
+whatever the exit rules say, opening orders still working are cancelled, and shares go as
+always; when nothing is open and no order works, the request is cleared with an info alert.
+It does not stop new entries by itself: the caller halts them first (the manual halt breaker).
+
 Construction is recovery: the engine resolves every unfinished order against the broker,
 imports missed fills, books missed settlements, and compares positions (options and shares). A
 mismatch it cannot explain fails the account closed (no new entries; exits and cancels still run)
@@ -37,7 +44,7 @@ from datetime import datetime
 from thetadesk import failpoints
 from thetadesk.chain import NEW_YORK, expiry_instant
 from thetadesk.errors import AmbiguousOrderState, DataError, OrderRejected, TemporaryError
-from thetadesk.exits import ExitRules, decide_exit
+from thetadesk.exits import ExitDecision, ExitRules, decide_exit
 from thetadesk.logging import get_logger
 from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict, Severity, TradeIntent
 from thetadesk.models import (
@@ -56,6 +63,7 @@ from thetadesk.store import Ledger, legs_from_json
 OPEN_STATUSES = ("pending_submit", OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value)
 _FINAL = {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED}
 ENTRY_TIMEOUT_TICKS = 3  # an unfilled opening order is cancelled after this many ticks
+CLOSE_ALL = "close_all:"  # run-state key prefix of an account's pending close-all request
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +129,8 @@ class AccountEngine:
         self._rejected: list[str] = []
         self._session = session_of(now)
         self._quotes_good_at = now  # stale-data breaker: the last tick with every quote usable
+        stored = ledger.get_state(CLOSE_ALL + self.name)
+        self._close_all: dict | None = json.loads(stored) if stored else None
         self.recover(now)
 
     # -- recovery -----------------------------------------------------------------------------
@@ -208,6 +218,37 @@ class AccountEngine:
             self._upkeep(order, now)
         self._close_shares(now, self._submitted, self._rejected)
         self._manage_exits(now, self._submitted, self._rejected)
+        if self._close_all is not None:
+            self._close_all_done(now)
+
+    # -- close-all ----------------------------------------------------------------------------
+
+    def request_close_all(self, now: datetime, by: str) -> int:
+        """Close every open position from the next round on (see the module doc); returns how
+        many positions and share holdings are open. Asking again while one is pending keeps the
+        first request."""
+        if self._close_all is None:
+            request = {"requested_at": now.isoformat(), "by": by}
+            self.ledger.set_state(CLOSE_ALL + self.name, json.dumps(request))
+            self._close_all = request
+            self.log.warning("close_all_requested", by=by)
+        return (len(self.ledger.positions(self.name))
+                + len(self.ledger.share_positions(self.name)))
+
+    def close_all_pending(self) -> dict | None:
+        """The pending close-all request (``requested_at``, ``by``), or None."""
+        return None if self._close_all is None else dict(self._close_all)
+
+    def _close_all_done(self, now: datetime) -> None:
+        if (self.ledger.positions(self.name) or self.ledger.share_positions(self.name)
+                or self.ledger.orders(self.name, OPEN_STATUSES)):
+            return
+        request, self._close_all = self._close_all, None
+        self.ledger.delete_state(CLOSE_ALL + self.name)
+        self._alert(Severity.INFO, "close_all_done",
+                    f"{self.name}:close_all:{request['requested_at']}",
+                    f"{self.name}: close-all requested by {request['by']} is done; nothing is "
+                    "open. New entries stay halted until /start.", now)
 
     def enter(self, now: datetime, intents: Iterable[TradeIntent] = (),
               proposed_wall: float | None = None, wall: Callable[[], float] | None = None,
@@ -221,7 +262,10 @@ class AccountEngine:
             self._wall = wall
         submitted, rejected = self._submitted, self._rejected
         latencies: list[float] = []
-        if self.fail_closed is None:
+        if self._close_all is not None:
+            if intents:
+                self.log.info("entries_skipped", reason="close-all pending")
+        elif self.fail_closed is None:
             for intent in intents:
                 if intent.symbol in self.rules.symbols:
                     before = len(submitted)
@@ -253,7 +297,7 @@ class AccountEngine:
         closed, none it holds a position, an open order or shares in (``_enter`` drops those
         intents before any side effect). The supervisor asks the symbol actors only for these.
         """
-        if self.fail_closed is not None:
+        if self.fail_closed is not None or self._close_all is not None:
             return ()
         busy = self._busy_symbols()
         return tuple(s for s in self.rules.symbols if s not in busy)
@@ -373,7 +417,11 @@ class AccountEngine:
             value = sum(leg.ratio * quotes[leg.contract].mid for leg in legs)
             expiry = legs[0].contract.expiry
             dte = (expiry - now.astimezone(NEW_YORK).date()).days
-            decision = decide_exit(pos["entry_price"], value, dte, self.rules.exits)
+            if self._close_all is not None:
+                decision = ExitDecision("close_all", f"requested by {self._close_all['by']} "
+                                        f"at {self._close_all['requested_at']}")
+            else:
+                decision = decide_exit(pos["entry_price"], value, dte, self.rules.exits)
             if decision is None:
                 continue
             close_legs = _reversed(legs)
@@ -551,7 +599,10 @@ class AccountEngine:
         found = self.broker.get_order_by_client_id(cid)
         if found is None:
             return
-        if found.status.is_open and order["opening"]:
+        if found.status.is_open and order["opening"] and self._close_all is not None:
+            found = self.broker.cancel(cid, now)
+            self.log.info("entry_cancelled", client_order_id=cid, reason="close-all requested")
+        elif found.status.is_open and order["opening"]:
             self._order_age[cid] += 1
             if self._order_age[cid] >= ENTRY_TIMEOUT_TICKS:
                 found = self.broker.cancel(cid, now)

@@ -234,6 +234,38 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
         ],
     ),
+    (
+        # Escalation: an unacknowledged critical alert is called again and then the next contact
+        # is called, each call one ``deliveries`` row numbered by ``step`` (0 is the first call,
+        # planned with the alert). SQLite cannot change a primary key, so the table is rebuilt
+        # with ``step`` in its key; the rows so far are step 0. ``outbox_unacked`` keeps the
+        # escalation scan (every pump) and ``/ack`` to the open alerts of one severity.
+        6,
+        [
+            """CREATE TABLE deliveries_v6 (
+                alert_id TEXT NOT NULL REFERENCES outbox (alert_id),
+                channel TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                status TEXT NOT NULL
+                    CHECK (status IN ('pending', 'delivered', 'failed', 'suppressed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                next_attempt_at TEXT,
+                delivered_at TEXT,
+                provider_id TEXT,
+                step INTEGER NOT NULL DEFAULT 0 CHECK (step >= 0),
+                PRIMARY KEY (alert_id, channel, recipient, step)
+            )""",
+            "INSERT INTO deliveries_v6 (alert_id, channel, recipient, status, attempts,"
+            " last_error, next_attempt_at, delivered_at, provider_id, step)"
+            " SELECT alert_id, channel, recipient, status, attempts, last_error,"
+            " next_attempt_at, delivered_at, provider_id, 0 FROM deliveries",
+            "DROP TABLE deliveries",
+            "ALTER TABLE deliveries_v6 RENAME TO deliveries",
+            "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+            "CREATE INDEX outbox_unacked ON outbox (severity, created_at) WHERE acked_at IS NULL",
+        ],
+    ),
 ]
 
 
@@ -241,6 +273,12 @@ def _iso(t: datetime) -> str:
     if t.tzinfo is None or t.utcoffset() is None:
         raise DataError(f"ledger timestamps must be timezone-aware, got {t!r}")
     return t.astimezone(UTC).isoformat()
+
+
+def _step(step: int) -> int:
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise DataError(f"a delivery step must be an integer >= 0, got {step!r}")
+    return step
 
 
 def legs_to_json(legs: tuple[Leg, ...] | list[Leg]) -> str:
@@ -687,6 +725,10 @@ class Ledger:
         row = self._conn.execute("SELECT value FROM run_state WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def delete_state(self, key: str) -> bool:
+        """Removes a run-state key; True if it was there."""
+        return self._exec("DELETE FROM run_state WHERE key = ?", (key,)) == 1
+
     # -- notification outbox ----------------------------------------------------------------
 
     def write_alert(self, *, alert_id: str, severity: str, kind: str, key: str, message: str,
@@ -720,19 +762,20 @@ class Ledger:
 
     def due_deliveries(self, now: datetime) -> list[dict[str, Any]]:
         """Pending deliveries whose next attempt is due at ``now``, joined with their alert,
-        oldest alert first."""
+        oldest alert first (each row has its ``step``)."""
         return self._rows(
             "SELECT d.*, o.severity, o.kind, o.key, o.message, o.at, o.created_at, o.acked_at"
             " FROM deliveries d JOIN outbox o USING (alert_id)"
             " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
-            " ORDER BY o.created_at, d.alert_id, d.channel, d.recipient", (_iso(now),))
+            " ORDER BY o.created_at, d.alert_id, d.channel, d.step, d.recipient", (_iso(now),))
 
     def record_delivery(self, *, alert_id: str, channel: str, recipient: str, status: str,
                         now: datetime, error: str | None = None,
                         next_attempt_at: datetime | None = None,
-                        provider_id: str | None = None) -> None:
+                        provider_id: str | None = None, step: int = 0) -> None:
         """The outcome of one attempt: ``delivered`` (with the provider's id), ``pending`` (a
-        temporary error, retried at ``next_attempt_at``) or ``failed``. Counts the attempt."""
+        temporary error, retried at ``next_attempt_at``) or ``failed``. Counts the attempt.
+        ``step`` addresses an escalation call (0: the delivery planned with the alert)."""
         if status not in ("pending", "delivered", "failed", "suppressed"):
             raise DataError(f"unknown delivery status {status!r}")
         if status == "pending" and next_attempt_at is None:
@@ -740,20 +783,102 @@ class Ledger:
         self._exec(
             "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
             " next_attempt_at = ?, delivered_at = ?, provider_id = ?"
-            " WHERE alert_id = ? AND channel = ? AND recipient = ?",
+            " WHERE alert_id = ? AND channel = ? AND recipient = ? AND step = ?",
             (status, error, None if next_attempt_at is None else _iso(next_attempt_at),
              _iso(now) if status == "delivered" else None, provider_id,
-             alert_id, channel, recipient))
+             alert_id, channel, recipient, _step(step)))
+
+    def add_delivery(self, *, alert_id: str, channel: str, recipient: str, step: int,
+                     now: datetime) -> bool:
+        """Writes escalation call ``step`` (> 0) of an alert as a delivery pending and due at
+        ``now``, before it is attempted. In the same transaction the alert's deliveries on
+        ``channel`` still pending with a lower step are ``suppressed`` ("superseded by step N"):
+        one call at a time, never a retry and the next call together.
+
+        False (and nothing changed) if that step is written already."""
+        step = _step(step)
+        if step == 0:
+            raise DataError("step 0 is planned with the alert (write_alert); escalation "
+                            "steps start at 1")
+        with self.transaction():
+            if not self._conn.execute("SELECT 1 FROM outbox WHERE alert_id = ?",
+                                      (alert_id,)).fetchone():
+                raise DataError(f"no alert {alert_id!r} in the outbox")
+            fresh = self._conn.execute(
+                "INSERT OR IGNORE INTO deliveries (alert_id, channel, recipient, status,"
+                " next_attempt_at, step) VALUES (?, ?, ?, 'pending', ?, ?)",
+                (alert_id, channel, recipient, _iso(now), step)).rowcount == 1
+            if fresh:
+                self._conn.execute(
+                    "UPDATE deliveries SET status = 'suppressed', next_attempt_at = NULL,"
+                    " last_error = ? WHERE alert_id = ? AND channel = ? AND status = 'pending'"
+                    " AND step < ?", (f"superseded by step {step}", alert_id, channel, step))
+            return fresh
+
+    def open_escalations(self, since: datetime) -> list[dict[str, Any]]:
+        """Unacknowledged critical alerts created at or after ``since`` that have voice
+        deliveries, oldest first, each with ``voice``: its voice deliveries (``step``,
+        ``recipient``, ``status``) by step. Reads through the ``outbox_unacked`` index, so the
+        cost follows the recent open alerts, not the size of the outbox."""
+        rows = self._rows(
+            "SELECT o.alert_id, o.severity, o.kind, o.key, o.message, o.at, o.created_at,"
+            " o.acked_at, d.step, d.recipient, d.status"
+            " FROM outbox o JOIN deliveries d ON d.alert_id = o.alert_id AND d.channel = 'voice'"
+            " WHERE o.severity = 'critical' AND o.acked_at IS NULL AND o.created_at >= ?"
+            " ORDER BY o.created_at, o.alert_id, d.step, d.recipient", (_iso(since),))
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            delivery = {k: row.pop(k) for k in ("step", "recipient", "status")}
+            out.setdefault(row["alert_id"], {**row, "voice": []})["voice"].append(delivery)
+        return list(out.values())
 
     def ack_alert(self, alert_id: str, at: datetime) -> bool:
-        """Marks an alert acknowledged (stops escalation); False if unknown or already acked."""
-        return self._exec("UPDATE outbox SET acked_at = ? WHERE alert_id = ? AND acked_at IS NULL",
-                          (_iso(at), alert_id)) == 1
+        """Marks an alert acknowledged (stops escalation): its pending voice calls after the
+        first (step > 0) become ``suppressed`` ("acknowledged") in the same transaction.
+        False if unknown or already acked."""
+        with self.transaction():
+            acked = self._conn.execute(
+                "UPDATE outbox SET acked_at = ? WHERE alert_id = ? AND acked_at IS NULL",
+                (_iso(at), alert_id)).rowcount == 1
+            if acked:
+                self._suppress_escalation(alert_id)
+            return acked
+
+    def ack_open(self, at: datetime,
+                 severities: tuple[str, ...] = ("critical", "warning")) -> list[dict[str, Any]]:
+        """Acknowledges every unacknowledged alert of ``severities`` at ``at`` (Telegram
+        ``/ack``) and suppresses their pending escalation calls, in one transaction. Returns
+        their outbox rows (alert_id, severity, kind, key, message, at, created_at), oldest first;
+        ``[]`` when nothing was open."""
+        if isinstance(severities, str) or not severities:
+            raise DataError(f"severities must be a non-empty tuple of severities, "
+                            f"got {severities!r}")
+        when = _iso(at)
+        marks = ", ".join("?" * len(severities))
+        with self.transaction():
+            rows = self._rows(
+                "SELECT alert_id, severity, kind, key, message, at, created_at FROM outbox"
+                f" WHERE severity IN ({marks}) AND acked_at IS NULL"
+                " ORDER BY created_at, alert_id", tuple(severities))
+            for row in rows:
+                self._conn.execute("UPDATE outbox SET acked_at = ? WHERE alert_id = ?",
+                                   (when, row["alert_id"]))
+                self._suppress_escalation(row["alert_id"])
+            return rows
+
+    def _suppress_escalation(self, alert_id: str) -> None:
+        self._conn.execute(
+            "UPDATE deliveries SET status = 'suppressed', next_attempt_at = NULL,"
+            " last_error = 'acknowledged' WHERE alert_id = ? AND channel = 'voice'"
+            " AND status = 'pending' AND step > 0", (alert_id,))
 
     def outbox(self, alert_id: str | None = None) -> list[dict[str, Any]]:
         return self._select("outbox", "created_at, alert_id", alert_id=alert_id)
 
     def deliveries(self, alert_id: str | None = None, channel: str | None = None,
-                   status: str | None = None) -> list[dict[str, Any]]:
-        return self._select("deliveries", "alert_id, channel, recipient", alert_id=alert_id,
-                            channel=channel, status=status)
+                   status: str | None = None, step: int | None = None) -> list[dict[str, Any]]:
+        """Delivery rows matching the given values (None: any), by alert, channel, recipient
+        and step."""
+        return self._select("deliveries", "alert_id, channel, recipient, step",
+                            alert_id=alert_id, channel=channel, status=status, step=step)
+

@@ -5,6 +5,7 @@ Real parts throughout: a seeded SimMarket, a SimBroker on its own SQLite file, t
 risk engine. The broker is wrapped by a recorder that can fail on purpose.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -197,3 +198,48 @@ def test_account_position_mismatch_fails_closed_with_critical_alert(rec, make_en
         ("reconciliation_mismatch", Severity.CRITICAL),
         ("unknown_fill", Severity.WARNING),  # the external order's fill, reported
     }
+
+
+def test_account_close_all_closes_every_position_then_clears_with_an_alert(
+        rec, make_engine, intent, ledger, market):
+    engine = make_engine(rec)
+    engine.tick(MORNING, [intent])
+    later = MORNING + timedelta(minutes=5)
+
+    open_count = engine.request_close_all(later, by="telegram:42")
+    again = engine.request_close_all(later + timedelta(minutes=1), by="someone else")
+    tick = engine.tick(later, [intent])
+
+    assert (open_count, again) == (1, 1)
+    (closed,) = ledger.positions("paper", status="closed")
+    assert closed["exit_reason"] == "close_all"
+    close_order = ledger.order(tick.submitted[0])
+    assert (close_order["opening"], close_order["purpose"]) == (0, "close_all")
+    assert rec.submission_count(entry_order_id("paper", intent)) == 1  # no new entry
+    assert [a.kind for a in tick.alerts] == ["close_all_done"]
+    assert "telegram:42" in tick.alerts[0].message  # the first request is the one kept
+    assert engine.close_all_pending() is None
+    assert ledger.get_state("close_all:paper") is None
+    assert rec.positions() == []
+
+
+def test_account_close_all_cancels_a_working_entry_and_survives_a_restart(
+        rec, make_engine, intent, ledger):
+    # A credit three times the mid: the entry order rests unfilled at the broker.
+    greedy = replace(intent, limit_price=round(intent.limit_price * 3, 2))
+    make_engine(rec).tick(MORNING, [greedy])
+    cid = entry_order_id("paper", greedy)
+    assert ledger.order(cid)["status"] == "new"
+    make_engine(rec).request_close_all(MORNING, by="telegram:42")
+
+    restarted = make_engine(rec, now=MORNING + timedelta(minutes=5))
+    pending = restarted.close_all_pending()
+    entry_symbols = restarted.entry_symbols()
+    tick = restarted.tick(MORNING + timedelta(minutes=5), [intent])
+
+    assert pending == {"requested_at": MORNING.isoformat(), "by": "telegram:42"}
+    assert entry_symbols == ()  # the supervisor asks no symbol while it is pending
+    assert ledger.order(cid)["status"] == "canceled"
+    assert tick.submitted == ()
+    assert [a.kind for a in tick.alerts] == ["close_all_done"]
+    assert ledger.get_state("close_all:paper") is None

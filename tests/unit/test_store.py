@@ -139,3 +139,141 @@ def test_ledger_state_and_days_round_trip(ledger):
 
 def test_legs_json_round_trip():
     assert legs_from_json(legs_to_json(LEGS)) == LEGS
+
+
+def test_ledger_delete_state_reports_whether_a_key_was_removed(ledger):
+    ledger.set_state("sim_now", "a")
+    assert ledger.delete_state("sim_now") is True
+    assert ledger.get_state("sim_now") is None
+    assert ledger.delete_state("sim_now") is False
+    assert ledger.delete_state("never_set") is False
+
+
+# -- notification outbox: escalation steps ------------------------------------------------------
+
+def _alert(ledger, alert_id="a1", severity="critical", created_at=NOW,
+           deliveries=(("voice", "+15550000001", "pending"), ("sms", "+15550000009", "pending"))):
+    return ledger.write_alert(alert_id=alert_id, severity=severity, kind="breaker_tripped",
+                              key=f"k-{alert_id}", message="m", at=NOW, created_at=created_at,
+                              deliveries=list(deliveries))
+
+
+def test_v5_ledger_with_deliveries_migrates_to_steps_keeping_its_rows(tmp_path, monkeypatch):
+    import thetadesk.store as store
+
+    path = tmp_path / LEDGER_FILE
+    monkeypatch.setattr(store, "MIGRATIONS", MIGRATIONS[:5])
+    old = Ledger(path)
+    assert old.schema_version == 5
+    _alert(old)
+    old._conn.execute(  # a delivered call, as a version-5 outbox recorded it
+        "UPDATE deliveries SET status = 'delivered', attempts = 2, last_error = 'x',"
+        " delivered_at = ?, provider_id = 'CA1', next_attempt_at = NULL"
+        " WHERE channel = 'voice'", (NOW.isoformat(),))
+    before = old._rows("SELECT * FROM deliveries ORDER BY channel")
+    old.close()
+    monkeypatch.setattr(store, "MIGRATIONS", MIGRATIONS)
+
+    new = Ledger(path)
+    try:
+        assert new.schema_version == 6
+        after = new._rows("SELECT * FROM deliveries ORDER BY channel")
+        assert after == [{**row, "step": 0} for row in before]
+        pk = [r for r in new._rows("PRAGMA table_info(deliveries)") if r["pk"]]
+        assert [r["name"] for r in sorted(pk, key=lambda r: r["pk"])] == [
+            "alert_id", "channel", "recipient", "step"]
+        indexes = {r[0] for r in new._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"deliveries_due", "outbox_unacked"} <= indexes
+        # the same recipient can now be called again as a later step, and the old row is intact
+        assert new.add_delivery(alert_id="a1", channel="voice", recipient="+15550000001",
+                                step=1, now=NOW) is True
+        assert [(r["step"], r["status"]) for r in new.deliveries("a1", channel="voice")] == [
+            (0, "delivered"), (1, "pending")]
+        assert [r["step"] for r in new.due_deliveries(NOW)] == [0, 1]  # sms step 0, voice 1
+        assert new._conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        new.close()
+
+
+def test_ledger_record_delivery_addresses_one_step(ledger):
+    _alert(ledger)
+    ledger.add_delivery(alert_id="a1", channel="voice", recipient="+15550000001", step=1,
+                        now=NOW)
+    ledger.record_delivery(alert_id="a1", channel="voice", recipient="+15550000001",
+                           status="delivered", now=NOW, provider_id="CA2", step=1)
+    rows = ledger.deliveries("a1", channel="voice")
+    assert [(r["step"], r["provider_id"]) for r in rows] == [(0, None), (1, "CA2")]
+    assert rows[0]["status"] == "suppressed"  # superseded when step 1 was written
+    assert rows[0]["last_error"] == "superseded by step 1"
+    assert ledger.deliveries("a1", step=1)[0]["status"] == "delivered"
+    with pytest.raises(DataError, match="step must be an integer >= 0"):
+        ledger.record_delivery(alert_id="a1", channel="voice", recipient="+15550000001",
+                               status="delivered", now=NOW, step=-1)
+
+
+def test_ledger_add_delivery_writes_each_step_once_and_validates(ledger):
+    _alert(ledger)
+    kw = {"alert_id": "a1", "channel": "voice", "recipient": "+15550000002", "now": NOW}
+    assert ledger.add_delivery(**kw, step=2) is True
+    assert ledger.add_delivery(**kw, step=2) is False
+    with pytest.raises(DataError, match="step 0 is planned with the alert"):
+        ledger.add_delivery(**kw, step=0)
+    with pytest.raises(DataError, match="step must be an integer"):
+        ledger.add_delivery(**kw, step=True)
+    with pytest.raises(DataError, match="no alert 'nope'"):
+        ledger.add_delivery(**{**kw, "alert_id": "nope"}, step=1)
+    assert ledger.deliveries("a1", channel="sms")[0]["status"] == "pending"  # other channels
+
+
+def test_ledger_ack_suppresses_pending_escalation_calls_only(ledger):
+    _alert(ledger)
+    ledger.add_delivery(alert_id="a1", channel="voice", recipient="+15550000001", step=1,
+                        now=NOW)
+    assert ledger.ack_alert("a1", NOW) is True
+    rows = {(r["channel"], r["step"]): r for r in ledger.deliveries("a1")}
+    assert (rows["voice", 1]["status"], rows["voice", 1]["last_error"]) == (
+        "suppressed", "acknowledged")
+    assert rows["sms", 0]["status"] == "pending"
+    assert ledger.ack_alert("a1", NOW) is False
+    assert ledger.ack_alert("unknown", NOW) is False
+
+
+def test_ledger_ack_open_acks_critical_and_warning_in_one_go(ledger):
+    _alert(ledger, "c1")
+    _alert(ledger, "w1", severity="warning")
+    _alert(ledger, "i1", severity="info")
+    ledger.add_delivery(alert_id="c1", channel="voice", recipient="+15550000001", step=1,
+                        now=NOW)
+    rows = ledger.ack_open(NOW)
+    assert [r["alert_id"] for r in rows] == ["c1", "w1"]
+    assert list(rows[0]) == ["alert_id", "severity", "kind", "key", "message", "at",
+                             "created_at"]
+    assert ledger.deliveries("c1", channel="voice", step=1)[0]["status"] == "suppressed"
+    assert ledger.deliveries("c1", channel="voice", step=0)[0]["status"] == "suppressed"  # by 1
+    assert ledger.ack_open(NOW) == []
+    assert ledger.outbox("i1")[0]["acked_at"] is None
+    with pytest.raises(DataError, match="non-empty tuple"):
+        ledger.ack_open(NOW, severities="critical")
+
+
+def test_ledger_open_escalations_reads_recent_unacked_critical_alerts_by_index(ledger):
+    from datetime import timedelta
+
+    _alert(ledger, "old", created_at=NOW - timedelta(hours=2))
+    _alert(ledger, "new")
+    _alert(ledger, "warn", severity="warning")
+    _alert(ledger, "sms_only", deliveries=(("sms", "+15550000009", "pending"),))
+    _alert(ledger, "acked")
+    ledger.ack_alert("acked", NOW)
+    statements = []
+    ledger._conn.set_trace_callback(statements.append)  # the SQL as run, values bound
+    try:
+        found = ledger.open_escalations(NOW - timedelta(hours=1))
+    finally:
+        ledger._conn.set_trace_callback(None)
+    assert [r["alert_id"] for r in found] == ["new"]
+    assert found[0]["voice"] == [{"step": 0, "recipient": "+15550000001", "status": "pending"}]
+    (query,) = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    plan = ledger._conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+    assert any("USING INDEX outbox_unacked" in row[-1] for row in plan)  # no outbox scan

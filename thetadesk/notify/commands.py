@@ -10,7 +10,8 @@
 * ``/help`` lists the commands; an unknown command gets the help text too.
 * Handlers are ``(args) -> str`` callables supplied by the caller (the supervisor wires the real
   ones); they return Telegram HTML, e.g. built with ``table_reply`` or ``text_reply``. A handler
-  that raises gets a short failure reply; the error is logged.
+  that raises gets a short failure reply; the error is logged. While a handler runs,
+  ``router.chat_id`` is the chat that sent the command (who acted, for the ledger).
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ class CommandRouter:
         self.confirm_window_s = confirm_window_s
         self.bot_username = bot_username
         self._pending: dict[tuple[int, str], float] = {}  # (chat, command) -> deadline
+        # The chat whose command is being handled, for handlers that record who acted.
+        self.chat_id: int | None = None
 
     def handle(self, chat_id: int, text: str) -> str | None:
         """The reply to ``text`` from ``chat_id``, or ``None`` if nothing should be sent."""
@@ -152,12 +155,15 @@ class CommandRouter:
         handler = self.handlers.get(name)
         if handler is None:
             return text_reply(f"/{name} is not available yet.")
+        self.chat_id = chat_id
         try:
             return handler(args)
         except Exception as exc:  # a failing handler must not stop the command loop
             _log().error("telegram command failed", chat_id=chat_id, command=name,
                          error=str(exc), error_type=type(exc).__name__)
             return text_reply(f"/{name} failed ({type(exc).__name__}); see the logs.")
+        finally:
+            self.chat_id = None
 
     def _confirm(self, chat_id: int, name: str, args: tuple[str, ...]
                  ) -> tuple[bool, tuple[str, ...]]:

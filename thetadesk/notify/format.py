@@ -3,7 +3,8 @@
 - ``format_sms``: one GSM-7 SMS segment (at most 160 characters, every one in the GSM 03.38
   basic set, so no character costs two septets and the message never switches to UCS-2).
 - ``format_voice``: text for a text-to-speech call: money, "P&L" and tickers spelled for the ear,
-  URLs and identifiers dropped, the key sentence said twice.
+  URLs and identifiers dropped, the key sentence said twice; a repeat call of an escalation says
+  so first ("Repeat call 2 of 4.").
 - ``format_telegram``: Telegram ``parse_mode=HTML`` text with the severity in bold.
 - ``format_table``: a monospace text table (wrap it in ``<pre>`` for Telegram).
 """
@@ -131,17 +132,29 @@ def speakable(text: str) -> str:
     return re.sub(r"([.!?])[\s.!?]*[.!?]", r"\1", text)  # "limit.. ." left by a removed URL
 
 
-def format_voice(alert: Alert) -> str:
+def format_voice(alert: Alert, call: int = 1, calls: int | None = None) -> str:
     """``"Critical alert: breaker tripped. <message> I repeat: <first sentence>"``.
 
     The message goes through ``speakable`` and the first sentence (the key fact) is said again
     at the end so a listener who missed it on the first pass hears it.
+
+    ``call`` numbers the calls of an escalation (1: the first). A later call starts with
+    ``"Repeat call 2 of 4."`` (``calls`` the planned number, or just ``"Repeat call 2."``), so
+    whoever picks up knows the alert is still unacknowledged and nobody else has taken it.
     """
+    if isinstance(call, bool) or not isinstance(call, int) or call < 1:
+        raise DataError(f"voice call number must be an integer >= 1, got {call!r}")
+    if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int)
+                              or calls < call):
+        raise DataError(f"voice calls must be an integer >= the call number {call}, "
+                        f"got {calls!r}")
     kind = alert.kind.replace("_", " ").replace("-", " ").strip()
     body = speakable(alert.message)
     if body and body[-1] not in ".!?":
         body += "."
     head = f"{alert.severity.value.capitalize()} alert: {kind}."
+    if call > 1:
+        head = f"Repeat call {call}{'' if calls is None else f' of {calls}'}. {head}"
     if not body:
         return f"{head} I repeat: {kind}."
     key = _SENTENCE_END.split(body, maxsplit=1)[0]

@@ -20,6 +20,18 @@ Crash safety. A delivery is marked delivered only after its sender returns, so a
 none that was. The one window that cannot be closed without the provider's help: a crash after the
 provider accepted a message and before our commit re-sends that one message on restart (at least
 once, never lost). Log and console are not in the outbox: they are always on (``Notifier``).
+
+Escalation (``RoutingState.escalation``, an ``EscalationPlan``). A critical alert's first voice
+call is step 0, planned with the alert. Each ``pump`` then asks the plan, for every recent
+unacknowledged critical alert whose step-0 call was planned live (not ``suppressed``), which call
+is due (``EscalationPlan.next_actions``: call the contact again after ``ack_timeout_s``, then the
+next contact). A due call is written first (a ``deliveries`` row with its ``step``, pending, due
+now) and then attempted like every delivery, with the same retries; a later step supersedes a
+still-pending earlier one, so a long outage ends in one call, not a burst. The steps written are
+in the ledger, so a restart never repeats one. Acknowledging (``ack``, ``ack_open``: Telegram
+``/ack``) stops it: pending calls after the first are ``suppressed`` ("acknowledged").
+Escalation runs on the Dispatcher's wall clock (the outbox's ``created_at``), never on the
+alert's ``at``, which is simulated time in a simulated run.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from thetadesk.clock import LiveClock
 from thetadesk.errors import DataError, TemporaryError, ThetaDeskError
@@ -42,6 +54,7 @@ __all__ = [
     "BACKOFF_S",
     "MAX_ATTEMPTS",
     "STATE_KEY",
+    "CallSender",
     "Dispatcher",
     "Sender",
     "TelegramSender",
@@ -63,6 +76,15 @@ class Sender(Protocol):
     that is not."""
 
     def send(self, to: str, alert: Alert) -> str: ...
+
+
+class CallSender(Protocol):
+    """The voice channel's sender: also says which call of an escalation it is making.
+
+    The Dispatcher passes ``call`` (1: the first) and ``calls`` (the planned number, None if no
+    plan is configured) for an escalation call after the first, and nothing else otherwise."""
+
+    def send(self, to: str, alert: Alert, call: int = 1, calls: int | None = None) -> str: ...
 
 
 class _Sms(Protocol):
@@ -89,8 +111,8 @@ class TwilioVoiceSender:
     def __init__(self, channel: _Call) -> None:
         self.channel = channel
 
-    def send(self, to: str, alert: Alert) -> str:
-        return self.channel.call(to, format_voice(alert))
+    def send(self, to: str, alert: Alert, call: int = 1, calls: int | None = None) -> str:
+        return self.channel.call(to, format_voice(alert, call, calls))
 
 
 class TelegramSender:
@@ -118,8 +140,8 @@ class Dispatcher:
 
     ``clock`` gives the wall-clock instant used for retries (``next_attempt_at``, backoff) and
     ``created_at``; routing (dedup windows, rate limits, quiet hours) runs at each alert's own
-    ``at``, so a simulated run is deduplicated in simulated time. Not thread-safe: the caller
-    serialises ``submit``, ``pump`` and ``ack``.
+    ``at``, so a simulated run is deduplicated in simulated time; escalation runs on this clock
+    too. Not thread-safe: the caller serialises ``submit``, ``pump``, ``ack`` and ``ack_open``.
     """
 
     def __init__(self, ledger: Ledger, channels: Mapping[Channel, Sender], state: RoutingState,
@@ -191,19 +213,70 @@ class Dispatcher:
         return written
 
     def pump(self, now: datetime | None = None) -> int:
-        """Sends every due pending delivery once; returns how many were delivered."""
+        """Writes the escalation calls that are due, then sends every due pending delivery
+        once; returns how many were delivered."""
         now = self.clock() if now is None else now
+        try:
+            self._escalate(now)
+        except Exception as exc:  # a broken escalation must never hold up the deliveries
+            self.log.error("notify_escalation_failed", error=f"{type(exc).__name__}: {exc}")
         delivered = 0
         for row in self.ledger.due_deliveries(now):
             delivered += self._attempt(row, now)
         return delivered
 
     def ack(self, alert_id: str, now: datetime | None = None) -> bool:
+        """Acknowledges one alert (no further escalation calls); False if unknown or acked."""
         return self.ledger.ack_alert(alert_id, self.clock() if now is None else now)
 
+    def ack_open(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Acknowledges every open critical and warning alert (Telegram ``/ack``) and returns
+        their outbox rows (alert_id, severity, kind, key, message, at, created_at); ``[]`` when
+        none was open."""
+        rows = self.ledger.ack_open(self.clock() if now is None else now)
+        if rows:
+            self.log.info("notify_acknowledged", alerts=[r["alert_id"] for r in rows])
+        return rows
+
+    # -- escalation ------------------------------------------------------------------------
+
+    def _retry_horizon_s(self) -> float:
+        """The longest a delivery can keep retrying: every backoff up to ``max_attempts``."""
+        return sum(self.backoff_s[min(i, len(self.backoff_s) - 1)]
+                   for i in range(self.max_attempts - 1))
+
+    def _escalate(self, now: datetime) -> None:
+        """Writes the escalation call due now for each open critical alert (see the module
+        doc). Only alerts created within the plan's span plus the retry horizon are read."""
+        escalation = self.state.escalation
+        if escalation is None or Channel.VOICE not in self.channels:
+            return
+        span_s = escalation.steps * escalation.ack_timeout_s + self._retry_horizon_s()
+        for alert in self.ledger.open_escalations(now - timedelta(seconds=span_s)):
+            statuses = {int(d["step"]): d["status"] for d in alert["voice"]}
+            live = (statuses.get(0, "suppressed") != "suppressed"
+                    or any(step > 0 for step in statuses))
+            if not live:
+                continue  # never called: voice was off or suppressed when it was planned
+            created = datetime.fromisoformat(alert["created_at"])
+            if escalation.exhausted(created, None, now):
+                continue
+            for action in escalation.next_actions(created, None, now, statuses.keys()):
+                if action.step == 0:
+                    continue  # planned with the alert (write_alert), never here
+                if self.ledger.add_delivery(alert_id=alert["alert_id"],
+                                            channel=action.channel.value, recipient=action.to,
+                                            step=action.step, now=now):
+                    self.log.warning("notify_escalation", alert_id=alert["alert_id"],
+                                     kind=alert["kind"], step=action.step, to=action.to,
+                                     of=escalation.steps)
+
+    # -- one attempt -----------------------------------------------------------------------
+
     def _attempt(self, row: Mapping[str, Any], now: datetime) -> int:
+        step = int(row.get("step") or 0)
         where = {"alert_id": row["alert_id"], "channel": row["channel"],
-                 "recipient": row["recipient"]}
+                 "recipient": row["recipient"], "step": step}
         sender = self.channels.get(Channel(row["channel"]))
         if sender is None:
             self.ledger.record_delivery(**where, status="suppressed", now=now,
@@ -213,7 +286,13 @@ class Dispatcher:
                       datetime.fromisoformat(row["at"]))
         attempts = int(row["attempts"]) + 1
         try:
-            provider_id = sender.send(row["recipient"], alert)
+            if step > 0:  # an escalation call says which one it is (CallSender)
+                plan_steps = (None if self.state.escalation is None
+                              else max(self.state.escalation.steps, step + 1))
+                provider_id = cast(CallSender, sender).send(row["recipient"], alert,
+                                                            call=step + 1, calls=plan_steps)
+            else:
+                provider_id = sender.send(row["recipient"], alert)
         except TemporaryError as exc:
             self._retry_or_fail(where, attempts, now, exc)
             return 0
@@ -230,7 +309,7 @@ class Dispatcher:
         self.ledger.record_delivery(**where, status="delivered", now=now,
                                     provider_id=None if provider_id is None else str(provider_id))
         self.log.info("notify_delivered", channel=row["channel"], alert_id=row["alert_id"],
-                      kind=row["kind"], attempts=attempts)
+                      kind=row["kind"], attempts=attempts, step=step)
         return 1
 
     def _retry_or_fail(self, where: dict[str, Any], attempts: int, now: datetime,

@@ -19,6 +19,9 @@ Six breakers, each a pure function of its inputs that returns a reason with the 
 - ``restart_storm``: actor restarts (``actor_events`` of kind restarted or recreated, any actor,
   since the last reset) within ``window_minutes`` of simulated/clock time, against ``limit``;
   it applies to every configured account. Default reset: manual.
+- ``manual_halt``: a person halted new entries (Telegram ``/stop`` or ``/closeall``;
+  ``BreakerBoard.halt``). Nothing evaluates it and it has no limit; it holds until a person
+  resets it (``/start``), across restarts like every trip.
 
 Peak equity (drawdown) is the highest of the ``daily`` table's opening and closing equities of
 past sessions, today's opening equity and the tick's equity; after a manual reset only sessions
@@ -59,7 +62,9 @@ CONSECUTIVE_LOSSES = "consecutive_losses"
 REJECTION_RATE = "rejection_rate"
 STALE_DATA = "stale_data"
 RESTART_STORM = "restart_storm"
-NAMES = (DAILY_LOSS, DRAWDOWN, CONSECUTIVE_LOSSES, REJECTION_RATE, STALE_DATA, RESTART_STORM)
+MANUAL_HALT = "manual_halt"
+NAMES = (DAILY_LOSS, DRAWDOWN, CONSECUTIVE_LOSSES, REJECTION_RATE, STALE_DATA, RESTART_STORM,
+         MANUAL_HALT)
 LABELS = {name: name.replace("_", " ") for name in NAMES}
 NEXT_SESSION = "next_session"
 MANUAL = "manual"
@@ -173,7 +178,8 @@ class BreakerLimits:
     def limit(self, name: str) -> float | None:
         return {DAILY_LOSS: self.daily_loss_limit, DRAWDOWN: self.drawdown_limit,
                 CONSECUTIVE_LOSSES: self.consecutive_losses, REJECTION_RATE: self.rejection_rate,
-                STALE_DATA: self.stale_data_s, RESTART_STORM: self.restart_storm}[name]
+                STALE_DATA: self.stale_data_s, RESTART_STORM: self.restart_storm,
+                MANUAL_HALT: None}[name]
 
     def levels(self, name: str) -> tuple[float, float | None] | None:
         """(trip level, reducing level or None) of a breaker; None if it is off."""
@@ -456,7 +462,20 @@ class BreakerBoard:
             return restart_storm_tripped(restarts, limits.restart_window_s, int(level))
         raise ValueError(f"unknown breaker {name!r}")
 
-    # -- reset -----------------------------------------------------------------------------------
+    # -- a person's decisions ----------------------------------------------------------------------
+
+    def halt(self, account: str, *, by: str, now: datetime,
+             reason: str = "entries halted by hand") -> bool:
+        """Halt the account's new entries now (the ``manual_halt`` breaker), recorded with who,
+        when and why; exits continue. False if it was already halted by hand."""
+        if account not in self.limits:
+            raise ValueError(f"unknown account {account!r}; the accounts are "
+                             f"{', '.join(sorted(self.limits))}")
+        if self.states(account, now)[MANUAL_HALT].state is State.HALTED:
+            return False
+        self.ledger.record_breaker_event(account=account, name=MANUAL_HALT, kind="tripped",
+                                         session=_session(now), now=now, reason=reason, by=by)
+        return True
 
     def reset(self, account: str, name: str, *, by: str, now: datetime,
               reason: str = "reset by hand") -> bool:

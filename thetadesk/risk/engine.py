@@ -288,6 +288,12 @@ class RiskEngine:
         warning per breaker newly REDUCING (recorded, so a restarted engine does not repeat)."""
         return self.breakers.evaluate(now, ticks)
 
+    def halt(self, account: str, by: str, now: datetime,
+             reason: str = "entries halted by hand") -> bool:
+        """A person halts the account's new entries (the ``manual_halt`` breaker); False if it
+        was halted by hand already."""
+        return self.breakers.halt(account, by=by, now=now, reason=reason)
+
     def reset_breaker(self, account: str, name: str, by: str, now: datetime,
                       reason: str = "reset by hand") -> bool:
         """A person clears a tripped (or reducing) breaker; False if it was not set."""

@@ -58,6 +58,17 @@ class FakeSender:
         return f"SM{len(self.sent):032d}"
 
 
+class FakeCaller:
+    """A voice sender (``CallSender``): records (to, call number, planned calls)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def send(self, to, alert, call=1, calls=None):
+        self.calls.append((to, call, calls))
+        return f"CA{len(self.calls):032d}"
+
+
 def cfg(**kw):
     base = {"sms_to": [SMS_TO], "voice_to": [CALL_TO]}
     return NotificationsConfig(**{**base, **kw})
@@ -241,6 +252,42 @@ def test_dedup_lets_a_reminder_through_after_the_window(ledger):
     d.submit([breaker(at=T0 + timedelta(seconds=600), severity=Severity.WARNING)])
     d.pump()
     assert len(sms.sent) == 2
+
+
+# --- escalation (the full schedule is in test_escalation.py) --------------------------------------
+
+def test_escalation_follows_the_configured_timeout_and_calls_per_contact(ledger):
+    second = "+15558675312"
+    clock = Clock()
+    voice = FakeCaller()
+    config = cfg(voice_to=[CALL_TO, second],
+                 escalation={"ack_timeout_s": 60, "calls_per_contact": 1})
+    d = dispatcher(ledger, {Channel.VOICE: voice}, clock, config=config)
+    d.submit([breaker()])
+    for _ in range(5):
+        d.pump()
+        clock.advance(30)
+    # each contact once, 60 s apart, then stop; the second call says "Repeat call 2 of 2."
+    assert voice.calls == [(CALL_TO, 1, None), (second, 2, 2)]
+    assert [(r["step"], r["status"]) for r in ledger.deliveries(channel="voice")] == [
+        (0, "delivered"), (1, "delivered")]
+
+
+def test_dispatcher_ack_and_ack_open_leave_step_0_and_other_channels_alone(ledger):
+    clock = Clock()
+    sms = FakeSender(TemporaryError("503"))
+    d = dispatcher(ledger, {Channel.SMS: sms}, clock)
+    d.submit([breaker()])
+    d.pump()
+    assert [r["alert_id"] for r in d.ack_open()] == [alert_id(breaker())]
+    assert d.ack_open() == []
+    assert d.ack(alert_id(breaker())) is False
+    rows = {r["channel"]: r for r in ledger.deliveries(alert_id(breaker()))}
+    assert rows["sms"]["status"] == "pending"
+    assert rows["voice"]["status"] == "suppressed"  # planned suppressed: no voice sender
+    assert rows["voice"]["last_error"] is None
+    clock.advance(30)
+    assert d.pump() == 1
 
 
 # --- quiet hours and switches --------------------------------------------------------------------

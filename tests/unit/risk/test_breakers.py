@@ -12,6 +12,7 @@ from thetadesk.risk.breakers import (
     CONSECUTIVE_LOSSES,
     DAILY_LOSS,
     DRAWDOWN,
+    MANUAL_HALT,
     REJECTION_RATE,
     RESTART_STORM,
     STALE_DATA,
@@ -290,6 +291,35 @@ def test_manual_reset_clears_a_trip_and_is_recorded_with_who_and_why(ledger):
     assert [(e["by"], e["reason"]) for e in reset] == [("alice", "checked the book")]
     # The peak restarts from the reset: the same equity does not trip it again.
     assert risk.update(NOW + timedelta(minutes=5), [tick(-300.0, equity=94_000.0)]) == []
+
+
+def test_a_manual_halt_refuses_entries_until_reset_across_restarts_and_sessions(tmp_path):
+    path = tmp_path / "l.db"
+    risk = engine(Ledger(path))
+
+    assert risk.halt("paper", "telegram:42", NOW, reason="stopped from Telegram") is True
+    assert risk.halt("paper", "telegram:42", NOW) is False  # already halted: nothing recorded
+    refused = risk.check(request())
+    restarted = engine(Ledger(path))
+    next_day = restarted.check(request(client_order_id="td-2", now=TOMORROW))
+    closing = restarted.check(request(client_order_id="td-3", opening=False, now=TOMORROW))
+    nothing_to_evaluate = restarted.update(TOMORROW, [tick()])
+
+    assert (refused.approved, refused.check) == (False, MANUAL_HALT)
+    assert "manual halt" in refused.reason
+    assert "stopped from Telegram" in refused.reason
+    assert (next_day.approved, next_day.check) == (False, MANUAL_HALT)  # no auto reset
+    assert closing.approved  # exits continue
+    assert nothing_to_evaluate == []
+    events = [(e["kind"], e["by"]) for e in Ledger(path).breaker_events("paper", MANUAL_HALT)]
+    assert events == [("tripped", "telegram:42")]
+    assert restarted.reset_breaker("paper", MANUAL_HALT, "telegram:42", TOMORROW) is True
+    assert restarted.check(request(client_order_id="td-4", now=TOMORROW)).approved
+
+
+def test_a_manual_halt_of_an_unknown_account_names_the_accounts(ledger):
+    with pytest.raises(ValueError, match=r"unknown account 'live'.*paper"):
+        engine(ledger).halt("live", "telegram:42", NOW)
 
 
 def test_reset_after_counts_only_later_losses(ledger):
