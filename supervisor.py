@@ -179,6 +179,10 @@ class Supervisor:
         self._install_signal_handlers()  # after Ray, whose core worker installs its own
         first_session = self._first_session()
         now = self.calendar.session_open(first_session)
+        if self.config.market.live:
+            from thetadesk.clock import LiveClock
+
+            now = max(now, LiveClock().now())
         last = self.ledger.get_state("sim_last_tick")
         if last:
             now = datetime.fromisoformat(last)
@@ -417,6 +421,11 @@ class Supervisor:
     # -- the clock -------------------------------------------------------------------------------
 
     def _first_session(self) -> date:
+        if self.config.market.live:  # live: today's session, or the next one
+            from thetadesk.chain import NEW_YORK
+            from thetadesk.clock import LiveClock
+
+            return self.calendar.next_session(LiveClock().now().astimezone(NEW_YORK).date())
         stored = self.ledger.get_state("sim_start")
         if stored:
             start = date.fromisoformat(stored)
@@ -450,7 +459,11 @@ class Supervisor:
                 if last_tick is not None and now <= last_tick:
                     i += 1
                     continue
-                if self.watch:
+                if self.config.market.live:
+                    if not self._wait_until(now):  # a tick already gone by: never trade late
+                        i += 1
+                        continue
+                elif self.watch:
                     self._pace(now)
                 done = self._tick(now, ticks[i + 1:])
                 i += done
@@ -460,6 +473,22 @@ class Supervisor:
                 self._end_of_day(session)
             index += 1
             session = self.calendar.next_session(session + timedelta(days=1))
+
+    def _wait_until(self, at: datetime) -> bool:
+        """Live: sleep until the wall clock reaches the tick at ``at`` (overnight included; a
+        stop request ends the wait). False if the tick is more than one tick interval in the
+        past when asked (a late start, a long pause): it is skipped, not traded late."""
+        from thetadesk.clock import LiveClock
+
+        clock = LiveClock()
+        if (clock.now() - at).total_seconds() > self.config.market.tick_seconds:
+            return False
+        while not self.stopping:
+            left = (at - clock.now()).total_seconds()
+            if left <= 0:
+                return True
+            time.sleep(min(1.0, left))
+        return True  # stopping: the loop sees it before the tick
 
     def _pace(self, now: datetime) -> None:
         pace = self.args.pace or self.config.market.pace
@@ -707,6 +736,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = config.model_copy(update={"seed": args.seed})
     except ConfigError as exc:
         print(f"config error in {args.config}:\n{exc}", file=sys.stderr)
+        return 2
+    if args.sim_days is not None and config.market.live:
+        print(f"--sim-days needs a simulated market (market.source sim or replay); "
+              f"{args.config} trades live prices from {config.market.source}", file=sys.stderr)
+        return 2
+    from thetadesk.wiring import missing_env
+
+    missing = missing_env(config, os.environ)
+    if missing:
+        print(f"{args.config}: set the environment variable"
+              f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} (vendor keys are never "
+              "read from the config file; see README, 'Real brokers and data')",
+              file=sys.stderr)
         return 2
     if args.check_config:
         accounts = ", ".join(a.name for a in config.accounts)

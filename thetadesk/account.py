@@ -145,7 +145,32 @@ class AccountEngine:
             for fill in self.broker.fills(order["client_order_id"]):
                 self._apply_fill(fill, now)
         self._settle_expired(now)
+        self._adopt_external_orders(now)
         self.reconcile_positions(now)
+
+    def _adopt_external_orders(self, now: datetime) -> None:
+        """Open orders at the broker that the ledger never placed: recorded as external and
+        reported once (a warning); left alone (never cancelled, fills not booked), except by a
+        close-all. Positions they open show up in ``reconcile_positions`` and fail the account
+        closed, as any position the ledger cannot explain."""
+        try:
+            found = self.broker.open_orders()
+        except TemporaryError as exc:
+            self.log.warning("open_orders_unavailable", reason=str(exc))
+            return
+        for order in found:
+            cid = order.client_order_id
+            if self.ledger.order(cid) is not None:
+                continue
+            if self.ledger.adopt_external_order(
+                    account=self.name, client_order_id=cid,
+                    broker_order_id=order.broker_order_id, status=order.status.value,
+                    quantity=order.quantity, now=now):
+                self._alert(Severity.WARNING, "external_order", f"{self.name}:external:{cid}",
+                            f"{self.name}: an order ThetaDesk did not place is open at the "
+                            f"broker (client id {cid}, {order.quantity} units, "
+                            f"{order.status.value}); it is left alone and its fills are not "
+                            "booked", now)
 
     def resolve(self, cid: str, now: datetime) -> BrokerOrder | None:
         """Settle an order whose state we do not know by looking it up at the broker."""
@@ -219,6 +244,7 @@ class AccountEngine:
         self._close_shares(now, self._submitted, self._rejected)
         self._manage_exits(now, self._submitted, self._rejected)
         if self._close_all is not None:
+            self._cancel_external(now)
             self._close_all_done(now)
 
     # -- close-all ----------------------------------------------------------------------------
@@ -238,6 +264,24 @@ class AccountEngine:
     def close_all_pending(self) -> dict | None:
         """The pending close-all request (``requested_at``, ``by``), or None."""
         return None if self._close_all is None else dict(self._close_all)
+
+    def _cancel_external(self, now: datetime) -> None:
+        """Close-all is the kill switch: orders placed outside ThetaDesk are cancelled too."""
+        for row in self.ledger.external_orders(self.name):
+            if row["status"] not in ("new", "partially_filled"):
+                continue
+            try:
+                found = self.broker.cancel(row["client_order_id"], now)
+            except (TemporaryError, DataError) as exc:
+                self.log.warning("external_cancel_failed", client_order_id=row["client_order_id"],
+                                 reason=str(exc))
+                continue
+            self.ledger.adopt_external_order(
+                account=self.name, client_order_id=row["client_order_id"],
+                broker_order_id=found.broker_order_id, status=found.status.value,
+                quantity=found.quantity, now=now)
+            self.log.info("external_order_cancelled", client_order_id=row["client_order_id"],
+                          status=found.status.value)
 
     def _close_all_done(self, now: datetime) -> None:
         if (self.ledger.positions(self.name) or self.ledger.share_positions(self.name)

@@ -47,6 +47,8 @@ from thetadesk.logging import register_secret
 __all__ = [
     "DEFAULT_CONFIG",
     "AccountConfig",
+    "AlpacaAccountConfig",
+    "AlpacaDataConfig",
     "BreakersConfig",
     "Config",
     "ExitsConfig",
@@ -61,6 +63,7 @@ __all__ = [
     "SimRegimesConfig",
     "StrategyConfig",
     "SymbolConfig",
+    "VendorDataConfig",
     "load_config",
     "parse_config",
 ]
@@ -217,13 +220,50 @@ class SimMarketConfig(_Section):
     regimes: SimRegimesConfig = Field(default_factory=SimRegimesConfig)
 
 
+class VendorDataConfig(_Section):
+    """How ThetaDesk spends a market-data vendor's request budget and what it refuses to trade.
+
+    The budget is per run: the supervisor splits it evenly between the processes that read
+    the market (one per symbol, one per account, the risk actor), since each keeps its own
+    client."""
+
+    requests_per_minute: int = Field(
+        default=5, ge=1, le=100_000,
+        description="requests per minute the plan allows (Polygon's free tier: 5)")
+    cache_ttl_s: float = Field(
+        default=15.0, ge=0, le=3600, description="seconds a chain or quote answer is reused")
+    max_reject_fraction: float = Field(
+        default=0.2, ge=0, le=1,
+        description="a chain with more unusable rows than this share is not traded on")
+    max_quote_age_s: float = Field(
+        default=900.0, gt=0, le=86_400,
+        description="a quote older than this (by its own timestamp) is rejected as stale")
+
+
+class AlpacaDataConfig(VendorDataConfig):
+    """Alpaca's option data (``market.source: alpaca``)."""
+
+    requests_per_minute: int = Field(default=200, ge=1, le=100_000,
+                                     description="Alpaca's basic plan: 200 a minute")
+    feed: Literal["indicative", "opra"] = Field(
+        default="indicative",
+        description="indicative: free, delayed; opra: real time (a paid subscription)")
+
+
+LIVE_SOURCES = ("polygon", "alpaca")
+
+
 class MarketConfig(_Section):
     """Where prices come from and how simulated time moves."""
 
-    source: Literal["sim", "replay"] = Field(
+    source: Literal["sim", "replay", "polygon", "alpaca"] = Field(
         description="sim: the seeded simulator; replay: real S&P 500 history (1999-2018, VIX "
-        "from 2014) from the arch package, traded as SPY at a tenth of the index"
+        "from 2014) from the arch package, traded as SPY at a tenth of the index; polygon or "
+        "alpaca: live option chains from the vendor (keys from the environment), ticks on the "
+        "wall clock"
     )
+    polygon: VendorDataConfig = Field(default_factory=VendorDataConfig)
+    alpaca: AlpacaDataConfig = Field(default_factory=AlpacaDataConfig)
     start: date = Field(
         ge=CALENDAR_FIRST,
         le=CALENDAR_LAST,
@@ -234,6 +274,12 @@ class MarketConfig(_Section):
     rate: float = Field(ge=-0.05, le=0.5, description="risk-free rate, continuous, annual")
     symbols: dict[SymbolName, SymbolConfig] = Field(min_length=1)
     sim: SimMarketConfig = Field(default_factory=SimMarketConfig)
+
+    @property
+    def live(self) -> bool:
+        """True when prices come from a vendor: ticks follow the wall clock (``start`` and
+        ``pace`` are for simulations only)."""
+        return self.source in LIVE_SOURCES
 
     @model_validator(mode="after")
     def _check_replay(self) -> MarketConfig:
@@ -433,11 +479,22 @@ class BreakersConfig(_Section):
     restart_storm: RestartStormBreakerConfig = Field(default_factory=RestartStormBreakerConfig)
 
 
+class AlpacaAccountConfig(_Section):
+    """An Alpaca account (``broker: alpaca``); keys from ALPACA_API_KEY / ALPACA_SECRET_KEY."""
+
+    paper: StrictBool = Field(
+        default=True, description="true: paper-api.alpaca.markets; false: real money")
+    timeout_s: float = Field(default=10.0, gt=0, le=120,
+                             description="seconds before an HTTP call counts as timed out")
+
+
 class AccountConfig(_Section):
     """One trading account and the broker behind it."""
 
     name: Annotated[str, StringConstraints(pattern=ACCOUNT_NAME_PATTERN)]
-    broker: Literal["sim"]
+    broker: Literal["sim", "alpaca"] = Field(
+        description="sim: the paper broker in the state dir; alpaca: an Alpaca account")
+    alpaca: AlpacaAccountConfig = Field(default_factory=AlpacaAccountConfig)
     symbols: tuple[str, ...] = Field(min_length=1, description="keys of market.symbols")
     starting_cash: float = Field(gt=0, description="dollars")
     commission_per_contract: float = Field(ge=0, description="dollars")
@@ -644,6 +701,15 @@ class Config(_Section):
                     )
                 )
             first_index.setdefault(account.name, i)
+            if account.broker == "alpaca":
+                if not self.market.live:
+                    problems.append((("accounts", i, "broker"), (
+                        "alpaca trades at real prices: set market.source to polygon or alpaca "
+                        f"(it is {self.market.source})")))
+                for key in ("fill_model", "fees", "early_assignment"):
+                    if key in account.model_fields_set:
+                        problems.append((("accounts", i, key),
+                                         "is for the simulated paper broker (broker: sim) only"))
             for j, symbol in enumerate(account.symbols):
                 if symbol not in self.market.symbols:
                     problems.append(

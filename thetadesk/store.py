@@ -266,6 +266,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX outbox_unacked ON outbox (severity, created_at) WHERE acked_at IS NULL",
         ],
     ),
+    (
+        # Orders found open at the broker that the ledger never placed (someone traded the
+        # account by hand, another program): adopted as external, reported once, left alone.
+        7,
+        [
+            """CREATE TABLE external_orders (
+                account TEXT NOT NULL,
+                client_order_id TEXT NOT NULL,
+                broker_order_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                quantity INTEGER NOT NULL,
+                first_seen TEXT NOT NULL,
+                last_seen TEXT NOT NULL,
+                PRIMARY KEY (account, client_order_id)
+            )""",
+        ],
+    ),
 ]
 
 
@@ -646,6 +663,26 @@ class Ledger:
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (account, name, kind, session.isoformat(), _iso(now), reason, by),
         )
+
+    def adopt_external_order(self, *, account: str, client_order_id: str,
+                             broker_order_id: str, status: str, quantity: int,
+                             now: datetime) -> bool:
+        """Record an order the broker has and the ledger never placed; True the first time it
+        is seen (report it then), False after (its status and ``last_seen`` are updated)."""
+        with self.transaction():
+            fresh = self._conn.execute(
+                "INSERT OR IGNORE INTO external_orders VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (account, client_order_id, broker_order_id, status, quantity, _iso(now),
+                 _iso(now))).rowcount == 1
+            if not fresh:
+                self._conn.execute(
+                    "UPDATE external_orders SET status = ?, last_seen = ?"
+                    " WHERE account = ? AND client_order_id = ?",
+                    (status, _iso(now), account, client_order_id))
+            return fresh
+
+    def external_orders(self, account: str | None = None) -> list[dict[str, Any]]:
+        return self._select("external_orders", "first_seen, client_order_id", account=account)
 
     def breaker_events(self, account: str | None = None, name: str | None = None,
                        ) -> list[dict[str, Any]]:

@@ -11,6 +11,23 @@ from thetadesk.config import AccountConfig, Config
 from thetadesk.errors import DataError
 from thetadesk.ports import Broker, MarketData
 
+POLYGON_ENV = ("POLYGON_API_KEY",)
+ALPACA_ENV = ("ALPACA_API_KEY", "ALPACA_SECRET_KEY")
+
+
+def required_env(config: Config) -> tuple[str, ...]:
+    """The environment variables the configured vendors need (keys never live in config)."""
+    names: list[str] = []
+    if config.market.source == "polygon":
+        names += POLYGON_ENV
+    if config.market.source == "alpaca" or any(a.broker == "alpaca" for a in config.accounts):
+        names += ALPACA_ENV
+    return tuple(dict.fromkeys(names))
+
+
+def missing_env(config: Config, env: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(n for n in required_env(config) if not (env.get(n) or "").strip())
+
 
 def build_market(config: Config) -> MarketData:
     m = config.market

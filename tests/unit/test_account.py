@@ -243,3 +243,28 @@ def test_account_close_all_cancels_a_working_entry_and_survives_a_restart(
     assert tick.submitted == ()
     assert [a.kind for a in tick.alerts] == ["close_all_done"]
     assert ledger.get_state("close_all:paper") is None
+
+
+def test_account_adopts_an_external_open_order_reports_it_once_and_closeall_cancels_it(
+        rec, make_engine, intent, ledger, broker):
+    # Someone placed an order by hand that rests at the broker (a credit three times the mid).
+    broker.submit(OrderRequest("by-hand-1", "paper", intent.spread.legs, 1,
+                               round(intent.limit_price * 3, 2)), MORNING)
+
+    first = make_engine(rec)
+    tick = first.tick(MORNING, [])
+    again = make_engine(rec).tick(MORNING + timedelta(minutes=5), [])
+
+    assert [(a.kind, a.severity) for a in tick.alerts] == [("external_order", Severity.WARNING)]
+    assert "by-hand-1" in tick.alerts[0].message
+    assert again.alerts == ()  # reported once
+    (row,) = ledger.external_orders("paper")
+    assert (row["client_order_id"], row["status"], row["quantity"]) == ("by-hand-1", "new", 1)
+    assert broker.get_order_by_client_id("by-hand-1").status.value == "new"  # left alone
+
+    engine = make_engine(rec)
+    engine.request_close_all(MORNING + timedelta(minutes=10), by="telegram:42")
+    engine.tick(MORNING + timedelta(minutes=10), [])
+
+    assert broker.get_order_by_client_id("by-hand-1").status.value == "canceled"
+    assert ledger.external_orders("paper")[0]["status"] == "canceled"

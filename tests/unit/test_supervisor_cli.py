@@ -45,3 +45,19 @@ def test_bad_config_exits_2_naming_path_and_reason_before_starting(tmp_path, old
 def test_invalid_arguments_exit_2():
     assert run("--sim-days", "0").returncode == 2
     assert run("--seed", "-1", "--check-config").returncode == 2
+
+
+def test_a_live_config_refuses_sim_days_and_names_missing_keys(tmp_path):
+    example = str(ROOT / "examples" / "alpaca-data.yaml")
+
+    sim_days = run("--config", example, "--sim-days", "1", "--state-dir", str(tmp_path / "s"))
+    no_keys = subprocess.run(
+        [sys.executable, str(ROOT / "supervisor.py"), "--config", example, "--check-config"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        env={k: v for k, v in __import__("os").environ.items() if not k.startswith("ALPACA_")})
+
+    assert sim_days.returncode == 2
+    assert "--sim-days needs a simulated market" in sim_days.stderr
+    assert no_keys.returncode == 2
+    assert "ALPACA_API_KEY, ALPACA_SECRET_KEY" in no_keys.stderr
+    assert not (tmp_path / "s").exists()  # nothing started
