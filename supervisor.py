@@ -185,9 +185,13 @@ class Supervisor:
             now = max(now, LiveClock().now())
         last = self.ledger.get_state("sim_last_tick")
         if last:
-            now = datetime.fromisoformat(last)
+            # A simulation resumes where it stopped; a live run never goes back in time (the
+            # last tick of yesterday's run is history, not the present).
+            then = datetime.fromisoformat(last)
+            now = max(now, then) if self.config.market.live else then
         self.ledger.set_state("sim_now", now.isoformat())
         self._spawn_all(now)
+        self._report_recovery()
         self._start_bot()
         try:
             self._drive(first_session)
@@ -345,6 +349,13 @@ class Supervisor:
             self.ledger.record_actor_event(actor=slot.name, kind="started", now=now,
                                            pid=slot.pid)
 
+    def _report_recovery(self) -> None:
+        """Send what the accounts' start-up reconciliation found (external orders, position
+        mismatches) now, before waiting for the first tick."""
+        accounts = [s for s in self.slots.values() if s.name.startswith("account-")]
+        found = self._call([slot.send("take_alerts") for slot in accounts])
+        self._notify([alert for alerts in found.values() for alert in alerts])
+
     def _add(self, slot: ActorSlot) -> None:
         slot.handle = slot.make()
         self.slots[slot.name] = slot
@@ -474,20 +485,22 @@ class Supervisor:
             index += 1
             session = self.calendar.next_session(session + timedelta(days=1))
 
-    def _wait_until(self, at: datetime) -> bool:
+    def _wait_until(self, at: datetime, clock: Any = None,
+                    sleep: Callable[[float], None] = time.sleep) -> bool:
         """Live: sleep until the wall clock reaches the tick at ``at`` (overnight included; a
         stop request ends the wait). False if the tick is more than one tick interval in the
         past when asked (a late start, a long pause): it is skipped, not traded late."""
-        from thetadesk.clock import LiveClock
+        if clock is None:
+            from thetadesk.clock import LiveClock
 
-        clock = LiveClock()
+            clock = LiveClock()
         if (clock.now() - at).total_seconds() > self.config.market.tick_seconds:
             return False
         while not self.stopping:
             left = (at - clock.now()).total_seconds()
             if left <= 0:
                 return True
-            time.sleep(min(1.0, left))
+            sleep(min(1.0, left))
         return True  # stopping: the loop sees it before the tick
 
     def _pace(self, now: datetime) -> None:

@@ -35,9 +35,10 @@ class AccountActor:
         self.risk = risk
         ray.get(risk.ping.remote())  # open the channel to the risk actor now, not on a trade
         ledger = ledger_for(state_dir)
-        market = build_market(config)
+        market = build_market(config, state_dir=state_dir)
         broker = build_broker(account, market, state_dir,
-                              dividend_yields=dividend_yields_of(config))
+                              dividend_yields=dividend_yields_of(config),
+                              recorded_fills=ledger.account_fills(name))
         self.engine = AccountEngine(AccountRules.from_config(account, config.exits), ledger,
                                     broker, market, self._gate, current_time(ledger, created_at))
         # What the supervisor would look at between two ticks (see ``rounds``).
@@ -128,6 +129,10 @@ class AccountActor:
         """Close every open position from the next round on (Telegram ``/closeall``, after the
         caller halted entries); how many positions and share holdings are open."""
         return self.engine.request_close_all(now, by)
+
+    def take_alerts(self) -> tuple:
+        """What recovery found at start-up (see ``AccountEngine.take_alerts``)."""
+        return self.engine.take_alerts()
 
     def ping(self) -> int:
         return pid()

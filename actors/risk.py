@@ -24,7 +24,7 @@ class RiskActor:
         start_process(config, state_dir, "risk", console)
         # The market is a pure function of (seed, time) in simulation, so the risk actor prices
         # the books it gates from its own copy, with no extra Ray hop.
-        snapshots = SnapshotBuilder.from_config(config, build_market(config))
+        snapshots = SnapshotBuilder.from_config(config, build_market(config, state_dir=state_dir))
         reports = config.risk_reports
         stress = (DEFAULT_SCENARIOS if reports.stress_scenarios is None
                   else scenarios_from_config(reports.stress_scenarios))

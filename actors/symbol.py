@@ -17,7 +17,7 @@ class SymbolActor:
     def __init__(self, symbol: str, config: Config, state_dir: Path, console: bool) -> None:
         start_process(config, state_dir, f"symbol-{symbol}", console)
         self.engine = SymbolEngine(symbol, BullPutRules.from_config(config.strategy),
-                                   build_market(config))
+                                   build_market(config, state_dir=state_dir))
         settle()
 
     def tick(self, now: datetime) -> tuple[SymbolTick, float]:

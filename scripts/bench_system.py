@@ -20,6 +20,9 @@ Keys:
                            whole system at full speed; target: a year, 252 days, in < 60 s)
   chain_snapshots_per_s    option chain snapshots per second from the simulated market, each at a
                            new minute (so re-priced), of about 400 contracts (chain_contracts)
+  replay_chain_snapshots_per_s
+                           the same for the historical replay (market.source: replay): SPY
+                           chain snapshots per second in a 21-70 DTE window, a new minute each
   wall_s                   the supervisor run's wall time
 """
 
@@ -87,6 +90,24 @@ def chain_snapshots_per_s(seconds: float = 3.0) -> tuple[float, int]:
     return n / (time.perf_counter() - t0), size
 
 
+def replay_chain_snapshots_per_s(seconds: float = 3.0) -> float:
+    """Replay chain snapshots per second (21-70 DTE), each at a new minute of 2016-03-01."""
+    from datetime import date, timedelta
+
+    from thetadesk.adapters.replay import HistoricalReplay
+    from thetadesk.clock import MarketCalendar
+
+    replay = HistoricalReplay()
+    start = MarketCalendar().session_open(date(2016, 3, 1))
+    replay.chain("SPY", start, 21, 70)  # warm-up: the listing grid and the kernels
+    n, minute, t0 = 0, 1, time.perf_counter()
+    while time.perf_counter() - t0 < seconds and minute < 380:
+        replay.chain("SPY", start + timedelta(minutes=minute), 21, 70)
+        n += 1
+        minute += 1
+    return n / (time.perf_counter() - t0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sim-days", type=int, default=30,
@@ -119,6 +140,7 @@ def main() -> None:
         "sim_days_per_s": round(stats["sim_minutes_per_s"] / 390.0, 2),
         "chain_snapshots_per_s": round(snapshots, 1),
         "chain_contracts": contracts,
+        "replay_chain_snapshots_per_s": round(replay_chain_snapshots_per_s(), 1),
         "ticks": stats["ticks"],
         "sim_days": args.sim_days,
         "wall_s": round(wall, 1),

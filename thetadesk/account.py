@@ -22,8 +22,10 @@ Close-all (Telegram ``/closeall``): ``request_close_all`` records the request in
 run state (``close_all:<account>``) before anything else, so a restart carries it on. From the
 next round on, every open position gets a marketable closing order (reason ``close_all``)
 whatever the exit rules say, opening orders still working are cancelled, and shares go as
-always; when nothing is open and no order works, the request is cleared with an info alert.
-It does not stop new entries by itself: the caller halts them first (the manual halt breaker).
+always. When the ledger holds nothing and no order works, positions the broker still reports
+(ones ThetaDesk never opened) are closed with the broker's own close-everything call, once;
+when the broker holds nothing either, the request is cleared with an info alert. It does not
+stop new entries by itself: the caller halts them first (the manual halt breaker).
 
 Construction is recovery: the engine resolves every unfinished order against the broker,
 imports missed fills, books missed settlements, and compares positions (options and shares). A
@@ -140,7 +142,10 @@ class AccountEngine:
         for order in self.ledger.orders(self.name, OPEN_STATUSES):
             self.resolve(order["client_order_id"], now)
         for order in self.ledger.orders(self.name):
-            if order["status"] in ("not_submitted",):
+            # Fully filled per the ledger's own fills: nothing can be missing (its status alone
+            # proves nothing: the broker's "filled" is recorded before the fills are).
+            if order["status"] in ("not_submitted",) or (
+                    (order["filled_quantity"] or 0) >= order["quantity"]):
                 continue
             for fill in self.broker.fills(order["client_order_id"]):
                 self._apply_fill(fill, now)
@@ -265,6 +270,38 @@ class AccountEngine:
         """The pending close-all request (``requested_at``, ``by``), or None."""
         return None if self._close_all is None else dict(self._close_all)
 
+    def _liquidate_leftovers(self, now: datetime) -> bool:
+        """Once everything the ledger holds is closed, what the broker still holds is a
+        position ThetaDesk never opened (traded by hand, a mismatch): the kill switch closes
+        it too, through the broker's own close-everything call where it has one (Alpaca:
+        DELETE /v2/positions, market orders leg by leg), once per request. True while the
+        broker still reports positions (close-all is not done)."""
+        try:
+            left = [*self.broker.positions(), *self.broker.share_positions()]
+        except TemporaryError as exc:
+            self.log.warning("close_all_positions_unavailable", reason=str(exc))
+            return True
+        if not left:
+            return False
+        liquidate = getattr(self.broker, "close_all_positions", None)
+        request = self._close_all
+        if liquidate is None or request.get("liquidated"):
+            return True  # sent already (or nothing to send it with): wait for the broker
+        what = ", ".join(sorted(getattr(p, "symbol", None) or p.contract.occ for p in left))
+        try:
+            liquidate(cancel_orders=True)
+        except (TemporaryError, DataError, OrderRejected) as exc:
+            self.log.warning("close_all_positions_failed", reason=str(exc))
+            return True
+        request["liquidated"] = now.isoformat()
+        self.ledger.set_state(CLOSE_ALL + self.name, json.dumps(request))
+        self._alert(Severity.WARNING, "close_all_liquidation",
+                    f"{self.name}:liquidate:{request['requested_at']}",
+                    f"{self.name}: close-all: the broker still held {len(left)} position(s) "
+                    f"ThetaDesk did not open ({what}); asked the broker to close them at "
+                    "market", now)
+        return True
+
     def _cancel_external(self, now: datetime) -> None:
         """Close-all is the kill switch: orders placed outside ThetaDesk are cancelled too."""
         for row in self.ledger.external_orders(self.name):
@@ -286,6 +323,8 @@ class AccountEngine:
     def _close_all_done(self, now: datetime) -> None:
         if (self.ledger.positions(self.name) or self.ledger.share_positions(self.name)
                 or self.ledger.orders(self.name, OPEN_STATUSES)):
+            return
+        if self._liquidate_leftovers(now):
             return
         request, self._close_all = self._close_all, None
         self.ledger.delete_state(CLOSE_ALL + self.name)
@@ -331,6 +370,13 @@ class AccountEngine:
             submitted=tuple(submitted), rejected=tuple(rejected), latencies_ms=tuple(latencies),
             alerts=alerts, data_age_s=(now - self._quotes_good_at).total_seconds(),
         )
+
+    def take_alerts(self) -> tuple[Alert, ...]:
+        """The alerts raised since the last tick (recovery's, at start-up), now handed over:
+        a start-up finding (an external order, a mismatch) is reported when it is found, not
+        at the first tick, which live can be a night away."""
+        alerts, self._alerts = tuple(self._alerts), []
+        return alerts
 
     def prepared(self, now: datetime) -> bool:
         """Whether the first half of the round at ``now`` has run (``enter`` would not run it)."""

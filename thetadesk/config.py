@@ -248,6 +248,14 @@ class AlpacaDataConfig(VendorDataConfig):
     feed: Literal["indicative", "opra"] = Field(
         default="indicative",
         description="indicative: free, delayed; opra: real time (a paid subscription)")
+    paper: StrictBool = Field(
+        default=True,
+        description="whether ALPACA_API_KEY is a paper key: open interest comes from the "
+        "trading API's contracts list, on the paper or the live host to match the key")
+    open_interest: StrictBool = Field(
+        default=True,
+        description="read open interest from the contracts list (one request per chain "
+        "window every few hours); false: chains carry none")
 
 
 LIVE_SOURCES = ("polygon", "alpaca")
@@ -479,13 +487,28 @@ class BreakersConfig(_Section):
     restart_storm: RestartStormBreakerConfig = Field(default_factory=RestartStormBreakerConfig)
 
 
+_ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
 class AlpacaAccountConfig(_Section):
-    """An Alpaca account (``broker: alpaca``); keys from ALPACA_API_KEY / ALPACA_SECRET_KEY."""
+    """An Alpaca account (``broker: alpaca``); its keys come from the environment variables it
+    names (ALPACA_API_KEY / ALPACA_SECRET_KEY unless told otherwise), never from this file."""
 
     paper: StrictBool = Field(
         default=True, description="true: paper-api.alpaca.markets; false: real money")
     timeout_s: float = Field(default=10.0, gt=0, le=120,
                              description="seconds before an HTTP call counts as timed out")
+    api_key_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] = Field(
+        default="ALPACA_API_KEY", description="the variable holding this account's key id")
+    secret_key_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] = Field(
+        default="ALPACA_SECRET_KEY", description="the variable holding this account's secret")
+    stream: StrictBool = Field(
+        default=True,
+        description="order updates from the trade_updates websocket (REST polling stays the "
+        "fallback); false: poll only")
+    stream_grace_s: float = Field(
+        default=30.0, ge=0, le=600,
+        description="seconds a dropped stream is still trusted before polling takes over")
 
 
 class AccountConfig(_Section):
@@ -690,6 +713,7 @@ class Config(_Section):
                 )
             )
         first_index: dict[str, int] = {}
+        alpaca_keys: dict[tuple[str, str], int] = {}
         known = ", ".join(sorted(self.market.symbols))
         for i, account in enumerate(self.accounts):
             if account.name in first_index:
@@ -702,6 +726,20 @@ class Config(_Section):
                 )
             first_index.setdefault(account.name, i)
             if account.broker == "alpaca":
+                keys = (account.alpaca.api_key_env, account.alpaca.secret_key_env)
+                if keys in alpaca_keys:
+                    problems.append((("accounts", i, "alpaca", "api_key_env"), (
+                        f"accounts[{alpaca_keys[keys]}] uses the same keys ({keys[0]}): two "
+                        "accounts on one Alpaca login would trade each other's positions; "
+                        "name other variables")))
+                alpaca_keys.setdefault(keys, i)
+                if (self.market.source == "alpaca" and keys == ("ALPACA_API_KEY",
+                                                                "ALPACA_SECRET_KEY")
+                        and account.alpaca.paper != self.market.alpaca.paper):
+                    problems.append((("accounts", i, "alpaca", "paper"), (
+                        f"is {str(account.alpaca.paper).lower()} but market.alpaca.paper is "
+                        f"{str(self.market.alpaca.paper).lower()}, for the same key "
+                        "ALPACA_API_KEY: a key is either a paper or a live key")))
                 if not self.market.live:
                     problems.append((("accounts", i, "broker"), (
                         "alpaca trades at real prices: set market.source to polygon or alpaca "

@@ -510,6 +510,14 @@ class Ledger:
         return self._select("fills", "time, exec_id", account=account,
                             client_order_id=client_order_id)
 
+    def account_fills(self, account: str) -> list[Fill]:
+        """The account's recorded executions as ``Fill`` values, oldest first (what a broker
+        adapter that derives executions from cumulative order state is seeded with)."""
+        return [Fill(exec_id=r["exec_id"], client_order_id=r["client_order_id"],
+                     quantity=r["quantity"], price=r["price"], commission=r["commission"],
+                     time=datetime.fromisoformat(r["time"]))
+                for r in self.fills(account=account)]
+
     def open_position(
         self, *, position_id: str, account: str, symbol: str, strategy: str,
         legs: tuple[Leg, ...], quantity: int, entry_price: float, max_loss_per_spread: float,

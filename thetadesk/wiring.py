@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from thetadesk.adapters.sim_broker import EarlyAssignment, Fees, FillModel, SimBroker
 from thetadesk.adapters.sim_market import SimMarket, SimRegimes, SimSymbol
 from thetadesk.config import AccountConfig, Config
 from thetadesk.errors import DataError
+from thetadesk.models import Fill
 from thetadesk.ports import Broker, MarketData
 
 POLYGON_ENV = ("POLYGON_API_KEY",)
 ALPACA_ENV = ("ALPACA_API_KEY", "ALPACA_SECRET_KEY")
+
+# Where the vendor clients connect when these are set (a local server in tests, a proxy);
+# unset, each client uses the vendor's own host (Alpaca: paper or live from the config).
+ENV_POLYGON_BASE_URL = "THETADESK_POLYGON_BASE_URL"
+ENV_ALPACA_TRADING_URL = "THETADESK_ALPACA_TRADING_URL"
+ENV_ALPACA_DATA_URL = "THETADESK_ALPACA_DATA_URL"
+ENV_ALPACA_STREAM_URL = "THETADESK_ALPACA_STREAM_URL"
+
+BUDGET_FILE = "vendor-budget.db"  # in the state dir: one request budget per key for all actors
 
 
 def required_env(config: Config) -> tuple[str, ...]:
@@ -20,8 +31,11 @@ def required_env(config: Config) -> tuple[str, ...]:
     names: list[str] = []
     if config.market.source == "polygon":
         names += POLYGON_ENV
-    if config.market.source == "alpaca" or any(a.broker == "alpaca" for a in config.accounts):
+    if config.market.source == "alpaca":
         names += ALPACA_ENV
+    for account in config.accounts:
+        if account.broker == "alpaca":
+            names += [account.alpaca.api_key_env, account.alpaca.secret_key_env]
     return tuple(dict.fromkeys(names))
 
 
@@ -29,8 +43,41 @@ def missing_env(config: Config, env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(n for n in required_env(config) if not (env.get(n) or "").strip())
 
 
-def build_market(config: Config) -> MarketData:
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip()
+    return value.rstrip("/") or None
+
+
+def build_market(config: Config, *, state_dir: Path | None = None,
+                 env: Mapping[str, str] = os.environ) -> MarketData:
+    """The configured market. Live sources read their keys from ``env`` (ConfigError naming a
+    missing one) and, given ``state_dir``, spend one request budget shared with every other
+    process of the run (``vendor-budget.db`` there)."""
     m = config.market
+    if m.live:
+        shared = None if state_dir is None else Path(state_dir) / BUDGET_FILE
+        yields = dividend_yields_of(config)
+        if m.source == "polygon":
+            from thetadesk.adapters.polygon import PolygonMarketData, PolygonSettings
+
+            p = m.polygon
+            return PolygonMarketData(
+                PolygonSettings.from_env(env), base_url=_url(env, ENV_POLYGON_BASE_URL),
+                requests_per_minute=p.requests_per_minute, cache_ttl_s=p.cache_ttl_s,
+                max_reject_fraction=p.max_reject_fraction,
+                max_quote_age_s=p.max_quote_age_s, max_spot_age_s=p.max_quote_age_s,
+                rate=m.rate, dividend_yields=yields, shared_budget_path=shared)
+        from thetadesk.adapters.alpaca_data import AlpacaDataSettings, AlpacaMarketData
+
+        a = m.alpaca
+        return AlpacaMarketData(
+            AlpacaDataSettings.from_env(env), url_override=_url(env, ENV_ALPACA_DATA_URL),
+            option_feed=a.feed, requests_per_minute=a.requests_per_minute,
+            cache_ttl_s=a.cache_ttl_s, max_reject_fraction=a.max_reject_fraction,
+            max_quote_age_s=a.max_quote_age_s, max_spot_age_s=a.max_quote_age_s, rate=m.rate,
+            dividend_yields=yields, paper=a.paper,
+            trading_url_override=_url(env, ENV_ALPACA_TRADING_URL),
+            open_interest=a.open_interest, shared_budget_path=shared)
     if m.source == "replay":
         from thetadesk.adapters.replay import HistoricalReplay
 
@@ -56,11 +103,21 @@ def paper_broker_path(state_dir: Path, account: str) -> Path:
 
 
 def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
-                 dividend_yields: Mapping[str, float] | None = None) -> Broker:
-    """The paper broker of ``account``. Without a ``fees`` section it charges only
+                 dividend_yields: Mapping[str, float] | None = None,
+                 env: Mapping[str, str] = os.environ,
+                 recorded_fills: Iterable[Fill] = ()) -> Broker:
+    """The broker of ``account``.
+
+    ``broker: alpaca``: an ``AlpacaBroker`` with the account's keys from ``env``, seeded with
+    ``recorded_fills`` (the ledger's fills of this account, so executions split across a restart
+    are not counted twice) and, when ``alpaca.stream`` is on, the trade-updates stream started.
+
+    ``broker: sim``: the paper broker. Without a ``fees`` section it charges only
     ``commission_per_contract``, and without ``fill_model`` it fills at the limit: as before.
     ``dividend_yields`` (per symbol, annual) drive early assignment when the account turns it
     on; ``dividend_yields_of(config)`` gives them."""
+    if account.broker == "alpaca":
+        return _alpaca_broker(account, env, recorded_fills)
     fees = None
     if account.fees is not None:
         f = account.fees
@@ -100,3 +157,20 @@ def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
 def dividend_yields_of(config: Config) -> dict[str, float]:
     """Each configured underlying's annual dividend yield."""
     return {name: s.dividend_yield for name, s in config.market.symbols.items()}
+
+
+def _alpaca_broker(account: AccountConfig, env: Mapping[str, str],
+                   recorded_fills: Iterable[Fill]) -> Broker:
+    from thetadesk.adapters.alpaca import AlpacaBroker, AlpacaSettings
+    from thetadesk.adapters.alpaca_stream import AlpacaTradeUpdates
+
+    a = account.alpaca
+    settings = AlpacaSettings.from_env(env, a.api_key_env, a.secret_key_env)
+    broker = AlpacaBroker(settings, paper=a.paper, account_name=account.name,
+                          url_override=_url(env, ENV_ALPACA_TRADING_URL), timeout_s=a.timeout_s)
+    broker.restore_fills(recorded_fills)
+    if a.stream:
+        AlpacaTradeUpdates(settings, broker, paper=a.paper,
+                           url_override=_url(env, ENV_ALPACA_STREAM_URL),
+                           grace_s=a.stream_grace_s).start()
+    return broker

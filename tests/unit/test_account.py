@@ -245,6 +245,20 @@ def test_account_close_all_cancels_a_working_entry_and_survives_a_restart(
     assert ledger.get_state("close_all:paper") is None
 
 
+def test_account_hands_over_what_recovery_found_before_the_first_tick(rec, make_engine, intent,
+                                                                     broker):
+    broker.submit(OrderRequest("by-hand-0", "paper", intent.spread.legs, 1,
+                               round(intent.limit_price * 3, 2)), MORNING)
+    engine = make_engine(rec)
+
+    found = engine.take_alerts()
+    tick = engine.tick(MORNING, [])
+
+    assert [a.kind for a in found] == ["external_order"]
+    assert engine.take_alerts() == ()
+    assert tick.alerts == ()  # handed over once: the tick does not report it again
+
+
 def test_account_adopts_an_external_open_order_reports_it_once_and_closeall_cancels_it(
         rec, make_engine, intent, ledger, broker):
     # Someone placed an order by hand that rests at the broker (a credit three times the mid).

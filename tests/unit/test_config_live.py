@@ -7,6 +7,7 @@ import pytest
 
 from tests.unit.test_config import _data, _error
 from thetadesk.config import load_config, parse_config
+from thetadesk.errors import ConfigError
 from thetadesk.wiring import missing_env, required_env
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -77,3 +78,85 @@ def test_required_env_names_each_vendors_keys_once():
     assert required_env(paper_on_polygon) == ("POLYGON_API_KEY",)
     assert missing_env(polygon, {"POLYGON_API_KEY": "k", "ALPACA_API_KEY": " "}) == (
         "ALPACA_API_KEY", "ALPACA_SECRET_KEY")
+
+
+def test_two_alpaca_accounts_on_one_set_of_keys_are_refused():
+    data = _live()
+    second = {**data["accounts"][0], "name": "second"}
+    data["accounts"].append(second)
+    assert "accounts[1].alpaca.api_key_env: accounts[0] uses the same keys" in str(_error(data))
+
+    second["alpaca"] = {"api_key_env": "ALPACA_IRA_KEY", "secret_key_env": "ALPACA_IRA_SECRET"}
+    config = parse_config(data, env={})
+    assert required_env(config) == ("POLYGON_API_KEY", "ALPACA_API_KEY", "ALPACA_SECRET_KEY",
+                                    "ALPACA_IRA_KEY", "ALPACA_IRA_SECRET")
+
+
+def test_a_paper_account_on_a_live_data_key_is_refused():
+    data = _live("alpaca", "alpaca", alpaca={"paper": False})
+    assert "accounts[0].alpaca.paper: is false but market.alpaca.paper is true" in str(
+        _error(data))
+
+
+# -- wiring: the adapters a live config builds --------------------------------------------------
+
+KEYS = {"POLYGON_API_KEY": "pk" + "x" * 30, "ALPACA_API_KEY": "PKWIRE00000000000000",
+        "ALPACA_SECRET_KEY": "s" * 40}
+
+
+def test_a_polygon_config_builds_polygon_data_on_a_budget_shared_in_the_state_dir(tmp_path):
+    from thetadesk.adapters.polygon import PolygonMarketData
+    from thetadesk.wiring import build_market
+
+    config = load_config(EXAMPLES / "alpaca-paper.yaml", env={})
+    market = build_market(config, state_dir=tmp_path, env=KEYS)
+
+    assert isinstance(market, PolygonMarketData)
+    assert market.budget.requests_per_minute == config.market.polygon.requests_per_minute
+    assert market.budget.shared_path == tmp_path / "vendor-budget.db"
+    assert market.max_quote_age_s == config.market.polygon.max_quote_age_s
+    assert market.dividend_yields == {"SPY": 0.013}
+
+
+def test_an_alpaca_data_config_builds_alpaca_data_with_its_feed_and_open_interest(tmp_path):
+    from thetadesk.adapters.alpaca_data import AlpacaMarketData
+    from thetadesk.wiring import build_market
+
+    config = load_config(EXAMPLES / "alpaca-data.yaml", env={})
+    market = build_market(config, state_dir=tmp_path, env=KEYS)
+
+    assert isinstance(market, AlpacaMarketData)
+    assert market.budget.requests_per_minute == 200
+    assert market.open_interest is True
+    assert market._option_feed.value == "indicative"
+
+
+def test_an_alpaca_account_builds_an_alpaca_broker_seeded_with_the_ledger_fills(tmp_path):
+    from datetime import UTC, datetime
+
+    from thetadesk.adapters.alpaca import AlpacaBroker
+    from thetadesk.models import Fill
+    from thetadesk.wiring import build_broker
+
+    data = _live()
+    data["accounts"][0]["alpaca"] = {"stream": False, "api_key_env": "MY_KEY",
+                                     "secret_key_env": "MY_SECRET"}
+    account = parse_config(data, env={}).accounts[0]
+    fill = Fill("oid-1:1", "td-1", 1, 0.55, 0.0, datetime(2026, 8, 20, 14, tzinfo=UTC))
+
+    broker = build_broker(account, None, tmp_path,
+                          env={"MY_KEY": "PKMINE00000000000000", "MY_SECRET": "m" * 40},
+                          recorded_fills=[fill])
+
+    assert isinstance(broker, AlpacaBroker)
+    assert broker._tracker.fills("td-1") == [fill]
+    with pytest.raises(ConfigError, match="MY_KEY, MY_SECRET"):
+        build_broker(account, None, tmp_path, env=KEYS)
+
+
+def test_a_live_market_without_its_key_names_the_variable(tmp_path):
+    from thetadesk.wiring import build_market
+
+    config = load_config(EXAMPLES / "alpaca-paper.yaml", env={})
+    with pytest.raises(ConfigError, match="POLYGON_API_KEY"):
+        build_market(config, state_dir=tmp_path, env={})

@@ -61,3 +61,33 @@ def test_a_live_config_refuses_sim_days_and_names_missing_keys(tmp_path):
     assert no_keys.returncode == 2
     assert "ALPACA_API_KEY, ALPACA_SECRET_KEY" in no_keys.stderr
     assert not (tmp_path / "s").exists()  # nothing started
+
+
+def test_live_ticks_wait_for_the_wall_clock_and_skip_the_ones_gone_by():
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from supervisor import Supervisor, parse_args
+    from thetadesk.config import load_config
+
+    config = load_config(ROOT / "examples" / "alpaca-data.yaml", env={})
+    sup = Supervisor(config, parse_args(["--config", "x"]), 0.0)
+    t0 = datetime(2026, 8, 20, 14, 0, tzinfo=UTC)
+    wall = SimpleNamespace(t=t0)
+    clock = SimpleNamespace(now=lambda: wall.t)
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        wall.t += timedelta(seconds=s)
+
+    due_later = sup._wait_until(t0 + timedelta(seconds=2.5), clock, sleep)
+    just_passed = sup._wait_until(wall.t - timedelta(seconds=config.market.tick_seconds), clock,
+                                  sleep)
+    long_gone = sup._wait_until(wall.t - timedelta(seconds=config.market.tick_seconds + 1),
+                                clock, sleep)
+
+    assert due_later is True
+    assert slept == [1.0, 1.0, 0.5]  # in steps, so a stop request is seen within a second
+    assert just_passed is True  # within one tick interval: still traded
+    assert long_gone is False  # never traded late
