@@ -42,12 +42,6 @@ def load(name: str) -> dict:
 
 
 
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime(1000.0)
-
-
 @pytest.fixture
 def make_md(httpserver: HTTPServer, fake_time: FakeTime):
     def make(**kwargs) -> AlpacaMarketData:

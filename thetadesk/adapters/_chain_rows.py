@@ -37,6 +37,7 @@ __all__ = [
     "RowRejected",
     "dte_window",
     "ns_to_datetime",
+    "require_aware",
     "to_quote",
 ]
 
@@ -70,6 +71,12 @@ def ns_to_datetime(ns: Any) -> datetime | None:
     if not math.isfinite(ns):
         return None
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(ns) // 1000)
+
+
+def require_aware(now: datetime) -> None:
+    """DataError unless ``now`` is a timezone-aware datetime (every port call's ``now``)."""
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise DataError(f"now must be a timezone-aware datetime, got {now!r}")
 
 
 def dte_window(now: datetime, min_dte: int | None, max_dte: int | None

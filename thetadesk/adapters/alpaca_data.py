@@ -58,6 +58,7 @@ from thetadesk.adapters._chain_rows import (
     RowRejected,
     dividend_yield_for,
     dte_window,
+    require_aware,
     to_quote,
 )
 from thetadesk.adapters.alpaca import contracts_request, parse_contracts_page
@@ -139,11 +140,6 @@ class _GuardedSession(requests.Session):
             max_rate_limit_retries=self._max_429,
             refused_hint=f"check {ENV_API_KEY}/{ENV_SECRET_KEY} and that your data plan "
                          "includes this feed")
-
-
-def _aware(now: datetime) -> None:
-    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
-        raise DataError(f"now must be a timezone-aware datetime, got {now!r}")
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -262,19 +258,19 @@ class AlpacaMarketData:
 
     def chain(self, symbol: str, now: datetime, min_dte: int | None = None,
               max_dte: int | None = None) -> OptionChain:
-        _aware(now)
+        require_aware(now)
         low, high = dte_window(now, min_dte, max_dte)
         return self._cache.get_or_load(
             ("chain", symbol, low, high), lambda: self._fetch_chain(symbol, now, low, high))
 
     def spot(self, symbol: str, now: datetime) -> float:
         """The latest trade's price, no older than ``max_spot_age_s`` against ``now``."""
-        _aware(now)
+        require_aware(now)
         return self._cache.get_or_load(("spot", symbol), lambda: self._fetch_spot(symbol, now))
 
     def quote(self, contract: Contract, now: datetime) -> Quote:
         """The contract's latest quote (the chain endpoint narrowed to that one contract)."""
-        _aware(now)
+        require_aware(now)
         return self._cache.get_or_load(("quote", contract.occ),
                                        lambda: self._fetch_quote(contract, now))
 

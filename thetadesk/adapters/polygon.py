@@ -52,6 +52,7 @@ from thetadesk.adapters._chain_rows import (
     dividend_yield_for,
     dte_window,
     ns_to_datetime,
+    require_aware,
     to_quote,
 )
 from thetadesk.adapters.budget import (
@@ -165,11 +166,6 @@ class _GuardedPool:
                          "includes this data")
 
 
-def _aware(now: datetime) -> None:
-    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
-        raise DataError(f"now must be a timezone-aware datetime, got {now!r}")
-
-
 def _contract(ticker: Any, shares: Any) -> Contract | None:
     if not isinstance(ticker, str) or not ticker.startswith("O:"):
         return None
@@ -268,7 +264,7 @@ class PolygonMarketData:
     def chain(self, symbol: str, now: datetime, min_dte: int | None = None,
               max_dte: int | None = None) -> OptionChain:
         """Every contract of ``symbol`` expiring in the DTE window, checked row by row."""
-        _aware(now)
+        require_aware(now)
         low, high = dte_window(now, min_dte, max_dte)
         return self._cache.get_or_load(
             ("chain", symbol, low, high), lambda: self._fetch_chain(symbol, now, low, high))
@@ -276,12 +272,12 @@ class PolygonMarketData:
     def spot(self, symbol: str, now: datetime) -> float:
         """The close of the last 1-minute bar at or before ``now`` (no older than
         ``max_spot_age_s``)."""
-        _aware(now)
+        require_aware(now)
         return self._cache.get_or_load(("spot", symbol), lambda: self._fetch_spot(symbol, now))
 
     def quote(self, contract: Contract, now: datetime) -> Quote:
         """The contract's last quote from its snapshot, checked like a chain row."""
-        _aware(now)
+        require_aware(now)
         return self._cache.get_or_load(("quote", contract.occ),
                                        lambda: self._fetch_quote(contract, now))
 
@@ -293,8 +289,8 @@ class PolygonMarketData:
         ``end``, oldest first. Bars missing a price are dropped and counted in one log line."""
         if timespan not in _TIMESPANS:
             raise DataError(f"timespan must be one of {_TIMESPANS}, got {timespan!r}")
-        _aware(start)
-        _aware(end)
+        require_aware(start)
+        require_aware(end)
         aggs = self._call(f"{symbol} {multiplier} {timespan} bars", lambda: list(
             self._client.list_aggs(symbol, multiplier, timespan, start, end, sort="asc",
                                    limit=50000)))
@@ -322,8 +318,8 @@ class PolygonMarketData:
         """Up to ``limit`` trades of ``contract`` from ``start`` (inclusive) to ``end``
         (exclusive), oldest first. Stops paging once ``limit`` trades are in, so a busy
         contract costs one request, not hundreds."""
-        _aware(start)
-        _aware(end)
+        require_aware(start)
+        require_aware(end)
 
         def load() -> list[Any]:
             out = []
