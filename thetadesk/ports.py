@@ -1,7 +1,8 @@
 """The ports between ThetaDesk's domain and the outside world.
 
-The simulator (``adapters/sim_market.py``, ``adapters/sim_broker.py``) implements them today;
-Alpaca and Polygon adapters implement the same Protocols. Every method takes ``now`` from the
+The simulator (``adapters/sim_market.py``, ``adapters/sim_broker.py``), Polygon
+(``adapters/polygon.py``) and Alpaca (``adapters/alpaca.py``, ``adapters/alpaca_data.py``)
+implement them. Every method takes ``now`` from the
 caller's clock where time matters: adapters never read the wall clock to decide what is true.
 """
 
@@ -56,6 +57,13 @@ class Broker(Protocol):
 
     def cancel(self, client_order_id: str, now: datetime) -> BrokerOrder:
         """Cancel an open order (no-op on a final one); returns its state after the attempt."""
+        ...
+
+    def replace(self, client_order_id: str, new_client_order_id: str, now: datetime,
+                limit_price: float | None = None, quantity: int | None = None) -> BrokerOrder:
+        """Replace an open order's limit price and/or quantity with a new order carrying
+        ``new_client_order_id``. Failures as ``submit``'s: when the outcome is unknown, look
+        up ``new_client_order_id``."""
         ...
 
     def open_orders(self) -> list[BrokerOrder]: ...

@@ -32,6 +32,7 @@ from thetadesk.models import Contract, Quote
 from thetadesk.pricing import bsm_greeks, implied_vol
 
 __all__ = [
+    "CachedMarketData",
     "ChainBuilder",
     "RawRow",
     "RowRejected",
@@ -276,6 +277,30 @@ class ChainBuilder:
             )
         return OptionChain(self.underlying, spot, self.now, self._fill_greeks(spot),
                            rate=self.rate, dividend_yield=self.dividend_yield)
+
+
+class CachedMarketData:
+    """The ``MarketData`` port's three calls for a vendor adapter: ``now`` checked, answers kept
+    in the adapter's ``_cache`` (a ``TTLCache``) keyed by the request, misses sent to the
+    adapter's ``_fetch_chain(symbol, now, low, high)``, ``_fetch_spot(symbol, now)`` and
+    ``_fetch_quote(contract, now)``, whose docstrings say what each vendor answers with."""
+
+    def chain(self, symbol: str, now: datetime, min_dte: int | None = None,
+              max_dte: int | None = None) -> OptionChain:
+        """Every contract of ``symbol`` expiring in the DTE window, checked row by row."""
+        require_aware(now)
+        low, high = dte_window(now, min_dte, max_dte)
+        return self._cache.get_or_load(
+            ("chain", symbol, low, high), lambda: self._fetch_chain(symbol, now, low, high))
+
+    def spot(self, symbol: str, now: datetime) -> float:
+        require_aware(now)
+        return self._cache.get_or_load(("spot", symbol), lambda: self._fetch_spot(symbol, now))
+
+    def quote(self, contract: Contract, now: datetime) -> Quote:
+        require_aware(now)
+        return self._cache.get_or_load(("quote", contract.occ),
+                                       lambda: self._fetch_quote(contract, now))
 
 
 def dividend_yield_for(yields: Mapping[str, float], symbol: str) -> float:

@@ -53,12 +53,11 @@ with sdk_import():  # see thetadesk.adapters._alpaca_sdk
     from alpaca.trading.client import TradingClient
 
 from thetadesk.adapters._chain_rows import (
+    CachedMarketData,
     ChainBuilder,
     RawRow,
     RowRejected,
     dividend_yield_for,
-    dte_window,
-    require_aware,
     to_quote,
 )
 from thetadesk.adapters.alpaca import contracts_request, parse_contracts_page
@@ -177,7 +176,7 @@ def _with_open_interest(raw: RawRow, open_interest: Mapping[str, int | None]) ->
     return raw if oi is None else dataclasses.replace(raw, open_interest=oi)
 
 
-class AlpacaMarketData:
+class AlpacaMarketData(CachedMarketData):
     """``MarketData`` from Alpaca's market-data API.
 
     ``url_override`` points both alpaca-py clients at another base URL (a local server in
@@ -254,26 +253,6 @@ class AlpacaMarketData:
         self._trading._session = self._trading_session
         self._trading._retry = 0
 
-    # -- the MarketData port ---------------------------------------------------------------
-
-    def chain(self, symbol: str, now: datetime, min_dte: int | None = None,
-              max_dte: int | None = None) -> OptionChain:
-        require_aware(now)
-        low, high = dte_window(now, min_dte, max_dte)
-        return self._cache.get_or_load(
-            ("chain", symbol, low, high), lambda: self._fetch_chain(symbol, now, low, high))
-
-    def spot(self, symbol: str, now: datetime) -> float:
-        """The latest trade's price, no older than ``max_spot_age_s`` against ``now``."""
-        require_aware(now)
-        return self._cache.get_or_load(("spot", symbol), lambda: self._fetch_spot(symbol, now))
-
-    def quote(self, contract: Contract, now: datetime) -> Quote:
-        """The contract's latest quote (the chain endpoint narrowed to that one contract)."""
-        require_aware(now)
-        return self._cache.get_or_load(("quote", contract.occ),
-                                       lambda: self._fetch_quote(contract, now))
-
     # -- internals ---------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -343,6 +322,7 @@ class AlpacaMarketData:
         raise DataError(f"Alpaca {what}: too many pages")
 
     def _fetch_spot(self, symbol: str, now: datetime) -> float:
+        """The latest trade's price, no older than ``max_spot_age_s`` against ``now``."""
         request = StockLatestTradeRequest(symbol_or_symbols=symbol, feed=self._stock_feed)
         trades = self._call(f"{symbol} spot",
                             lambda: self._stocks.get_stock_latest_trade(request))
@@ -363,6 +343,7 @@ class AlpacaMarketData:
         return float(price)
 
     def _fetch_quote(self, contract: Contract, now: datetime) -> Quote:
+        """The contract's latest quote (the chain endpoint narrowed to that one contract)."""
         request = OptionChainRequest(
             underlying_symbol=contract.underlying, feed=self._option_feed,
             expiration_date=contract.expiry,

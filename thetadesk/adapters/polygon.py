@@ -46,11 +46,11 @@ import urllib3
 from polygon import RESTClient
 
 from thetadesk.adapters._chain_rows import (
+    CachedMarketData,
     ChainBuilder,
     RawRow,
     RowRejected,
     dividend_yield_for,
-    dte_window,
     ns_to_datetime,
     require_aware,
     to_quote,
@@ -204,7 +204,7 @@ def _positive(value: Any) -> float | None:
     return float(value) if math.isfinite(value) and value > 0 else None
 
 
-class PolygonMarketData:
+class PolygonMarketData(CachedMarketData):
     """``MarketData`` from Polygon.io.
 
     ``requests_per_minute`` is the plan's rate (5 on the free tier); ``cache_ttl_s`` how long a
@@ -258,28 +258,6 @@ class PolygonMarketData:
         self._pool = _GuardedPool(self._client.headers, self.budget, timeout_s,
                                   max_rate_limit_retries)
         self._client.client = self._pool
-
-    # -- the MarketData port ---------------------------------------------------------------
-
-    def chain(self, symbol: str, now: datetime, min_dte: int | None = None,
-              max_dte: int | None = None) -> OptionChain:
-        """Every contract of ``symbol`` expiring in the DTE window, checked row by row."""
-        require_aware(now)
-        low, high = dte_window(now, min_dte, max_dte)
-        return self._cache.get_or_load(
-            ("chain", symbol, low, high), lambda: self._fetch_chain(symbol, now, low, high))
-
-    def spot(self, symbol: str, now: datetime) -> float:
-        """The close of the last 1-minute bar at or before ``now`` (no older than
-        ``max_spot_age_s``)."""
-        require_aware(now)
-        return self._cache.get_or_load(("spot", symbol), lambda: self._fetch_spot(symbol, now))
-
-    def quote(self, contract: Contract, now: datetime) -> Quote:
-        """The contract's last quote from its snapshot, checked like a chain row."""
-        require_aware(now)
-        return self._cache.get_or_load(("quote", contract.occ),
-                                       lambda: self._fetch_quote(contract, now))
 
     # -- more data, for later use ----------------------------------------------------------
 
@@ -393,6 +371,8 @@ class PolygonMarketData:
         return builder.build(spot)
 
     def _fetch_spot(self, symbol: str, now: datetime) -> float:
+        """The close of the last 1-minute bar at or before ``now`` (no older than
+        ``max_spot_age_s``)."""
         aggs = self._call(f"{symbol} spot", lambda: self._client.get_aggs(
             symbol, 1, "minute", now - timedelta(days=4), now, sort="desc", limit=1))
         for agg in aggs or ():
@@ -413,6 +393,7 @@ class PolygonMarketData:
                         f"before {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
 
     def _fetch_quote(self, contract: Contract, now: datetime) -> Quote:
+        """The contract's last quote from its snapshot, checked like a chain row."""
         ticker = f"O:{contract.occ}"
         snap = self._call(f"{contract.occ} quote", lambda: self._client.get_snapshot_option(
             contract.underlying, ticker))
