@@ -274,8 +274,8 @@ class AccountEngine:
         """Once everything the ledger holds is closed, what the broker still holds is a
         position ThetaDesk never opened (traded by hand, a mismatch): the kill switch closes
         it too, through the broker's own close-everything call where it has one (Alpaca:
-        DELETE /v2/positions, market orders leg by leg), once per request. True while the
-        broker still reports positions (close-all is not done)."""
+        DELETE /v2/positions, market orders leg by leg), once per request; a broker without
+        one gets a warning naming them. True while close-all must wait for the broker."""
         try:
             left = [*self.broker.positions(), *self.broker.share_positions()]
         except TemporaryError as exc:
@@ -285,9 +285,15 @@ class AccountEngine:
             return False
         liquidate = getattr(self.broker, "close_all_positions", None)
         request = self._close_all
-        if liquidate is None or request.get("liquidated"):
-            return True  # sent already (or nothing to send it with): wait for the broker
         what = ", ".join(sorted(getattr(p, "symbol", None) or p.contract.occ for p in left))
+        if liquidate is None:  # a broker without the call (the paper broker): say, and finish
+            self._alert(Severity.WARNING, "close_all_leftovers",
+                        f"{self.name}:leftovers:{request['requested_at']}",
+                        f"{self.name}: close-all: the broker still holds {len(left)} "
+                        f"position(s) ThetaDesk did not open ({what}); close them by hand", now)
+            return False
+        if request.get("liquidated"):
+            return True  # sent already: wait for the broker
         try:
             liquidate(cancel_orders=True)
         except (TemporaryError, DataError, OrderRejected) as exc:
@@ -362,7 +368,7 @@ class AccountEngine:
         day = self.ledger.day(self.name, self._session)
         self.ledger.end_day(account=self.name, session=self._session, equity=acct.equity,
                             cash=acct.cash, open_positions=len(positions))
-        alerts, self._alerts = tuple(self._alerts), []
+        alerts = self.take_alerts()
         return AccountTick(
             account=self.name, now=now, equity=acct.equity, cash=acct.cash,
             buying_power=acct.buying_power, day_pnl=acct.equity - day["start_equity"],

@@ -282,3 +282,21 @@ def test_account_adopts_an_external_open_order_reports_it_once_and_closeall_canc
 
     assert broker.get_order_by_client_id("by-hand-1").status.value == "canceled"
     assert ledger.external_orders("paper")[0]["status"] == "canceled"
+
+
+def test_close_all_on_a_broker_without_a_close_everything_call_names_the_leftovers_and_ends(
+        make_engine, intent, broker, ledger):
+    # A position the ledger does not hold (opened by hand at the paper broker).
+    by_hand = OrderRequest("by-hand-9", "paper", intent.spread.legs, 1,
+                           round(intent.limit_price - 0.05, 2))
+    broker.submit(by_hand, MORNING)
+    engine = make_engine(broker)
+    assert not hasattr(broker, "close_all_positions")
+    engine.request_close_all(MORNING, by="telegram:42")
+
+    tick = engine.tick(MORNING + timedelta(minutes=5), [])
+
+    kinds = [a.kind for a in tick.alerts]
+    assert "close_all_leftovers" in kinds
+    assert "close_all_done" in kinds
+    assert engine.close_all_pending() is None
