@@ -335,6 +335,11 @@ class Supervisor:
         self._add(ActorSlot("notification", lambda: remote(NotificationActor, "notification")
                             .remote(cfg, sd, console)))
         self._add(ActorSlot("risk", lambda: remote(RiskActor, "risk").remote(cfg, sd, console)))
+        if cfg.hedging.enabled:
+            from actors.hedging import HedgingActor
+
+            self._add(ActorSlot("hedging", lambda: remote(HedgingActor, "hedging")
+                                .remote(cfg, sd, console)))
         for symbol in cfg.market.symbols:
             self._add(ActorSlot(
                 f"symbol-{symbol}",
@@ -567,6 +572,7 @@ class Supervisor:
             record_start()
             ready = self._call([a.send("prepare", now) for a in accounts])
         sym = {}
+        symbol_refs = []
         if not self.stopping and self.entry_rules.in_entry_window(now):
             # An account that did not say (it died, say) gets every symbol's intents.
             wanted = set().union(*(
@@ -574,8 +580,14 @@ class Supervisor:
                 for slot in accounts))
             symbol_refs = [s.send("tick", now) for s in symbols
                            if s.name.removeprefix("symbol-") in wanted]
+        hedging = self.slots.get("hedging")
+        if hedging is not None and not self.stopping and self._hedge_due(now):
+            symbol_refs.append(hedging.send("tick", now))  # reads the ledger, as symbols do
+            self._hedge_checked = now
+        if symbol_refs:
             record_start()
             sym = self._call(symbol_refs)
+        hedges = sym.pop("hedging", None) or {}
         if self.stats.first_tick_s is None:
             self.stats.first_tick_s = time.time() - self.stats.started_wall
             self.log.info("first_tick", seconds=round(self.stats.first_tick_s, 2))
@@ -586,6 +598,8 @@ class Supervisor:
         upcoming = tuple(upcoming) if not self.stopping else ()
         quiet = (self.args.quiet_ticks if len(accounts) == 1 and not self.watch
                  and not self.stopping else 0)
+        if quiet and hedging is not None:  # a quiet run stops before the next hedge check
+            quiet = min(quiet, sum(1 for t in upcoming if not self._hedge_due(t)))
         if quiet:
             record_start()  # before the account records later ticks itself
         calls = []
@@ -593,7 +607,8 @@ class Supervisor:
             account = cfg_accounts[slot.name.removeprefix("account-")]
             mine = [i for i in intents if i.symbol in account.symbols] if not self.stopping else []
             wall = min((walls[i.symbol] for i in mine), default=None)
-            calls.append(slot.send("rounds", now, mine, wall, upcoming[:quiet + 1], quiet))
+            calls.append(slot.send("rounds", now, mine, wall, upcoming[:quiet + 1], quiet,
+                                   hedges.get(account.name, ())))
         record_start()
         results = self._call(calls)
         done = max((len(r) for r in results.values()), default=1)
@@ -631,6 +646,13 @@ class Supervisor:
         self.stats.sim_minutes += done * self.config.market.tick_seconds / 60
         self.stats.tick_wall_s += time.monotonic() - started
         return done
+
+    def _hedge_due(self, at: datetime) -> bool:
+        """Whether the hedging actor is due a check at ``at`` (every hedging.check_minutes of
+        market time; the first tick of a run checks)."""
+        last = getattr(self, "_hedge_checked", None)
+        return last is None or (at - last).total_seconds() >= (
+            self.config.hedging.check_minutes * 60 - 1e-6)
 
     def _end_of_day(self, session: date) -> None:
         # The day's Monte Carlo risk report runs while the next day starts; it is collected at
@@ -721,7 +743,37 @@ class Supervisor:
             if f.get("betas"):
                 lines.append("    betas vs SPY (from daily closes): " + ", ".join(
                     f"{k} {v:.2f}" for k, v in sorted(f["betas"].items())))
+        lines.extend(self.hedge_lines())
         return "\n".join(lines)
+
+    def hedge_lines(self) -> list[str]:
+        """Realised P&L by book (strategies vs hedges) and, with hedging on, the latest hedge
+        check's figures per account."""
+        from thetadesk.hedging import HEDGE_STATE
+
+        lines = ["", "P&L attribution (realised, after commissions)"]
+        for account in self.config.accounts:
+            pnl = self.ledger.pnl_attribution(account.name)
+            decisions = self.ledger.decisions(account.name)
+            hedges = sum(1 for d in decisions if d["kind"].startswith("hedge")
+                         and d["status"] != "abandoned")
+            lines.append(f"  {account.name}: strategies {pnl['strategy']:+,.2f}, hedges "
+                         f"{pnl['hedge']:+,.2f} ({hedges} hedge orders)")
+            text = self.ledger.get_state(HEDGE_STATE + account.name)
+            if text is None:
+                continue
+            h = json.loads(text)
+            upkeep = h.get("rebalance") or {}
+            tail = h.get("tail") or {}
+            gamma = ", ".join(f"{k} {v:+.2f}" for k, v in sorted((h.get("gamma") or {}).items()))
+            lines.append(
+                f"    hedging at {h['at']}: delta {h['beta_weighted_delta']:+,.1f} in "
+                f"{h['target']:+.0f} +/- {h['band']:.0f} (stress {h['stress']:.2f}); gamma "
+                f"{gamma or 'none'} shares/$; expected upkeep "
+                f"{upkeep.get('hedges_per_day', 0):.2f} hedges, "
+                f"${upkeep.get('cost_per_day', 0):,.2f} a day; tail budget "
+                f"${tail.get('budget', 0):,.2f}, {tail.get('held', 0)} puts held")
+        return lines
 
     def _write_stats(self) -> None:
         s = self.stats

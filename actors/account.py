@@ -20,7 +20,14 @@ from actors._common import (
 )
 from thetadesk.account import AccountEngine, AccountRules
 from thetadesk.config import Config
-from thetadesk.messages import AccountRound, AccountTick, RiskRequest, RiskVerdict, TradeIntent
+from thetadesk.messages import (
+    AccountRound,
+    AccountTick,
+    HedgeOrder,
+    RiskRequest,
+    RiskVerdict,
+    TradeIntent,
+)
 from thetadesk.risk.breakers import BreakerWatch, breaker_limits_from_config
 from thetadesk.risk.engine import update_needed
 from thetadesk.symbol import BullPutRules
@@ -39,8 +46,11 @@ class AccountActor:
         broker = build_broker(account, market, state_dir,
                               dividend_yields=dividend_yields_of(config),
                               recorded_fills=ledger.account_fills(name))
-        self.engine = AccountEngine(AccountRules.from_config(account, config.exits), ledger,
-                                    broker, market, self._gate, current_time(ledger, created_at))
+        rules = AccountRules.from_config(
+            account, config.exits, rate=config.market.rate,
+            dividend_yields=tuple(sorted(dividend_yields_of(config).items())))
+        self.engine = AccountEngine(rules, ledger, broker, market, self._gate,
+                                    current_time(ledger, created_at))
         # What the supervisor would look at between two ticks (see ``rounds``).
         self.entry_rules = BullPutRules.from_config(config.strategy)
         self.breakers = BreakerWatch(ledger, {name: breaker_limits_from_config(config)[name]})
@@ -64,11 +74,12 @@ class AccountActor:
 
     def round(self, now: datetime, intents: Sequence[TradeIntent] = (),
               proposed_wall: float | None = None,
-              next_now: datetime | None = None) -> AccountRound:
-        """One call per tick: the second half of the round at ``now`` (``enter``) and, when
-        ``next_now`` is given, the first half of the next one (``prepare``), which needs
-        nothing from the symbols."""
-        tick = self.engine.enter(now, intents, proposed_wall, wall=time.time)
+              next_now: datetime | None = None,
+              hedges: Sequence[HedgeOrder] = ()) -> AccountRound:
+        """One call per tick: the second half of the round at ``now`` (``enter``: the hedging
+        actor's orders, then the symbols' intents) and, when ``next_now`` is given, the first
+        half of the next one (``prepare``), which needs nothing from the symbols."""
+        tick = self.engine.enter(now, intents, proposed_wall, wall=time.time, hedges=hedges)
         if next_now is None:
             return AccountRound(tick)
         self.engine.prepare(next_now)
@@ -76,7 +87,7 @@ class AccountActor:
 
     def rounds(self, now: datetime, intents: Sequence[TradeIntent] = (),
                proposed_wall: float | None = None, upcoming: Sequence[datetime] = (),
-               quiet: int = 0) -> tuple[AccountRound, ...]:
+               quiet: int = 0, hedges: Sequence[HedgeOrder] = ()) -> tuple[AccountRound, ...]:
         """``round`` at ``now`` (preparing ``upcoming[0]`` if given), then, a quiet run, up to
         ``quiet`` of the ``upcoming`` ticks in order while the supervisor would have nothing
         to do between two of them but record the clock: no symbol to ask (every symbol is
@@ -86,7 +97,8 @@ class AccountActor:
         committed with the tick's own ledger write), so a restarted actor, a resumed
         supervisor, and the supervisor after this call failed, find it where the account is."""
         upcoming = tuple(upcoming)
-        out = [self.round(now, intents, proposed_wall, upcoming[0] if upcoming else None)]
+        out = [self.round(now, intents, proposed_wall, upcoming[0] if upcoming else None,
+                          hedges)]
         for j in range(min(quiet, len(upcoming))):
             at = upcoming[j]
             if not self._quiet(out[-1], at):

@@ -46,11 +46,20 @@ from datetime import datetime
 from thetadesk import failpoints
 from thetadesk.chain import NEW_YORK, expiry_instant
 from thetadesk.errors import AmbiguousOrderState, DataError, OrderRejected, TemporaryError
-from thetadesk.exits import ExitDecision, ExitRules, decide_exit
+from thetadesk.exits import ExitRules
 from thetadesk.logging import get_logger
-from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict, Severity, TradeIntent
+from thetadesk.messages import (
+    AccountTick,
+    Alert,
+    HedgeOrder,
+    RiskRequest,
+    RiskVerdict,
+    Severity,
+    TradeIntent,
+)
 from thetadesk.models import (
     BrokerOrder,
+    Contract,
     Fill,
     Leg,
     OrderRequest,
@@ -59,8 +68,12 @@ from thetadesk.models import (
     ShareOrder,
 )
 from thetadesk.ports import Broker, MarketData
+from thetadesk.positions import Action, ManageRules, PositionView, RollPlan, choose_roll, decide
+from thetadesk.positions.manage import ShortLeg
+from thetadesk.pricing import bsm_greeks, implied_vol
 from thetadesk.risk.engine import session_of
-from thetadesk.store import Ledger, legs_from_json
+from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json
+from thetadesk.strategies.spreads import Spread, SpreadKind
 
 OPEN_STATUSES = ("pending_submit", OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value)
 _FINAL = {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED}
@@ -68,17 +81,43 @@ ENTRY_TIMEOUT_TICKS = 3  # an unfilled opening order is cancelled after this man
 CLOSE_ALL = "close_all:"  # run-state key prefix of an account's pending close-all request
 
 
+_DONE = (OrderStatus.CANCELED.value, OrderStatus.REJECTED.value, "not_submitted")
+SHARE_MARGIN = 0.5  # of a share order's notional: the buying power a hedge's shares hold
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRules:
+    """``exits`` (take profit, stop, time) is the short form; ``manage`` the full position
+    management rules (``thetadesk.positions``), derived from ``exits`` when not given.
+    ``rate`` and ``dividend_yields`` (symbol, yield) price the short legs' deltas."""
+
     name: str
     symbols: tuple[str, ...]
     max_risk_per_trade: float
     exits: ExitRules
+    manage: ManageRules | None = None
+    rate: float = 0.0
+    dividend_yields: tuple[tuple[str, float], ...] = ()
 
     @classmethod
-    def from_config(cls, account, exits) -> AccountRules:
+    def from_config(cls, account, exits, *, rate: float = 0.0,
+                    dividend_yields: tuple[tuple[str, float], ...] = ()) -> AccountRules:
         return cls(account.name, tuple(account.symbols), account.max_risk_per_trade,
-                   ExitRules(exits.take_profit, exits.stop_multiple, exits.close_dte))
+                   ExitRules(exits.take_profit, exits.stop_multiple, exits.close_dte),
+                   ManageRules.from_config(exits), rate, tuple(dividend_yields))
+
+    @property
+    def management(self) -> ManageRules:
+        if self.manage is not None:
+            return self.manage
+        e = self.exits
+        return ManageRules(take_profit=e.take_profit, stop_multiple=e.stop_multiple,
+                           close_dte=e.close_dte)
+
+
+def is_hedge(position: dict) -> bool:
+    """Whether a ledger position belongs to the hedge book (the hedging actor's)."""
+    return position["strategy"].startswith(HEDGE_PREFIX)
 
 
 def client_order_id(*parts: object) -> str:
@@ -95,6 +134,17 @@ def entry_order_id(account: str, intent: TradeIntent) -> str:
 
 def _reversed(legs: Iterable[Leg]) -> tuple[Leg, ...]:
     return tuple(Leg(leg.contract, -leg.ratio) for leg in legs)
+
+
+def _long_max_profit(legs: tuple[Leg, ...], limit: float) -> float:
+    """Dollars per unit a bought option hedge can make at most: a put its strike less the
+    premium, a call without bound (inf); 0 for shares (not a position row)."""
+    if not legs:
+        return 0.0
+    if all(not leg.contract.is_call for leg in legs):
+        return sum(leg.contract.strike for leg in legs) * legs[0].contract.multiplier - abs(
+            limit) * legs[0].contract.multiplier
+    return math.inf
 
 
 def _natural(legs: Iterable[Leg], quotes: dict) -> float:
@@ -205,8 +255,8 @@ class AccountEngine:
         for pos in self.ledger.positions(self.name):
             for leg in legs_from_json(pos["legs"]):
                 mine[leg.contract.occ] += leg.ratio * pos["quantity"]
-        for shares in self.ledger.share_positions(self.name):
-            mine[f"{shares['symbol']} shares"] += shares["quantity"]
+        for symbol, quantity in self.ledger.all_shares(self.name).items():
+            mine[f"{symbol} shares"] += quantity
         theirs: Counter[str] = Counter()
         for held in self.broker.positions():
             theirs[held.contract.occ] += held.quantity
@@ -341,15 +391,18 @@ class AccountEngine:
 
     def enter(self, now: datetime, intents: Iterable[TradeIntent] = (),
               proposed_wall: float | None = None, wall: Callable[[], float] | None = None,
-              ) -> AccountTick:
-        """The second half: take the symbols' intents, then report. ``proposed_wall`` and
-        ``wall`` (wall-clock seconds, supplied by the actor shell) only measure the latency
-        from an intent's proposal to its order reaching the broker."""
+              hedges: Iterable[HedgeOrder] = ()) -> AccountTick:
+        """The second half: place the hedging actor's orders, take the symbols' intents, then
+        report. ``proposed_wall`` and ``wall`` (wall-clock seconds, supplied by the actor shell)
+        only measure the latency from an intent's proposal to its order reaching the broker."""
         if self._prepared != now:
             self.prepare(now)
         if wall is not None:
             self._wall = wall
         submitted, rejected = self._submitted, self._rejected
+        for hedge in hedges:
+            if hedge.account == self.name:
+                self._hedge(hedge, now, submitted, rejected)
         latencies: list[float] = []
         if self._close_all is not None:
             if intents:
@@ -401,8 +454,11 @@ class AccountEngine:
     # -- entries ------------------------------------------------------------------------------
 
     def _busy_symbols(self) -> set[str]:
-        busy = {p["symbol"] for p in self.ledger.positions(self.name)}
-        busy |= {o["symbol"] for o in self.ledger.orders(self.name, OPEN_STATUSES)}
+        """Symbols with a strategy position, a working strategy order or assigned shares (the
+        hedge book does not block entries)."""
+        busy = {p["symbol"] for p in self.ledger.positions(self.name) if not is_hedge(p)}
+        busy |= {o["symbol"] for o in self.ledger.orders(self.name, OPEN_STATUSES)
+                 if not o["purpose"].startswith(HEDGE_PREFIX)}
         busy |= {p["symbol"] for p in self.ledger.share_positions(self.name)}
         return busy
 
@@ -431,9 +487,7 @@ class AccountEngine:
             max_loss=quantity * intent.max_loss_per_spread,
             buying_power_needed=quantity * (intent.margin_per_spread
                                             - intent.limit_price * multiplier),
-            buying_power=acct.buying_power,
-            open_positions=len(self.ledger.positions(self.name))
-            + len(self.ledger.orders(self.name, OPEN_STATUSES)),
+            buying_power=acct.buying_power, open_positions=self._open_count(),
             now=now, legs=intent.spread.legs,
             **self._marks(intent.spread.legs, now, intent.context.get("leg_mids")),
         )
@@ -456,6 +510,113 @@ class AccountEngine:
         )
         failpoints.hit("account.after_write_ahead")
         self._submit(order, now, submitted, rejected, intent=intent)
+
+    # -- hedges -------------------------------------------------------------------------------
+
+    def _hedge(self, hedge: HedgeOrder, now: datetime, submitted: list[str],
+               rejected: list[str]) -> None:
+        """Place one of the hedging actor's orders: its decision and order written ahead, the
+        risk gate asked (a hedge that opens is flagged as reducing risk: it passes a REDUCING
+        breaker, and a HALTED one only when the gate's measures show it lowers VaR and ES)."""
+        if hedge.close_position_id is not None:
+            self._close_hedge(hedge, now, submitted, rejected)
+            return
+        if self.fail_closed is not None or self._close_all is not None:
+            self.log.info("hedge_skipped", kind=hedge.kind, reason=self.fail_closed
+                          or "close-all pending")
+            return
+        what = (f"{hedge.shares:+d} {hedge.symbol}" if hedge.shares else
+                ",".join(f"{leg.ratio:+d}{leg.contract.occ}" for leg in hedge.legs))
+        cid = client_order_id(self.name, "hedge", hedge.kind, what, hedge.quantity,
+                              hedge.decided_at.isoformat())
+        if self.ledger.order(cid) is not None:
+            return
+        acct = self.broker.account()
+        decision_id = f"dec-{cid[3:]}"
+        if hedge.shares:
+            held = dict((r["symbol"], r["quantity"]) for r in self.ledger.hedge_shares(self.name))
+            have = held.get(hedge.symbol, 0)
+            shares = hedge.shares
+            opening = not (have and have * shares < 0)
+            if not opening:  # reduce the hedge held; never flip it in one order
+                shares = max(-abs(have), min(abs(have), shares))
+            try:
+                spot = self.market.spot(hedge.symbol, now)
+            except DataError as exc:
+                self.log.warning("hedge_skipped", kind=hedge.kind, reason=str(exc))
+                return
+            # The gate measures every hedge, one that buys back part of the hedge book too: it
+            # is "closing" to the broker, but it changes the book's delta like any hedge.
+            request = RiskRequest(
+                account=self.name, client_order_id=cid, intent_id=None, symbol=hedge.symbol,
+                opening=True, quantity=abs(shares), max_loss=0.0,
+                buying_power_needed=SHARE_MARGIN * abs(shares) * spot if opening else 0.0,
+                buying_power=acct.buying_power, open_positions=0, now=now, shares=shares,
+                reduces_risk=hedge.reduces_risk, **self._marks((), now))
+            order: OrderRequest | ShareOrder = ShareOrder(cid, self.name, hedge.symbol, shares,
+                                                          opening=opening)
+            legs: tuple[Leg, ...] = ()
+            quantity, limit, side = abs(shares), 0.0, "buy" if shares > 0 else "sell"
+        else:
+            legs, quantity, limit, side = hedge.legs, hedge.quantity, hedge.limit_price, None
+            premium = abs(limit) * legs[0].contract.multiplier * quantity
+            request = RiskRequest(
+                account=self.name, client_order_id=cid, intent_id=None, symbol=hedge.symbol,
+                opening=True, quantity=quantity, max_loss=0.0, buying_power_needed=premium,
+                buying_power=acct.buying_power, open_positions=0, now=now, legs=legs,
+                reduces_risk=hedge.reduces_risk, **self._marks(legs, now))
+            order = OrderRequest(cid, self.name, legs, quantity, limit, opening=True)
+        verdict = self.risk_gate(request)
+        detail = {**hedge.detail, "why": hedge.reason, "approved": verdict.approved,
+                  "check": verdict.check, "refused": verdict.reason}
+        if not verdict.approved:
+            rejected.append(cid)
+            self.ledger.record_decision(
+                decision_id=decision_id, account=self.name, symbol=hedge.symbol,
+                position_id=None, kind=f"hedge_{hedge.kind}", reason=hedge.reason,
+                detail=detail, now=now, status="abandoned")
+            self.log.info("hedge_refused", kind=hedge.kind, check=verdict.check,
+                          reason=verdict.reason)
+            return
+        multiplier = legs[0].contract.multiplier if legs else 1
+        context = {"quantity": quantity, "hedge": hedge.kind, "decision_id": decision_id,
+                   "max_loss_per_spread": abs(limit) * multiplier,
+                   "max_profit_per_spread": _long_max_profit(legs, limit)}
+        with self.ledger.transaction():
+            self.ledger.record_decision(
+                decision_id=decision_id, account=self.name, symbol=hedge.symbol,
+                position_id=None, kind=f"hedge_{hedge.kind}", reason=hedge.reason,
+                detail=detail, now=now, open_order_id=cid)
+            self.ledger.record_intent_and_order(
+                intent_id=f"hedge:{cid}", account=self.name, symbol=hedge.symbol,
+                strategy=hedge.strategy, decided_at=now, context=context, client_order_id=cid,
+                position_id=f"hedge-shares-{hedge.symbol}" if hedge.shares else cid,
+                opening=order.opening, purpose=hedge.strategy, legs=legs, quantity=quantity,
+                limit_price=limit, now=now, instrument="shares" if hedge.shares else "options",
+                side=side, decision_id=decision_id)
+        self.log.info("hedge", kind=hedge.kind, what=what, quantity=quantity, limit=limit,
+                      why=hedge.reason, client_order_id=cid)
+        self._submit(order, now, submitted, rejected)
+
+    def _close_hedge(self, hedge: HedgeOrder, now: datetime, submitted: list[str],
+                     rejected: list[str]) -> None:
+        pos = self.ledger.position(hedge.close_position_id or "")
+        if pos is None or pos["status"] != "open" or not is_hedge(pos):
+            return
+        if any(o["position_id"] == pos["position_id"] and not o["opening"]
+               for o in self.ledger.orders(self.name, OPEN_STATUSES)):
+            return
+        legs = legs_from_json(pos["legs"])
+        try:
+            quotes = {leg.contract: self.market.quote(leg.contract, now) for leg in legs}
+        except DataError as exc:
+            self.log.warning("hedge_close_skipped", position_id=pos["position_id"],
+                             reason=str(exc))
+            return
+        action = Action("close", hedge.kind, pos["quantity"], {**hedge.detail,
+                                                                "why": hedge.reason})
+        self._close(pos, legs, quotes, action, now, submitted, rejected,
+                    purpose=f"{HEDGE_PREFIX}_{hedge.kind}")
 
     def _marks(self, legs: Iterable[Leg], now: datetime, known: object = None) -> dict:
         """What the account sees at ``now`` of its book and ``legs`` (mids, spots), for the risk
@@ -482,7 +643,7 @@ class AccountEngine:
                 continue
             if mid > 0:
                 marks.append((contract.occ, mid))
-        held = {p["symbol"] for p in self.ledger.share_positions(self.name)}
+        held = set(self.ledger.all_shares(self.name))
         for symbol in sorted({c.underlying for c in contracts} | held | {"SPY"}):
             try:
                 spots.append((symbol, self.market.spot(symbol, now)))
@@ -493,11 +654,21 @@ class AccountEngine:
     # -- exits --------------------------------------------------------------------------------
 
     def _manage_exits(self, now: datetime, submitted: list[str], rejected: list[str]) -> None:
+        """Position management (``thetadesk.positions``): every open strategy position gets
+        at most one decision per tick; hedge positions are the hedging actor's, except under
+        close-all, which closes everything."""
+        self._advance_rolls(now, submitted, rejected)
         closing = {o["position_id"] for o in self.ledger.orders(self.name, OPEN_STATUSES)
                    if not o["opening"]}
+        rolling = {d["position_id"] for d in self.ledger.decisions(self.name, status="open",
+                                                                  kind="roll")}
         stale = False  # some position went without a usable quote (stale-data breaker)
         for pos in self.ledger.positions(self.name):
             if pos["position_id"] in closing or pos["quantity"] <= 0:
+                continue
+            if pos["position_id"] in rolling:
+                continue
+            if is_hedge(pos) and self._close_all is None:
                 continue
             legs = legs_from_json(pos["legs"])
             if any(expiry_instant(leg.contract.expiry) <= now for leg in legs):
@@ -510,42 +681,372 @@ class AccountEngine:
                                  reason=f"no usable quote: {exc}")
                 stale = True
                 continue
-            value = sum(leg.ratio * quotes[leg.contract].mid for leg in legs)
-            expiry = legs[0].contract.expiry
-            dte = (expiry - now.astimezone(NEW_YORK).date()).days
             if self._close_all is not None:
-                decision = ExitDecision("close_all", f"requested by {self._close_all['by']} "
-                                        f"at {self._close_all['requested_at']}")
+                action = Action("close", "close_all", pos["quantity"], {
+                    "why": f"requested by {self._close_all['by']} at "
+                           f"{self._close_all['requested_at']}"})
+                self._close(pos, legs, quotes, action, now, submitted, rejected)
+                continue
+            view = self._view(pos, legs, quotes, now)
+            self._track_peak(pos, view)
+            action = decide(view, self.rules.management)
+            plan: RollPlan | str | None = None
+            if action is not None and action.kind == "roll":
+                plan = self._plan_roll(pos, legs, quotes, view, now)
+                if isinstance(plan, str):
+                    self.log.info("roll_skipped", position_id=pos["position_id"], reason=plan,
+                                  **{k: v for k, v in action.detail.items() if k != "why"})
+                    action = decide(view, self.rules.management, allow_roll=False)
+            if action is None:
+                continue
+            if action.kind == "roll" and isinstance(plan, RollPlan):
+                self._start_roll(pos, legs, quotes, plan, action, now, submitted, rejected)
+            elif action.kind == "add":
+                self._add(pos, legs, quotes, action, now, submitted, rejected)
+            elif action.quantity <= 0:
+                self._mark_rung(pos, action, view, now)
             else:
-                decision = decide_exit(pos["entry_price"], value, dte, self.rules.exits)
-            if decision is None:
+                self._close(pos, legs, quotes, action, now, submitted, rejected, view)
+        if not stale or session_of(self._quotes_good_at) != session_of(now):
+            self._quotes_good_at = now  # stale data counts within a session
+
+    # -- position management --------------------------------------------------------------------
+
+    def _view(self, pos: dict, legs: tuple[Leg, ...], quotes: dict, now: datetime,
+              ) -> PositionView:
+        """The position as ``decide`` sees it: prices at mid, short legs' deltas from their
+        mids' implied volatility."""
+        value = sum(leg.ratio * quotes[leg.contract].mid for leg in legs)
+        multiplier = legs[0].contract.multiplier
+        dte = (legs[0].contract.expiry - now.astimezone(NEW_YORK).date()).days
+        try:
+            spot: float | None = self.market.spot(pos["symbol"], now)
+        except DataError:
+            spot = None
+        shorts = []
+        for leg in legs:
+            if leg.ratio >= 0:
                 continue
-            close_legs = _reversed(legs)
-            natural = _natural(close_legs, quotes)
-            limit = math.floor(natural * 100 + 1e-9) / 100  # marketable: the natural price
-            cid = client_order_id(self.name, pos["position_id"], "close", decision.reason,
-                                  now.isoformat())
-            if self.ledger.order(cid) is not None:
-                continue
-            self.risk_gate(RiskRequest(
-                account=self.name, client_order_id=cid, intent_id=None, symbol=pos["symbol"],
-                opening=False, quantity=pos["quantity"], max_loss=0.0, buying_power_needed=0.0,
-                buying_power=self.broker.account().buying_power, open_positions=0, now=now,
-                legs=close_legs,
-            ))  # closing orders reduce risk: recorded, never refused
-            self.log.info("exit", position_id=pos["position_id"], reason=decision.reason,
-                          detail=decision.detail, value=round(value, 4), limit=limit, dte=dte)
+            delta = math.nan
+            if spot is not None:
+                c = leg.contract
+                years = max((expiry_instant(c.expiry) - now).total_seconds(), 60.0) / (
+                    365.0 * 86400.0)
+                q = dict(self.rules.dividend_yields).get(c.underlying, 0.0)
+                vol = float(implied_vol(quotes[c].mid, spot, c.strike, years, self.rules.rate,
+                                        q, c.is_call))
+                if math.isfinite(vol) and vol > 0:
+                    delta = abs(float(bsm_greeks(spot, c.strike, years, self.rules.rate, vol, q,
+                                                 c.is_call).delta))
+            shorts.append(ShortLeg(leg.contract.strike, leg.contract.is_call, delta))
+        max_profit, max_loss = pos["max_profit_per_spread"], pos["max_loss_per_spread"]
+        credit = pos["entry_price"] * multiplier
+        if not (max_profit is not None and math.isfinite(max_profit) and max_profit > 0):
+            max_profit = credit if credit > 0 else math.nan
+        if not (max_loss is not None and math.isfinite(max_loss) and max_loss > 0):
+            max_loss = math.nan
+        return PositionView(
+            position_id=pos["position_id"], strategy=pos["strategy"], quantity=pos["quantity"],
+            initial_quantity=pos["initial_quantity"] or pos["quantity"],
+            entry_price=pos["entry_price"], value=value, max_profit=max_profit,
+            max_loss=max_loss, multiplier=multiplier, dte=dte, spot=spot, shorts=tuple(shorts),
+            rungs_hit=pos["rungs_hit"] or 0, peak_profit=pos["peak_profit"],
+            reduced=bool(pos["reduced"]), added=bool(pos["added"]), rolls=pos["rolls"] or 0,
+        )
+
+    def _track_peak(self, pos: dict, view: PositionView) -> None:
+        """After a rung, the trailing rule needs the best profit since (kept in the ledger)."""
+        profit = view.profit_fraction
+        if view.rungs_hit > 0 and math.isfinite(profit) and (
+                view.peak_profit is None or profit > view.peak_profit + 1e-9):
+            self.ledger.update_position_state(pos["position_id"], peak_profit=profit)
+            pos["peak_profit"] = profit
+
+    def _decision_detail(self, action: Action, **extra) -> dict:
+        detail = dict(action.detail)
+        if action.rung is not None:
+            detail["rung"] = action.rung
+        detail.update(extra)
+        return detail
+
+    def _state_after(self, pos: dict, action: Action, view: PositionView | None) -> dict:
+        """The position's management state once ``action`` is decided (ladder, repair)."""
+        state: dict = {}
+        if action.rung is not None:
+            state["rungs_hit"] = max(action.rung, pos["rungs_hit"] or 0)
+            if view is not None and math.isfinite(view.profit_fraction):
+                state["peak_profit"] = max(view.profit_fraction, pos["peak_profit"] or -math.inf)
+        if action.reason == "repair_reduce":
+            state["reduced"] = 1
+        if action.reason == "repair_add":
+            state["added"] = 1
+        return state
+
+    def _mark_rung(self, pos: dict, action: Action, view: PositionView, now: datetime) -> None:
+        """A rung reached with nothing planned to close at it (a small position): recorded."""
+        decision_id = client_order_id(self.name, pos["position_id"], "rung", action.rung,
+                                      now.isoformat())
+        with self.ledger.transaction():
+            self.ledger.record_decision(
+                decision_id=decision_id, account=self.name, symbol=pos["symbol"],
+                position_id=pos["position_id"], kind=action.reason, reason=action.reason,
+                detail=self._decision_detail(action, quantity=0), now=now)
+            self.ledger.update_position_state(pos["position_id"],
+                                              **self._state_after(pos, action, view))
+        self.log.info("rung_reached", position_id=pos["position_id"], rung=action.rung,
+                      why=action.detail.get("why"))
+
+    def _close(self, pos: dict, legs: tuple[Leg, ...], quotes: dict, action: Action,
+               now: datetime, submitted: list[str], rejected: list[str],
+               view: PositionView | None = None, purpose: str | None = None) -> str | None:
+        """A marketable closing order for ``action.quantity`` of the position, through the risk
+        gate (a risk-reducing order: recorded, never refused), with its decision written ahead
+        in the same transaction as the order. Returns the client order id (None if this
+        decision was handled already)."""
+        reason = purpose or action.reason
+        close_legs = _reversed(legs)
+        natural = _natural(close_legs, quotes)
+        limit = math.floor(natural * 100 + 1e-9) / 100  # marketable: the natural price
+        cid = client_order_id(self.name, pos["position_id"], "close", reason, now.isoformat())
+        if self.ledger.order(cid) is not None:
+            return None
+        self.risk_gate(RiskRequest(
+            account=self.name, client_order_id=cid, intent_id=None, symbol=pos["symbol"],
+            opening=False, quantity=action.quantity, max_loss=0.0, buying_power_needed=0.0,
+            buying_power=self.broker.account().buying_power, open_positions=0, now=now,
+            legs=close_legs, reduces_risk=True,
+        ))  # closing orders reduce risk: recorded, never refused
+        value = sum(leg.ratio * quotes[leg.contract].mid for leg in legs)
+        dte = (legs[0].contract.expiry - now.astimezone(NEW_YORK).date()).days
+        self.log.info("exit", position_id=pos["position_id"], reason=reason,
+                      detail=action.detail.get("why"), quantity=action.quantity,
+                      value=round(value, 4), limit=limit, dte=dte)
+        decision_id = f"dec-{cid[3:]}"
+        with self.ledger.transaction():
+            if reason != "roll":
+                self.ledger.record_decision(
+                    decision_id=decision_id, account=self.name, symbol=pos["symbol"],
+                    position_id=pos["position_id"], kind=reason, reason=action.reason,
+                    detail=self._decision_detail(action, limit=limit,
+                                                 natural=round(natural, 4)),
+                    now=now, close_order_id=cid)
+                state = self._state_after(pos, action, view)
+                if state:
+                    self.ledger.update_position_state(pos["position_id"], **state)
+            else:
+                decision_id = self._roll_decision_id(pos, now)
             self.ledger.record_intent_and_order(
                 intent_id=None, account=self.name, symbol=pos["symbol"],
                 strategy=pos["strategy"], decided_at=now, context={}, client_order_id=cid,
-                position_id=pos["position_id"], opening=False, purpose=decision.reason,
-                legs=close_legs, quantity=pos["quantity"], limit_price=limit, now=now,
+                position_id=pos["position_id"], opening=False, purpose=reason,
+                legs=close_legs, quantity=action.quantity, limit_price=limit, now=now,
+                decision_id=decision_id,
             )
-            order = OrderRequest(cid, self.name, close_legs, pos["quantity"], limit,
-                                 opening=False)
-            self._submit(order, now, submitted, rejected)
-        if not stale or session_of(self._quotes_good_at) != session_of(now):
-            self._quotes_good_at = now  # stale data counts within a session
+        order = OrderRequest(cid, self.name, close_legs, action.quantity, limit, opening=False)
+        self._submit(order, now, submitted, rejected)
+        return cid
+
+    # -- rolls: one decision, a closing order then an opening order -------------------------------
+
+    def _roll_decision_id(self, pos: dict, now: datetime) -> str:
+        return client_order_id(self.name, pos["position_id"], "roll", now.isoformat())
+
+    def _plan_roll(self, pos: dict, legs: tuple[Leg, ...], quotes: dict, view: PositionView,
+                   now: datetime) -> RollPlan | str:
+        from thetadesk.models import Right
+
+        rules = self.rules.management.roll
+        tested = frozenset(
+            Right.CALL if s.is_call else Right.PUT for s in view.shorts
+            if math.isfinite(s.delta) and s.delta >= rules.when_short_delta - 1e-9)
+        close_natural = _natural(_reversed(legs), quotes)
+        try:
+            chain = self.market.chain(pos["symbol"], now, min_dte=view.dte + 1,
+                                      max_dte=max(2 * rules.target_dte, view.dte + 30))
+        except DataError as exc:
+            return f"no usable chain: {exc}"
+        return choose_roll(chain, legs, pos["strategy"], close_natural, rules, tested)
+
+    def _start_roll(self, pos: dict, legs: tuple[Leg, ...], quotes: dict, plan: RollPlan,
+                    action: Action, now: datetime, submitted: list[str], rejected: list[str],
+                    ) -> None:
+        """Record the roll (one decision holding both orders), close the tested spread, and
+        open the new one as soon as the close has filled (at once when it fills on submit)."""
+        decision_id = self._roll_decision_id(pos, now)
+        if self.ledger.decision(decision_id) is not None:
+            return
+        self.ledger.record_decision(
+            decision_id=decision_id, account=self.name, symbol=pos["symbol"],
+            position_id=pos["position_id"], kind="roll", reason="roll",
+            detail=self._decision_detail(action, **plan.detail), now=now, status="open")
+        self.log.info("roll", position_id=pos["position_id"], why=action.detail.get("why"),
+                      **plan.detail)
+        cid = self._close(pos, legs, quotes, action, now, submitted, rejected, purpose="roll")
+        if cid is None:
+            return
+        self.ledger.update_decision(decision_id, now=now, close_order_id=cid)
+        self._advance_roll(self.ledger.decision(decision_id), now, submitted, rejected)
+
+    def _advance_rolls(self, now: datetime, submitted: list[str], rejected: list[str]) -> None:
+        for decision in self.ledger.decisions(self.name, status="open", kind="roll"):
+            self._advance_roll(decision, now, submitted, rejected)
+
+    def _advance_roll(self, decision: dict, now: datetime, submitted: list[str],
+                      rejected: list[str]) -> None:
+        did = decision["decision_id"]
+        close = self.ledger.order(decision["close_order_id"] or "")
+        if close is None:
+            self.ledger.update_decision(did, now=now, status="abandoned",
+                                        note="its closing order was never written")
+            return
+        if decision["open_order_id"] is None:
+            if (close["filled_quantity"] or 0) >= close["quantity"]:
+                self._open_roll(decision, close, now, submitted, rejected)
+            elif close["status"] in _DONE:
+                self.ledger.update_decision(did, now=now, status="abandoned", note=(
+                    f"the closing order ended {close['status']} with "
+                    f"{close['filled_quantity'] or 0} of {close['quantity']} filled"))
+                self.log.warning("roll_abandoned", decision_id=did, close=close["status"])
+            return
+        opened = self.ledger.order(decision["open_order_id"])
+        if opened is None:
+            return
+        if (opened["filled_quantity"] or 0) >= opened["quantity"]:
+            self.ledger.update_decision(did, now=now, status="done",
+                                        new_position_id=opened["position_id"])
+            self.log.info("roll_done", decision_id=did, new_position_id=opened["position_id"])
+        elif opened["status"] in _DONE:
+            filled = opened["filled_quantity"] or 0
+            self.ledger.update_decision(
+                did, now=now, status="done" if filled else "abandoned",
+                new_position_id=opened["position_id"] if filled else None,
+                note=f"the opening order ended {opened['status']} with {filled} of "
+                     f"{opened['quantity']} filled")
+            self._alert(Severity.WARNING, "roll_incomplete", did,
+                        f"{self.name}: the roll of {decision['position_id']} closed it, but the "
+                        f"new spread's order ended {opened['status']} ({filled} of "
+                        f"{opened['quantity']} filled)", now)
+
+    def _open_roll(self, decision: dict, close: dict, now: datetime, submitted: list[str],
+                   rejected: list[str]) -> None:
+        """The roll's second half: open the new spread (a new risk: the gate may refuse it,
+        and then the roll ends as a close)."""
+        did = decision["decision_id"]
+        detail = json.loads(decision["detail"])
+        old = self.ledger.position(decision["position_id"]) or {}
+        legs = tuple(Leg(Contract.from_occ(text.split()[1]), int(text.split()[0]))
+                     for text in detail["new_legs"])
+        try:
+            quotes = {leg.contract: self.market.quote(leg.contract, now) for leg in legs}
+        except DataError as exc:
+            self.log.warning("roll_open_waiting", decision_id=did, reason=str(exc))
+            return
+        spread = Spread(SpreadKind(old.get("strategy", close["symbol"])), legs)
+        natural = spread.net_premium(quotes, at="natural")
+        limit = math.floor(natural * 100 + 1e-9) / 100
+        quantity = close["filled_quantity"]
+        cid = client_order_id(self.name, did, "open", now.isoformat())
+        refusal = None
+        if limit <= 0:
+            refusal = f"the new spread bids no credit now ({natural:.2f} at natural)"
+        else:
+            acct = self.broker.account()
+            verdict = self.risk_gate(RiskRequest(
+                account=self.name, client_order_id=cid, intent_id=f"roll:{did}",
+                symbol=close["symbol"], opening=True, quantity=quantity,
+                max_loss=quantity * spread.max_loss(limit),
+                buying_power_needed=quantity * (spread.margin() - limit * spread.multiplier),
+                buying_power=acct.buying_power, open_positions=self._open_count(), now=now,
+                legs=legs, **self._marks(legs, now,
+                                         {c.occ: q.mid for c, q in quotes.items()}),
+            ))
+            if not verdict.approved:
+                refusal = f"the risk gate refused the new spread: {verdict.reason}"
+                rejected.append(cid)
+        if refusal is not None:
+            self.ledger.update_decision(did, now=now, status="abandoned", note=refusal)
+            self._alert(Severity.WARNING, "roll_refused", did,
+                        f"{self.name}: {decision['position_id']} was closed to roll it, but "
+                        f"{refusal}; the roll ends as a close", now)
+            return
+        context = {"quantity": quantity, "max_loss_per_spread": spread.max_loss(limit),
+                   "max_profit_per_spread": spread.max_profit(limit), "decision_id": did,
+                   "rolled_from": decision["position_id"], "rolls": (old.get("rolls") or 0) + 1,
+                   "leg_mids": {c.occ: q.mid for c, q in quotes.items()}}
+        with self.ledger.transaction():
+            self.ledger.record_intent_and_order(
+                intent_id=f"roll:{did}", account=self.name, symbol=close["symbol"],
+                strategy=spread.kind.value, decided_at=now, context=context,
+                client_order_id=cid, position_id=cid, opening=True, purpose="roll_open",
+                legs=legs, quantity=quantity, limit_price=limit, now=now, decision_id=did)
+            self.ledger.update_decision(did, now=now, open_order_id=cid)
+        self._submit(OrderRequest(cid, self.name, legs, quantity, limit, opening=True), now,
+                     submitted, rejected)
+        self._advance_roll(self.ledger.decision(did), now, submitted, rejected)
+
+    def _add(self, pos: dict, legs: tuple[Leg, ...], quotes: dict, action: Action,
+             now: datetime, submitted: list[str], rejected: list[str]) -> None:
+        """Repair: add ``action.quantity`` spreads to a winner, a new risk through the gate."""
+        spread = Spread(SpreadKind(pos["strategy"]), legs)
+        natural = spread.net_premium(quotes, at="natural")
+        limit = math.floor(natural * 100 + 1e-9) / 100
+        cid = client_order_id(self.name, pos["position_id"], "add", now.isoformat())
+        if self.ledger.order(cid) is not None or self.fail_closed is not None:
+            return
+        if limit <= 0:
+            self.log.info("repair_add_skipped", position_id=pos["position_id"],
+                          reason=f"no credit at natural ({natural:.2f})")
+            return
+        acct = self.broker.account()
+        verdict = self.risk_gate(RiskRequest(
+            account=self.name, client_order_id=cid, intent_id=f"add:{cid}",
+            symbol=pos["symbol"], opening=True, quantity=action.quantity,
+            max_loss=action.quantity * spread.max_loss(limit),
+            buying_power_needed=action.quantity * (spread.margin() - limit * spread.multiplier),
+            buying_power=acct.buying_power, open_positions=self._open_count() - 1, now=now,
+            legs=legs, adds_to=pos["position_id"],
+            **self._marks(legs, now, {c.occ: q.mid for c, q in quotes.items()}),
+        ))
+        decision_id = f"dec-{cid[3:]}"
+        detail = self._decision_detail(action, limit=limit, approved=verdict.approved,
+                                       refused=verdict.reason)
+        if not verdict.approved:
+            rejected.append(cid)
+            self.ledger.record_decision(
+                decision_id=decision_id, account=self.name, symbol=pos["symbol"],
+                position_id=pos["position_id"], kind="repair_add", reason=action.reason,
+                detail=detail, now=now, status="abandoned")
+            self.ledger.update_position_state(pos["position_id"], added=1)
+            self.log.info("repair_add_refused", position_id=pos["position_id"],
+                          check=verdict.check, reason=verdict.reason)
+            return
+        context = {"quantity": action.quantity, "max_loss_per_spread": spread.max_loss(limit),
+                   "max_profit_per_spread": spread.max_profit(limit),
+                   "decision_id": decision_id}
+        with self.ledger.transaction():
+            self.ledger.record_decision(
+                decision_id=decision_id, account=self.name, symbol=pos["symbol"],
+                position_id=pos["position_id"], kind="repair_add", reason=action.reason,
+                detail=detail, now=now, open_order_id=cid)
+            self.ledger.update_position_state(pos["position_id"], added=1)
+            self.ledger.record_intent_and_order(
+                intent_id=f"add:{cid}", account=self.name, symbol=pos["symbol"],
+                strategy=pos["strategy"], decided_at=now, context=context,
+                client_order_id=cid, position_id=pos["position_id"], opening=True,
+                purpose="repair_add", legs=legs, quantity=action.quantity, limit_price=limit,
+                now=now, decision_id=decision_id)
+        self.log.info("repair_add", position_id=pos["position_id"], quantity=action.quantity,
+                      limit=limit, why=action.detail.get("why"))
+        self._submit(OrderRequest(cid, self.name, legs, action.quantity, limit, opening=True),
+                     now, submitted, rejected)
+
+    def _open_count(self) -> int:
+        """Strategy positions and working orders (what max_open_positions counts; the hedge
+        book is not counted)."""
+        positions = sum(1 for p in self.ledger.positions(self.name) if not is_hedge(p))
+        orders = sum(1 for o in self.ledger.orders(self.name, OPEN_STATUSES)
+                     if not o["purpose"].startswith(HEDGE_PREFIX))
+        return positions + orders
 
     # -- expiry and shares ------------------------------------------------------------------------
 
@@ -620,17 +1121,22 @@ class AccountEngine:
                         f"{found[0].underlying_price:.2f}, closing them", now)
 
     def _close_shares(self, now: datetime, submitted: list[str], rejected: list[str]) -> None:
-        """Send a market order closing each share holding that has no closing order open."""
-        holdings = self.ledger.share_positions(self.name)
+        """Send a market order closing each share holding that has no closing order open: the
+        shares assignment left, and under close-all the hedge book's too."""
+        holdings = [(h, False) for h in self.ledger.share_positions(self.name)]
+        if self._close_all is not None:
+            holdings += [(h, True) for h in self.ledger.hedge_shares(self.name)]
         if not holdings:
             return
-        working = {o["symbol"] for o in self.ledger.orders(self.name, OPEN_STATUSES)
+        working = {(o["symbol"], o["purpose"].startswith(HEDGE_PREFIX))
+                   for o in self.ledger.orders(self.name, OPEN_STATUSES)
                    if o["instrument"] == "shares"}
-        for held in holdings:
+        for held, hedge in holdings:
             symbol, quantity = held["symbol"], held["quantity"]
-            if symbol in working:
+            if (symbol, hedge) in working:
                 continue
-            cid = client_order_id(self.name, "shares", symbol, quantity, now.isoformat())
+            cid = client_order_id(self.name, "shares", symbol, quantity, now.isoformat(),
+                                  *(("hedge",) if hedge else ()))
             if self.ledger.order(cid) is not None:
                 continue
             order = ShareOrder(cid, self.name, symbol, -quantity)
@@ -643,7 +1149,8 @@ class AccountEngine:
             self.ledger.record_intent_and_order(
                 intent_id=None, account=self.name, symbol=symbol, strategy="shares",
                 decided_at=now, context={}, client_order_id=cid,
-                position_id=f"shares-{symbol}", opening=False, purpose="close_shares",
+                position_id=f"hedge-shares-{symbol}" if hedge else f"shares-{symbol}",
+                opening=False, purpose="hedge_close_all" if hedge else "close_shares",
                 legs=(), quantity=abs(quantity), limit_price=0.0, now=now,
                 instrument="shares", side=order.side,
             )
@@ -732,6 +1239,10 @@ class AccountEngine:
                     entry_price=fill.price, max_loss_per_spread=max_loss,
                     max_profit_per_spread=max_profit, commission=fill.commission, now=fill.time,
                 )
+                if context.get("rolled_from"):
+                    self.ledger.update_position_state(
+                        order["position_id"], rolled_from=context["rolled_from"],
+                        rolls=int(context.get("rolls", 1)))
                 self._opened += 1
             else:
                 self.ledger.close_position(
@@ -764,7 +1275,8 @@ class AccountEngine:
                 return
             pnl = self.ledger.apply_shares(account=self.name, symbol=order["symbol"],
                                            change=sign * fill.quantity, price=fill.price,
-                                           commission=fill.commission, now=fill.time)
+                                           commission=fill.commission, now=fill.time,
+                                           hedge=order["purpose"].startswith(HEDGE_PREFIX))
         self.log.info("share_fill", exec_id=fill.exec_id, client_order_id=fill.client_order_id,
                       symbol=order["symbol"], quantity=sign * fill.quantity, price=fill.price,
                       commission=fill.commission, realized_pnl=round(pnl, 2))

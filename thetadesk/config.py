@@ -341,12 +341,130 @@ class StrategyConfig(_Section):
         return self
 
 
+class RollConfig(_Section):
+    """Rolling a tested credit spread out in time and away in strike (thetadesk.positions)."""
+
+    enabled: StrictBool = False
+    when_short_delta: float = Field(default=0.40, gt=0, lt=1,
+                                    description="a short leg's |delta| that counts as tested")
+    target_dte: int = Field(default=35, ge=1, le=365, description="the new expiry's DTE target")
+    short_delta: float = Field(default=0.25, gt=0, lt=0.5, description="the new short |delta|")
+    max_debit: float = Field(default=0.20, ge=0, le=100,
+                             description="most the roll may cost net, dollars per share")
+    max_rolls: int = Field(default=1, ge=1, le=10, description="rolls in one chain")
+
+
+class RepairConfig(_Section):
+    """Size repair, each at most once per position."""
+
+    reduce_at_loss: float | None = Field(
+        default=None, gt=0, lt=1, description="loss / max loss at which part is closed")
+    reduce_fraction: float = Field(default=0.5, gt=0, lt=1, description="share closed")
+    add_at_profit: float | None = Field(
+        default=None, gt=0, lt=1, description="profit / max profit at which more is opened")
+    add_fraction: float = Field(default=0.5, gt=0, le=2, description="of the opened quantity")
+
+
 class ExitsConfig(_Section):
-    """When an open spread is closed."""
+    """When an open spread is closed, scaled out of, rolled or repaired."""
 
     take_profit: float = Field(gt=0, le=1, description="fraction of max profit taken")
     stop_multiple: float = Field(gt=0, description="loss, as a multiple of the credit, to stop at")
     close_dte: int = Field(ge=0, description="close at or below this many days to expiry")
+    ladder: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = Field(
+        default=(), max_length=9,
+        description="earlier profit rungs (fractions of max profit, ascending, below "
+                    "take_profit); the quantity is split across them and take_profit")
+    trail: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="after a rung: close the rest when profit falls this far below its peak")
+    stop_on_breach: StrictBool = Field(
+        default=False, description="close when the underlying crosses a short strike")
+    short_delta_stop: float | None = Field(
+        default=None, gt=0, lt=1, description="close when a short leg's |delta| reaches this")
+    hold_to_expiry: StrictBool = Field(
+        default=False, description="true: no time exit, positions may settle at expiry")
+    roll: RollConfig = Field(default_factory=RollConfig)
+    repair: RepairConfig = Field(default_factory=RepairConfig)
+
+    @model_validator(mode="after")
+    def _check_ladder(self) -> ExitsConfig:
+        problems: list[tuple[Loc, str]] = []
+        rungs = (*self.ladder, self.take_profit)
+        if any(rungs[i + 1] <= rungs[i] for i in range(len(rungs) - 1)):
+            problems.append((("ladder",), "rungs must ascend and stay below take_profit "
+                             f"({self.take_profit:g}), got {list(self.ladder)}"))
+        if (self.short_delta_stop is not None and self.roll.enabled
+                and self.short_delta_stop <= self.roll.when_short_delta):
+            problems.append((("short_delta_stop",), (
+                f"must be above roll.when_short_delta ({self.roll.when_short_delta:g}), or "
+                "the stop fires before a roll could")))
+        _raise_problems(problems)
+        return self
+
+
+class DeltaBandConfig(_Section):
+    """The beta-weighted delta band the hedging actor keeps each account in."""
+
+    band: float = Field(default=150, gt=0, description="half-width, SPY share-equivalents")
+    target: float = Field(default=0, description="the middle hedges go back to")
+    instrument: Literal["shares", "options"] = "shares"
+    lot: int = Field(default=100, ge=1, le=10_000, description="shares per round lot")
+    option_delta: float = Field(default=0.30, gt=0, lt=1,
+                                description="|delta| of the options bought (instrument options)")
+    option_dte: int = Field(default=30, ge=1, le=365, description="their DTE target")
+    min_interval_minutes: float = Field(default=30, ge=0, le=24 * 60,
+                                        description="least time between two delta hedges")
+
+
+class TailHedgeConfig(_Section):
+    """Crash protection bought with a share of the premium collected."""
+
+    premium_fraction: float = Field(default=0.0, ge=0, le=1,
+                                    description="of the credit collected spent on protection")
+    put_delta: float = Field(default=0.10, gt=0, lt=0.5, description="|delta| of the puts")
+    dte: int = Field(default=60, ge=7, le=365, description="DTE target of a new put")
+    roll_dte: int = Field(default=21, ge=0, le=364, description="roll puts at this DTE")
+    vix_calls: StrictBool = Field(
+        default=False, description="also VIX calls, where the data source lists them")
+    max_contracts: int = Field(default=10, ge=1, le=1000, description="per purchase")
+
+    @model_validator(mode="after")
+    def _check_roll(self) -> TailHedgeConfig:
+        if self.roll_dte >= self.dte:
+            _raise_problems([(("roll_dte",), f"must be below dte ({self.dte})")])
+        return self
+
+
+class DynamicHedgeConfig(_Section):
+    """How the band narrows and the tail budget grows with risk (0 at ``from``, 1 at full)."""
+
+    var_usage_from: float = Field(default=0.5, ge=0, lt=1,
+                                  description="99% VaR / its limit where tightening starts")
+    iv_ratio_from: float = Field(default=1.25, ge=1, le=5,
+                                 description="ATM IV / configured vol where tightening starts")
+    iv_ratio_full: float = Field(default=2.0, gt=1, le=10, description="... and is full")
+    band_at_full: float = Field(default=0.5, gt=0, le=1, description="x the band at full")
+    tail_at_full: float = Field(default=2.0, ge=1, le=10, description="x premium_fraction")
+
+    @model_validator(mode="after")
+    def _check_ratio(self) -> DynamicHedgeConfig:
+        if self.iv_ratio_full <= self.iv_ratio_from:
+            _raise_problems([(("iv_ratio_full",),
+                              f"must be above iv_ratio_from ({self.iv_ratio_from:g})")])
+        return self
+
+
+class HedgingConfig(_Section):
+    """The hedging actor (actors/hedging.py): delta band, tail protection, dynamic scaling."""
+
+    enabled: StrictBool = False
+    symbol: SymbolName = Field(default="SPY", description="what hedges trade (market.symbols)")
+    check_minutes: float = Field(default=15, gt=0, le=390,
+                                 description="market minutes between two hedge checks")
+    delta: DeltaBandConfig = Field(default_factory=DeltaBandConfig)
+    tail: TailHedgeConfig = Field(default_factory=TailHedgeConfig)
+    dynamic: DynamicHedgeConfig = Field(default_factory=DynamicHedgeConfig)
 
 
 class RiskConfig(_Section):
@@ -682,6 +800,7 @@ class Config(_Section):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     risk_reports: RiskReportsConfig = Field(default_factory=RiskReportsConfig)
+    hedging: HedgingConfig = Field(default_factory=HedgingConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -715,6 +834,10 @@ class Config(_Section):
         first_index: dict[str, int] = {}
         alpaca_keys: dict[tuple[str, str], int] = {}
         known = ", ".join(sorted(self.market.symbols))
+        if self.hedging.enabled and self.hedging.symbol not in self.market.symbols:
+            problems.append((("hedging", "symbol"), (
+                f"unknown symbol '{self.hedging.symbol}': hedges trade one of market.symbols "
+                f"({known})")))
         for i, account in enumerate(self.accounts):
             if account.name in first_index:
                 problems.append(

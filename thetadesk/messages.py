@@ -74,6 +74,7 @@ class RiskRequest:
     marks: tuple[tuple[str, float], ...] = ()
     spots: tuple[tuple[str, float], ...] = ()
     reduces_risk: bool = False  # an opening order that lowers risk (a hedge): passes REDUCING
+    adds_to: str | None = None  # an opening order adding to this position (not a new one)
 
     def as_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__slots__}
@@ -81,6 +82,36 @@ class RiskRequest:
         out["marks"] = dict(self.marks)
         out["spots"] = dict(self.spots)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeOrder:
+    """The hedging actor's order for one account (``thetadesk.hedging``); the account places
+    it through the risk gate like any order. Exactly one of: ``shares`` (signed, > 0 buy), an
+    option purchase (``legs``, each ratio +1, ``quantity`` units at ``limit_price`` net per
+    share, < 0 a debit), or the close of the hedge position ``close_position_id``.
+
+    ``kind``: "delta" (back to the band's middle), "tail" (protection bought), "tail_roll" (a
+    put near expiry sold before it is replaced), "unwind" (an option delta hedge that now adds
+    delta). ``reduces_risk``: the hedging engine found it lowers the book's risk; under a
+    HALTED breaker the gate lets it through only when its own measures agree."""
+
+    account: str
+    kind: str
+    symbol: str
+    decided_at: datetime
+    reason: str
+    shares: int = 0
+    legs: tuple[Leg, ...] = ()
+    quantity: int = 0
+    limit_price: float = 0.0
+    close_position_id: str | None = None
+    reduces_risk: bool = True
+    detail: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def strategy(self) -> str:
+        return "hedge_tail" if self.kind in ("tail", "tail_roll") else "hedge_delta"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ records which ran. Timestamps are ISO-8601 UTC strings; legs and contexts are JS
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -27,7 +28,7 @@ import sqlite_utils
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Fill, Leg, Settlement
 
-__all__ = ["LEDGER_FILE", "MIGRATIONS", "Ledger", "legs_from_json", "legs_to_json"]
+__all__ = ["HEDGE_PREFIX", "LEDGER_FILE", "MIGRATIONS", "Ledger", "legs_from_json", "legs_to_json"]
 
 LEDGER_FILE = "thetadesk.db"
 
@@ -283,7 +284,55 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Position management and hedging (thetadesk.positions, thetadesk.hedging): each
+        # position's ladder and repair state, the decisions behind every exit, roll, repair and
+        # hedge (with the numbers; a roll is one decision over its closing and opening order),
+        # the order each decision placed, and the hedge share book, kept apart from the shares
+        # that assignment leaves (those are closed at once, hedges are held).
+        8,
+        [
+            "ALTER TABLE positions ADD COLUMN initial_quantity INTEGER",
+            "UPDATE positions SET initial_quantity = quantity",
+            "ALTER TABLE positions ADD COLUMN rungs_hit INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE positions ADD COLUMN peak_profit REAL",
+            "ALTER TABLE positions ADD COLUMN reduced INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE positions ADD COLUMN added INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE positions ADD COLUMN rolled_from TEXT",
+            "ALTER TABLE positions ADD COLUMN rolls INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE orders ADD COLUMN decision_id TEXT",
+            """CREATE TABLE decisions (
+                decision_id TEXT PRIMARY KEY,
+                account TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                position_id TEXT,
+                kind TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                decided_at TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('open', 'done', 'abandoned')),
+                close_order_id TEXT,
+                open_order_id TEXT,
+                new_position_id TEXT,
+                note TEXT,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX decisions_account_status ON decisions (account, status)",
+            """CREATE TABLE hedge_shares (
+                account TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                quantity INTEGER NOT NULL,
+                avg_price REAL NOT NULL,
+                realized_pnl REAL NOT NULL DEFAULT 0,
+                commissions REAL NOT NULL DEFAULT 0,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (account, symbol)
+            )""",
+        ],
+    ),
 ]
+
+HEDGE_PREFIX = "hedge"  # strategies and order purposes of hedges start with it
 
 
 def _iso(t: datetime) -> str:
@@ -410,12 +459,14 @@ class Ledger:
         now: datetime,
         instrument: str = "options",
         side: str | None = None,
+        decision_id: str | None = None,
     ) -> bool:
         """Write-ahead: the decision and its order (status ``pending_submit``) in one
         transaction, before anything reaches the broker. False if the order already exists.
 
         Share orders: ``instrument="shares"``, no legs, ``quantity`` in shares (> 0) and
-        ``side`` "buy" or "sell"; ``limit_price`` 0 for a market order."""
+        ``side`` "buy" or "sell"; ``limit_price`` 0 for a market order. ``decision_id``: the
+        ``decisions`` row (exit, roll, repair, hedge) the order carries out, if any."""
         if instrument not in ("options", "shares") or (instrument == "shares") != (
                 side in ("buy", "sell")):
             raise DataError(f"order instrument {instrument!r} with side {side!r}: options "
@@ -432,11 +483,11 @@ class Ledger:
             self._conn.execute(
                 "INSERT INTO orders (client_order_id, account, symbol, intent_id, position_id,"
                 " opening, purpose, legs, quantity, limit_price, status, created_at, updated_at,"
-                " instrument, side)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_submit', ?, ?, ?, ?)",
+                " instrument, side, decision_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_submit', ?, ?, ?, ?, ?)",
                 (client_order_id, account, symbol, intent_id, position_id, int(opening), purpose,
                  legs_to_json(legs), quantity, float(limit_price), _iso(now), _iso(now),
-                 instrument, side),
+                 instrument, side, decision_id),
             )
         return True
 
@@ -523,25 +574,40 @@ class Ledger:
         legs: tuple[Leg, ...], quantity: int, entry_price: float, max_loss_per_spread: float,
         max_profit_per_spread: float, commission: float, now: datetime,
     ) -> None:
-        """Open a position, or add a further fill of its opening order to it (average price)."""
+        """Open a position, or add a further fill of an opening order to it (a later fill of
+        the same order, or a repair adding to it): the entry price and the per-spread max loss
+        and max profit become quantity-weighted averages (each is linear in the price), and
+        ``initial_quantity`` (what the profit ladder splits) grows with it."""
         with self.transaction():
             existing = self.position(position_id)
             if existing is None:
                 self._conn.execute(
                     "INSERT INTO positions (position_id, account, symbol, strategy, legs, quantity,"
                     " entry_price, max_loss_per_spread, max_profit_per_spread, commissions,"
-                    " opened_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+                    " opened_at, status, initial_quantity)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
                     (position_id, account, symbol, strategy, legs_to_json(legs), quantity,
                      entry_price, max_loss_per_spread, max_profit_per_spread, commission,
-                     _iso(now)),
+                     _iso(now), quantity),
                 )
                 return
-            total = existing["quantity"] + quantity
-            held = existing["entry_price"] * existing["quantity"]
-            price = (held + entry_price * quantity) / total
+            have = existing["quantity"]
+            total = have + quantity
+
+            def mean(old: float, new: float) -> float:
+                if not (math.isfinite(old) and math.isfinite(new)):
+                    return old
+                return (old * have + new * quantity) / total
+
             self._conn.execute(
-                "UPDATE positions SET quantity = ?, entry_price = ?, commissions = commissions + ?"
-                " WHERE position_id = ?", (total, price, commission, position_id),
+                "UPDATE positions SET quantity = ?, entry_price = ?, max_loss_per_spread = ?,"
+                " max_profit_per_spread = ?, commissions = commissions + ?,"
+                " initial_quantity = COALESCE(initial_quantity, 0) + ?,"
+                " status = 'open', closed_at = NULL WHERE position_id = ?",
+                (total, mean(existing["entry_price"], entry_price),
+                 mean(existing["max_loss_per_spread"], max_loss_per_spread),
+                 mean(existing["max_profit_per_spread"], max_profit_per_spread), commission,
+                 quantity, position_id),
             )
 
     def close_position(self, position_id: str, *, quantity: int, exit_price: float,
@@ -597,12 +663,14 @@ class Ledger:
         return self._select("settlements", "time, activity_id", account=account)
 
     def apply_shares(self, *, account: str, symbol: str, change: int, price: float,
-                     commission: float, now: datetime) -> float:
+                     commission: float, now: datetime, hedge: bool = False) -> float:
         """Add ``change`` shares bought (> 0) or sold (< 0) at ``price`` per share; returns the
         P&L in dollars realised by the part that reduced the position (after ``commission``),
-        which accumulates in ``realized_pnl``."""
+        which accumulates in ``realized_pnl``. ``hedge``: the hedge book (``hedge_shares``),
+        else the shares assignment left (``share_positions``)."""
+        table = "hedge_shares" if hedge else "share_positions"
         with self.transaction():
-            rows = self._rows("SELECT * FROM share_positions WHERE account = ? AND symbol = ?",
+            rows = self._rows(f"SELECT * FROM {table} WHERE account = ? AND symbol = ?",
                               (account, symbol))
             held, avg = (rows[0]["quantity"], rows[0]["avg_price"]) if rows else (0, 0.0)
             new = held + change
@@ -613,7 +681,7 @@ class Ledger:
             elif abs(new) > abs(held):
                 avg = (abs(held) * avg + abs(change) * price) / abs(new)
             self._conn.execute(
-                "INSERT INTO share_positions (account, symbol, quantity, avg_price, realized_pnl,"
+                f"INSERT INTO {table} (account, symbol, quantity, avg_price, realized_pnl,"
                 " commissions, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (account, symbol) DO UPDATE SET quantity = excluded.quantity,"
                 " avg_price = excluded.avg_price,"
@@ -629,6 +697,85 @@ class Ledger:
         """Share holdings per account and symbol (only non-zero ones when ``open_only``)."""
         rows = self._select("share_positions", "account, symbol", account=account)
         return [r for r in rows if r["quantity"] != 0 or not open_only]
+
+    def hedge_shares(self, account: str | None = None, *, open_only: bool = True,
+                     ) -> list[dict[str, Any]]:
+        """The hedge book's share holdings per account and symbol (as ``share_positions``)."""
+        rows = self._select("hedge_shares", "account, symbol", account=account)
+        return [r for r in rows if r["quantity"] != 0 or not open_only]
+
+    def all_shares(self, account: str) -> dict[str, int]:
+        """Every share the account holds per symbol, assignment leftovers and hedges together
+        (what the broker holds)."""
+        out: dict[str, int] = {}
+        for row in (*self.share_positions(account), *self.hedge_shares(account)):
+            out[row["symbol"]] = out.get(row["symbol"], 0) + row["quantity"]
+        return {s: q for s, q in out.items() if q}
+
+    # -- decisions: exits, rolls, repairs, hedges ---------------------------------------------
+
+    def record_decision(self, *, decision_id: str, account: str, symbol: str,
+                        position_id: str | None, kind: str, reason: str,
+                        detail: Mapping[str, Any], now: datetime, status: str = "done",
+                        close_order_id: str | None = None, open_order_id: str | None = None,
+                        ) -> bool:
+        """A management or hedge decision with the numbers behind it; False if recorded."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO decisions (decision_id, account, symbol, position_id,"
+                " kind, reason, detail, decided_at, status, close_order_id, open_order_id,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (decision_id, account, symbol, position_id, kind, reason,
+                 json.dumps(detail, default=str, sort_keys=True), _iso(now), status,
+                 close_order_id, open_order_id, _iso(now)))
+            return cursor.rowcount == 1
+
+    def update_decision(self, decision_id: str, *, now: datetime, status: str | None = None,
+                        close_order_id: str | None = None, open_order_id: str | None = None,
+                        new_position_id: str | None = None, note: str | None = None) -> None:
+        sets, params = ["updated_at = ?"], [_iso(now)]
+        for column, value in (("status", status), ("close_order_id", close_order_id),
+                              ("open_order_id", open_order_id),
+                              ("new_position_id", new_position_id), ("note", note)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                params.append(value)
+        params.append(decision_id)
+        if self._exec(f"UPDATE decisions SET {', '.join(sets)} WHERE decision_id = ?",
+                      tuple(params)) != 1:
+            raise DataError(f"no decision {decision_id!r} in the ledger")
+
+    def decision(self, decision_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))
+        return rows[0] if rows else None
+
+    def decisions(self, account: str | None = None, status: str | None = None,
+                  kind: str | None = None) -> list[dict[str, Any]]:
+        return self._select("decisions", "decided_at, decision_id", account=account,
+                            status=status, kind=kind)
+
+    def update_position_state(self, position_id: str, **values: Any) -> None:
+        """Set the management columns of a position (``rungs_hit``, ``peak_profit``,
+        ``reduced``, ``added``, ``rolled_from``, ``rolls``)."""
+        allowed = {"rungs_hit", "peak_profit", "reduced", "added", "rolled_from", "rolls"}
+        if not values or set(values) - allowed:
+            raise DataError(f"position state columns are {sorted(allowed)}, got {sorted(values)}")
+        names = sorted(values)
+        self._exec(f"UPDATE positions SET {', '.join(f'{n} = ?' for n in names)}"
+                   " WHERE position_id = ?", (*[values[n] for n in names], position_id))
+
+    def pnl_attribution(self, account: str) -> dict[str, float]:
+        """Realised P&L in dollars split into the strategies' and the hedges' (hedge option
+        positions and the hedge share book), after commissions."""
+        out = {"strategy": 0.0, "hedge": 0.0}
+        for pos in self.positions(account, status=None):
+            book = "hedge" if pos["strategy"].startswith(HEDGE_PREFIX) else "strategy"
+            out[book] += pos["realized_pnl"] or 0.0
+        for row in self.share_positions(account, open_only=False):
+            out["strategy"] += row["realized_pnl"]
+        for row in self.hedge_shares(account, open_only=False):
+            out["hedge"] += row["realized_pnl"]
+        return out
 
     # -- risk, breakers, actors, days, run state ---------------------------------------------
 

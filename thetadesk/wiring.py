@@ -174,3 +174,18 @@ def _alpaca_broker(account: AccountConfig, env: Mapping[str, str],
                            url_override=_url(env, ENV_ALPACA_STREAM_URL),
                            grace_s=a.stream_grace_s).start()
     return broker
+
+
+def build_hedge_engine(config: Config, ledger, market):
+    """The hedging logic (``thetadesk.hedging.HedgeEngine``) over ``ledger`` and ``market``,
+    measuring books with the risk gate's own engine (same limits, snapshots and betas)."""
+    from thetadesk.hedging import HedgeEngine, HedgeRules
+    from thetadesk.risk.engine import RiskEngine, limits_from_config
+    from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
+
+    risk = RiskEngine(ledger, limits_from_config(config), portfolio_limits_from_config(config),
+                      SnapshotBuilder.from_config(config, market),
+                      beta_window=config.risk_reports.beta_window)
+    return HedgeEngine(ledger, risk, market, HedgeRules.from_config(config.hedging),
+                       {a.name: a.risk.max_var99 for a in config.accounts},
+                       {s: c.vol for s, c in config.market.symbols.items()})

@@ -351,15 +351,18 @@ class BreakerBoard:
                 return state
         return State.ACTIVE
 
-    def blocking(self, req: RiskRequest) -> Rejection | None:
-        """The breaker that refuses this order, or None. Closing orders always pass."""
+    def blocking(self, req: RiskRequest, measured_reduction: bool = False) -> Rejection | None:
+        """The breaker that refuses this order, or None. Closing orders always pass; an order
+        flagged ``reduces_risk`` (a hedge) passes REDUCING; HALTED passes only a hedge whose
+        reduction the gate has measured (``measured_reduction``), and REDUCING any such order.
+        """
         if not req.opening:
             return None
         readings = self.states(req.account, req.now).values()
         for r in readings:
-            if r.state is State.HALTED:
+            if r.state is State.HALTED and not (measured_reduction and req.reduces_risk):
                 return halted(req.account, r.reason or "", r.name)
-        if not req.reduces_risk:
+        if not (req.reduces_risk or measured_reduction):
             for r in readings:
                 if r.state is State.REDUCING:
                     return reducing(req.account, r.reason or "", r.name)

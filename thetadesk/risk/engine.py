@@ -9,7 +9,6 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import date, datetime
 
 import numpy as np
@@ -38,7 +37,7 @@ from thetadesk.risk.greeks import estimate_beta
 from thetadesk.risk.limits import Rejection, RiskLimits, pre_trade
 from thetadesk.risk.portfolio import Portfolio
 from thetadesk.risk.scenarios import DEFAULT_SCENARIOS, StressScenario, stress_table
-from thetadesk.store import Ledger, legs_from_json
+from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json
 
 _OPEN = ("pending_submit", "new", "partially_filled")
 RISK_FIGURES = "risk_figures:"  # + account: the run-state key of its latest measured figures
@@ -117,10 +116,11 @@ class RiskEngine:
         else:
             plimits = self.portfolio_limits.get(req.account)
             rejection = self.breakers.blocking(req)
-            if (rejection is not None and not req.reduces_risk and plimits is not None
-                    and self.breakers.blocking(replace(req, reduces_risk=True)) is None):
-                # Only a REDUCING breaker stands in the way: an order the measures show to
-                # reduce the book's risk (99% VaR and ES no higher) may still go through.
+            if (rejection is not None and plimits is not None
+                    and self.breakers.blocking(req, measured_reduction=True) is None):
+                # A REDUCING breaker (or, for a hedge, a HALTED one) stands in the way: an
+                # order the measures show to reduce the book's risk (99% VaR lower, ES no
+                # higher) may still go through.
                 shown, figures = self._portfolio_check(req, plimits, measure=True)
                 if figures is not None and _reduces(figures):
                     rejection = shown
@@ -150,9 +150,13 @@ class RiskEngine:
         options: dict[Contract, int] = defaultdict(int)
         counts: dict[str, int] = defaultdict(int)
         total = 0.0
+        # The hedge book (strategies and purposes "hedge..."): its contracts and shares are in
+        # the measured book; its premiums are not "max loss" and it is not a position count.
         for pos in self.ledger.positions(account):
             for leg in legs_from_json(pos["legs"]):
                 options[leg.contract] += leg.ratio * pos["quantity"]
+            if pos["strategy"].startswith(HEDGE_PREFIX):
+                continue
             if math.isfinite(pos["max_loss_per_spread"]):
                 total += pos["max_loss_per_spread"] * pos["quantity"]
             counts[pos["symbol"]] += 1
@@ -162,13 +166,15 @@ class RiskEngine:
             remaining = order["quantity"] - order["filled_quantity"]
             for leg in legs_from_json(order["legs"]):
                 options[leg.contract] += leg.ratio * remaining
+            if order["purpose"].startswith(HEDGE_PREFIX):
+                continue
             intent = self.ledger.intent_for_order(order["client_order_id"]) or {}
             loss = json.loads(intent.get("context", "{}")).get("max_loss_per_spread")
             if isinstance(loss, int | float) and math.isfinite(loss):
                 total += loss * remaining
-            counts[order["symbol"]] += 1
-        shares = {r["symbol"]: r["quantity"] for r in self.ledger.share_positions(account)}
-        return dict(options), shares, total, dict(counts)
+            if order["position_id"] == order["client_order_id"]:  # a new position
+                counts[order["symbol"]] += 1
+        return dict(options), self.ledger.all_shares(account), total, dict(counts)
 
     def betas(self, now: datetime) -> dict[str, float]:
         """Each underlying's beta against SPY by OLS over the last ``beta_window`` daily log
@@ -252,7 +258,7 @@ class RiskEngine:
         after it; ``measure`` prices the book even if no limit needs it."""
         options, shares, total, counts = self._book(req.account)
         after_counts = dict(counts)
-        if req.legs:
+        if req.legs and req.adds_to is None and not req.reduces_risk:
             after_counts[req.symbol] = after_counts.get(req.symbol, 0) + 1
         before_p = after_p = None
         if limits.needs_measures or measure:

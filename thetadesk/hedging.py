@@ -1,0 +1,400 @@
+"""The hedging logic: keep each account's beta-weighted delta in a band, buy crash protection
+with a share of the premium collected, and scale both with risk (pure functions and one engine
+that reads the ledger; the hedging actor, ``actors/hedging.py``, is its shell).
+
+Units: delta in SPY share-equivalents (beta-weighted, as the risk gate measures it: see
+``thetadesk.risk.gate``), gamma in shares of delta per $1 of the underlying, money in dollars,
+option prices net per share (< 0 a debit).
+
+- **Delta band.** When ``|delta - target| > band`` the account is hedged back to ``target``
+  with the hedge symbol's shares in round lots (``delta_hedge_shares``; an excess smaller than
+  half a lot cannot be improved and is left), or with long options of ``option_delta``
+  (``option_hedge_contracts``: puts for a long book, calls for a short one). At most one delta
+  hedge per ``min_interval`` (the last one is read from the ledger's decisions, so a restart
+  does not churn). Option hedges that push the same way as the excess are sold first.
+- **Tail protection.** ``tail_budget``: ``premium_fraction`` of the credit the strategies
+  collected, less what protection has cost net so far, buys out-of-the-money puts of
+  ``put_delta`` near ``dte`` days (and VIX calls when ``vix_calls`` and the data source lists
+  VIX options; the simulator and the replay do not, and then none are bought). A put at or
+  below ``roll_dte`` days is sold; its proceeds go back to the budget and buy the next one.
+- **Dynamic.** ``dynamic_levels``: a stress level in [0, 1] from the 99% VaR usage (VaR over
+  the account's ``max_var99``) and the implied-volatility ratio (ATM IV of the hedge symbol
+  over its configured vol); the band narrows to ``band_at_full`` x and the tail fraction grows
+  to ``tail_at_full`` x at full stress.
+- **Gamma.** ``rebalance_cost``: with gamma G, the book's delta drifts about
+  ``s = |G| S sigma_daily`` shares a day; a band of half-width h is left about ``(s / h)^2``
+  times a day (a random walk's exit time from (-h, h) is h^2 / s^2), each time trading about h
+  shares at ``cost_per_share``: ``s^2 c / h`` dollars a day.
+
+Every order is a ``HedgeOrder`` for the account actor, which sends it through the risk gate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from thetadesk.chain import NEW_YORK, OptionChain
+from thetadesk.errors import DataError
+from thetadesk.logging import get_logger
+from thetadesk.messages import HedgeOrder
+from thetadesk.models import Leg, Right
+from thetadesk.store import Ledger, legs_from_json
+
+HEDGE_STATE = "hedge:"  # + account: run-state key of the latest hedge report (JSON)
+TRADING_DAYS = 252
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeRules:
+    """The ``hedging:`` config section as values (see ``thetadesk.config.HedgingConfig``)."""
+
+    symbol: str = "SPY"
+    check_minutes: float = 15.0
+    band: float = 150.0
+    target: float = 0.0
+    instrument: str = "shares"
+    lot: int = 100
+    option_delta: float = 0.30
+    option_dte: int = 30
+    min_interval: timedelta = timedelta(minutes=30)
+    tail_fraction: float = 0.0
+    put_delta: float = 0.10
+    tail_dte: int = 60
+    tail_roll_dte: int = 21
+    vix_calls: bool = False
+    max_contracts: int = 10
+    var_usage_from: float = 0.5
+    iv_ratio_from: float = 1.25
+    iv_ratio_full: float = 2.0
+    band_at_full: float = 0.5
+    tail_at_full: float = 2.0
+    cost_per_share: float = 0.01  # half a one-cent share spread plus fees, for the estimate
+
+    @classmethod
+    def from_config(cls, hedging) -> HedgeRules:
+        d, t, y = hedging.delta, hedging.tail, hedging.dynamic
+        return cls(
+            symbol=hedging.symbol, check_minutes=hedging.check_minutes, band=d.band,
+            target=d.target, instrument=d.instrument, lot=d.lot, option_delta=d.option_delta,
+            option_dte=d.option_dte, min_interval=timedelta(minutes=d.min_interval_minutes),
+            tail_fraction=t.premium_fraction, put_delta=t.put_delta, tail_dte=t.dte,
+            tail_roll_dte=t.roll_dte, vix_calls=t.vix_calls, max_contracts=t.max_contracts,
+            var_usage_from=y.var_usage_from, iv_ratio_from=y.iv_ratio_from,
+            iv_ratio_full=y.iv_ratio_full, band_at_full=y.band_at_full,
+            tail_at_full=y.tail_at_full,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    stress: float  # 0 calm .. 1 full
+    band: float  # the band's half-width now, SPY share-equivalents
+    tail_fraction: float  # of the premium collected
+
+
+def dynamic_levels(rules: HedgeRules, var_usage: float | None, iv_ratio: float | None,
+                   ) -> Levels:
+    """The band and tail fraction for the current VaR usage and implied-volatility ratio
+    (None: not known, counts as calm)."""
+    stress = 0.0
+    if var_usage is not None and math.isfinite(var_usage):
+        stress = max(stress, _ramp(var_usage, rules.var_usage_from, 1.0))
+    if iv_ratio is not None and math.isfinite(iv_ratio):
+        stress = max(stress, _ramp(iv_ratio, rules.iv_ratio_from, rules.iv_ratio_full))
+    band = rules.band * (1.0 - (1.0 - rules.band_at_full) * stress)
+    tail = rules.tail_fraction * (1.0 + (rules.tail_at_full - 1.0) * stress)
+    return Levels(stress, band, tail)
+
+
+def _ramp(x: float, start: float, full: float) -> float:
+    if full <= start:
+        return 1.0 if x >= start else 0.0
+    return min(1.0, max(0.0, (x - start) / (full - start)))
+
+
+def delta_hedge_shares(delta: float, band: float, target: float, lot: int) -> int:
+    """Signed shares (> 0 buy) that bring ``delta`` back to ``target`` in round lots, or 0
+    while it is inside the band (``|delta - target| <= band``) or no whole lot brings it
+    closer."""
+    excess = delta - target
+    if abs(excess) <= band + 1e-9:
+        return 0
+    lots = math.floor(abs(excess) / lot + 0.5)  # to the nearest lot, halves away from zero
+    return -int(math.copysign(lots * lot, excess)) if lots else 0
+
+
+def option_hedge_contracts(excess: float, option_delta: float, multiplier: int = 100) -> int:
+    """Contracts of ``option_delta`` (per share, absolute) that offset ``excess`` delta."""
+    if option_delta <= 0:
+        raise ValueError(f"option_delta must be > 0, got {option_delta}")
+    return math.floor(abs(excess) / (option_delta * multiplier) + 0.5)
+
+
+def tail_budget(collected: float, fraction: float, spent: float) -> float:
+    """Dollars available for protection: ``fraction`` of the premium ``collected`` less what
+    protection has cost net (``spent``: premiums paid less proceeds and realised gains)."""
+    return max(0.0, fraction * collected - spent)
+
+
+def rebalance_cost(gamma: float, spot: float, daily_vol: float, band: float,
+                   cost_per_share: float) -> dict[str, float]:
+    """The delta band's expected upkeep (see the module doc): delta drift in shares a day,
+    hedges a day, dollars a day."""
+    drift = abs(gamma) * spot * daily_vol
+    if band <= 0:
+        return {"delta_drift_per_day": drift, "hedges_per_day": math.inf,
+                "cost_per_day": math.inf}
+    per_day = (drift / band) ** 2
+    return {"delta_drift_per_day": drift, "hedges_per_day": per_day,
+            "cost_per_day": per_day * band * cost_per_share}
+
+
+class HedgeEngine:
+    """Decides every account's hedges at a check (``decide``). ``risk`` is a
+    ``thetadesk.risk.engine.RiskEngine`` over the same ledger (its ``exposure`` measures the
+    book as the gate does); ``max_var99`` maps accounts to their limit (None: no VaR usage);
+    ``vols`` the configured vol per symbol (the implied-volatility ratio's base)."""
+
+    def __init__(self, ledger: Ledger, risk, market, rules: HedgeRules,
+                 accounts: Mapping[str, float | None], vols: Mapping[str, float]) -> None:
+        self.ledger = ledger
+        self.risk = risk
+        self.market = market
+        self.rules = rules
+        self.accounts = dict(accounts)
+        self.vols = dict(vols)
+        self.log = get_logger("hedging")
+        self._vix_unlisted_said = False
+
+    def due(self, last: datetime | None, now: datetime) -> bool:
+        """Whether a check is due at ``now`` after the one at ``last``."""
+        return last is None or (now - last) >= timedelta(minutes=self.rules.check_minutes)
+
+    def decide(self, now: datetime) -> dict[str, tuple[HedgeOrder, ...]]:
+        """Each account's hedge orders now (every figure behind them in the report)."""
+        chain = self._chain(now)
+        out = {}
+        for account in sorted(self.accounts):
+            try:
+                orders, report = self._account(account, now, chain)
+            except DataError as exc:
+                self.log.warning("hedge_check_failed", account=account, reason=str(exc))
+                continue
+            self.ledger.set_state(HEDGE_STATE + account, json.dumps(report, sort_keys=True,
+                                                                    default=str))
+            out[account] = tuple(orders)
+        return out
+
+    def report(self, account: str) -> dict | None:
+        text = self.ledger.get_state(HEDGE_STATE + account)
+        return None if text is None else json.loads(text)
+
+    # -- one account ------------------------------------------------------------------------
+
+    def _chain(self, now: datetime) -> OptionChain | None:
+        r = self.rules
+        low = min(r.option_dte, r.tail_roll_dte + 1) if r.instrument == "options" else (
+            r.tail_roll_dte + 1)
+        try:
+            return self.market.chain(r.symbol, now, min_dte=max(1, min(low, 7)),
+                                     max_dte=max(r.tail_dte, r.option_dte) * 2)
+        except DataError as exc:
+            self.log.warning("hedge_chain_unavailable", symbol=r.symbol, reason=str(exc))
+            return None
+
+    def _account(self, account: str, now: datetime, chain: OptionChain | None,
+                 ) -> tuple[list[HedgeOrder], dict[str, Any]]:
+        r = self.rules
+        exposure = self.risk.exposure(account, now)
+        delta = exposure.beta_weighted_delta or 0.0
+        limit = self.accounts.get(account)
+        var_usage = (exposure.var99 / limit if limit and exposure.var99 is not None else None)
+        iv_ratio = None
+        if chain is not None and chain.expiries():
+            from thetadesk.symbol import atm_iv
+
+            iv = atm_iv(chain, chain.nearest_expiry(30))
+            base = self.vols.get(r.symbol)
+            if base and math.isfinite(iv):
+                iv_ratio = iv / base
+        levels = dynamic_levels(r, var_usage, iv_ratio)
+        orders: list[HedgeOrder] = []
+        report: dict[str, Any] = {
+            "at": now.isoformat(), "beta_weighted_delta": round(delta, 2),
+            "var99": exposure.var99, "var_usage": _r(var_usage), "iv_ratio": _r(iv_ratio),
+            "stress": round(levels.stress, 4), "band": round(levels.band, 2),
+            "target": r.target, "tail_fraction": round(levels.tail_fraction, 4),
+            "gamma": {k: round(v, 4) for k, v in exposure.gamma.items()},
+        }
+        report["rebalance"] = self._upkeep(exposure, levels.band, now)
+        orders += self._delta(account, now, delta, levels, chain, report)
+        orders += self._tail(account, now, levels, chain, report)
+        if orders:
+            self.log.info("hedges", account=account, orders=len(orders),
+                          **{k: v for k, v in report.items() if k not in ("gamma", "rebalance")})
+        return orders, report
+
+    def _upkeep(self, exposure, band: float, now: datetime) -> dict[str, float]:
+        """The delta band's expected rebalancing, SPY share-equivalents (gamma of each
+        underlying scaled by its price ratio to the hedge symbol, vol from its configured
+        level)."""
+        r = self.rules
+        try:
+            hedge_spot = self.market.spot(r.symbol, now)
+        except DataError:
+            return {}
+        drift = 0.0
+        for symbol, gamma in exposure.gamma.items():
+            try:
+                spot = self.market.spot(symbol, now)
+            except DataError:
+                continue
+            daily = self.vols.get(symbol, 0.2) / math.sqrt(TRADING_DAYS)
+            drift += abs(gamma) * spot * daily * spot / hedge_spot
+        cost = rebalance_cost(1.0, 1.0, drift, band, r.cost_per_share)  # drift given directly
+        return {k: round(v, 4) if math.isfinite(v) else v for k, v in cost.items()}
+
+    def _last_delta_hedge(self, account: str) -> datetime | None:
+        found = [d for d in self.ledger.decisions(account) if d["kind"] in (
+            "hedge_delta", "hedge_unwind") and d["status"] != "abandoned"]
+        return datetime.fromisoformat(found[-1]["decided_at"]) if found else None
+
+    def _delta(self, account: str, now: datetime, delta: float, levels: Levels,
+               chain: OptionChain | None, report: dict) -> list[HedgeOrder]:
+        r = self.rules
+        excess = delta - r.target
+        report["delta_hedge"] = None
+        if abs(excess) <= levels.band + 1e-9:
+            return []
+        last = self._last_delta_hedge(account)
+        if last is not None and now - last < r.min_interval:
+            report["delta_hedge"] = (f"out of band but the last hedge was at {last.isoformat()}, "
+                                     f"less than {r.min_interval} ago")
+            return []
+        detail = {"delta": round(delta, 2), "band": round(levels.band, 2), "target": r.target,
+                  "stress": round(levels.stress, 4)}
+        why = (f"beta-weighted delta {delta:+.0f} is outside {r.target:+.0f} +/- "
+               f"{levels.band:.0f}")
+        if r.instrument == "shares":
+            shares = delta_hedge_shares(delta, levels.band, r.target, r.lot)
+            if not shares:
+                report["delta_hedge"] = "no whole lot brings the delta closer"
+                return []
+            report["delta_hedge"] = f"{shares:+d} {r.symbol}"
+            return [HedgeOrder(account, "delta", r.symbol, now, why, shares=shares,
+                               detail={**detail, "shares": shares})]
+        # Long options: first sell option hedges that push the same way as the excess.
+        unwind = []
+        for pos in self.ledger.positions(account):
+            if pos["strategy"] != "hedge_delta":
+                continue
+            legs = legs_from_json(pos["legs"])
+            is_put = not legs[0].contract.is_call
+            if (excess < 0 and is_put) or (excess > 0 and not is_put):
+                unwind.append(HedgeOrder(account, "unwind", r.symbol, now,
+                                         f"{why}; this hedge adds to it",
+                                         close_position_id=pos["position_id"], detail=detail))
+        if unwind:
+            report["delta_hedge"] = f"unwind {len(unwind)} option hedge(s)"
+            return unwind
+        if chain is None:
+            report["delta_hedge"] = "no chain to pick a hedge option from"
+            return []
+        right = Right.PUT if excess > 0 else Right.CALL
+        try:
+            expiry = chain.nearest_expiry(r.option_dte, min_dte=min(r.option_dte, 7))
+            row = chain.strike_by_delta(expiry, r.option_delta, right)
+        except DataError as exc:
+            report["delta_hedge"] = f"no hedge option: {exc}"
+            return []
+        d = abs(row.delta) if row.delta is not None and math.isfinite(row.delta) else (
+            r.option_delta)
+        contracts = option_hedge_contracts(excess, d, row.contract.multiplier)
+        if contracts < 1 or row.quote.ask <= 0:
+            report["delta_hedge"] = "less than one option's delta out of band"
+            return []
+        price = -math.ceil(row.quote.ask * 100 - 1e-9) / 100
+        report["delta_hedge"] = f"buy {contracts} {row.contract.occ} at {-price:.2f}"
+        return [HedgeOrder(account, "delta", r.symbol, now, why, legs=(Leg(row.contract, 1),),
+                           quantity=contracts, limit_price=price,
+                           detail={**detail, "option_delta": round(d, 4),
+                                   "contracts": contracts})]
+
+    def _tail(self, account: str, now: datetime, levels: Levels, chain: OptionChain | None,
+              report: dict) -> list[HedgeOrder]:
+        r = self.rules
+        positions = self.ledger.positions(account, status=None)
+        tails = [p for p in positions if p["strategy"] == "hedge_tail"]
+        collected = sum(p["entry_price"] * (p["initial_quantity"] or p["quantity"]) * _mult(p)
+                        for p in positions if not p["strategy"].startswith("hedge")
+                        and p["entry_price"] > 0)
+        spent = sum(-p["entry_price"] * p["quantity"] * _mult(p) + p["commissions"]
+                    for p in tails if p["status"] == "open")
+        spent -= sum(p["realized_pnl"] or 0.0 for p in tails)
+        budget = tail_budget(collected, levels.tail_fraction, spent)
+        report["tail"] = {"collected": round(collected, 2), "spent": round(spent, 2),
+                          "budget": round(budget, 2), "held": sum(
+                              p["quantity"] for p in tails if p["status"] == "open")}
+        if levels.tail_fraction <= 0:
+            return []
+        orders: list[HedgeOrder] = []
+        today = now.astimezone(NEW_YORK).date()
+        for pos in tails:
+            if pos["status"] != "open":
+                continue
+            expiry = legs_from_json(pos["legs"])[0].contract.expiry
+            if (expiry - today).days <= r.tail_roll_dte:
+                orders.append(HedgeOrder(
+                    account, "tail_roll", r.symbol, now,
+                    f"protection {pos['position_id']} is {(expiry - today).days} days from "
+                    f"expiry (roll at {r.tail_roll_dte})", close_position_id=pos["position_id"],
+                    detail={"dte": (expiry - today).days}))
+        working = any(o["purpose"] == "hedge_tail" and o["opening"]
+                      for o in self.ledger.orders(account, ("pending_submit", "new",
+                                                            "partially_filled")))
+        if orders or working or chain is None:
+            return orders
+        if r.vix_calls and not self._vix_unlisted_said:
+            try:
+                self.market.chain("VIX", now)
+            except DataError as exc:
+                self._vix_unlisted_said = True
+                self.log.info("vix_calls_unavailable", reason=str(exc))
+        try:
+            expiry = chain.nearest_expiry(r.tail_dte, min_dte=r.tail_roll_dte + 1)
+            row = chain.strike_by_delta(expiry, r.put_delta, Right.PUT)
+        except DataError as exc:
+            report["tail"]["note"] = f"no protective put: {exc}"
+            return orders
+        ask = row.quote.ask
+        if not (ask > 0):
+            return orders
+        price = math.ceil(ask * 100 - 1e-9) / 100
+        contracts = min(r.max_contracts, math.floor(budget / (price * row.contract.multiplier)))
+        if contracts < 1:
+            report["tail"]["note"] = (f"budget ${budget:,.2f} below one {row.contract.occ} at "
+                                      f"${price * row.contract.multiplier:,.2f}")
+            return orders
+        report["tail"]["buy"] = f"{contracts} {row.contract.occ} at {price:.2f}"
+        orders.append(HedgeOrder(
+            account, "tail", r.symbol, now,
+            f"protection: ${budget:,.2f} of budget ({levels.tail_fraction:.1%} of "
+            f"${collected:,.2f} collected, ${spent:,.2f} spent) buys {contracts} "
+            f"{row.contract.occ}", legs=(Leg(row.contract, 1),), quantity=contracts,
+            limit_price=-price, detail={"budget": round(budget, 2), "contracts": contracts,
+                                        "put_delta": r.put_delta,
+                                        "dte": chain.dte(expiry)}))
+        return orders
+
+
+def _mult(pos: dict) -> int:
+    return legs_from_json(pos["legs"])[0].contract.multiplier if pos["legs"] != "[]" else 1
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, 4)
