@@ -677,13 +677,16 @@ class Supervisor:
 
     def _day_rows(self, session: date) -> list[dict[str, Any]]:
         from thetadesk.chain import NEW_YORK
+        from thetadesk.store import HEDGE_PREFIX
 
         rows = []
         for day in self.ledger.days():
             if day["session"] != session.isoformat():
                 continue
             acct = day["account"]
-            all_positions = self.ledger.positions(acct, status=None)
+            # The strategies' positions: the hedge book has its own lines (hedge_lines).
+            all_positions = [p for p in self.ledger.positions(acct, status=None)
+                             if not p["strategy"].startswith(HEDGE_PREFIX)]
 
             def on(ts: str | None) -> bool:
                 return ts is not None and datetime.fromisoformat(ts).astimezone(
@@ -705,7 +708,8 @@ class Supervisor:
         sessions = sorted({date.fromisoformat(d["session"]) for d in self.ledger.days()})
         header = (f"{'date':<10}  {'account':<12} {'opened':>6} {'closed':>6} "
                   f"{'realized':>10} {'P&L':>10} {'equity':>12} {'open':>4}")
-        lines = ["", header, "-" * len(header)]
+        lines = ["", "opened, closed, realized and open count the strategies' positions; P&L and "
+                 "equity are the account's (hedges included)", header, "-" * len(header)]
         for session in sessions:
             for r in self._day_rows(session):
                 lines.append(
@@ -766,6 +770,11 @@ class Supervisor:
             upkeep = h.get("rebalance") or {}
             tail = h.get("tail") or {}
             gamma = ", ".join(f"{k} {v:+.2f}" for k, v in sorted((h.get("gamma") or {}).items()))
+            book = h.get("book") or {}
+            if book:
+                shares = ", ".join(f"{q:+d} {s}" for s, q in sorted(book["shares"].items()))
+                lines.append(f"    hedge book: {book['positions']} option hedges, shares "
+                             f"{shares or 'none'}; open P&L {book['unrealized']:+,.2f} at mid")
             lines.append(
                 f"    hedging at {h['at']}: delta {h['beta_weighted_delta']:+,.1f} in "
                 f"{h['target']:+.0f} +/- {h['band']:.0f} (stress {h['stress']:.2f}); gamma "

@@ -417,7 +417,8 @@ class AccountEngine:
         elif intents:
             self.log.warning("entries_halted", reason=self.fail_closed)
         acct = self.broker.account()
-        positions = self.ledger.positions(self.name)
+        # Strategy positions: the hedge book is reported on its own (the hedging actor's).
+        positions = [p for p in self.ledger.positions(self.name) if not is_hedge(p)]
         day = self.ledger.day(self.name, self._session)
         self.ledger.end_day(account=self.name, session=self._session, equity=acct.equity,
                             cash=acct.cash, open_positions=len(positions))

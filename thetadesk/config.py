@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from thetadesk.clock import CALENDAR_FIRST, CALENDAR_LAST
+from thetadesk.clock import CALENDAR_FIRST, CALENDAR_LAST, MarketCalendar
 from thetadesk.errors import ConfigError
 from thetadesk.logging import register_secret
 
@@ -61,6 +61,7 @@ __all__ = [
     "RiskReportsConfig",
     "SimMarketConfig",
     "SimRegimesConfig",
+    "SimShockConfig",
     "StrategyConfig",
     "SymbolConfig",
     "VendorDataConfig",
@@ -206,6 +207,19 @@ class SimRegimesConfig(_Section):
         return self
 
 
+SessionDate = date  # a field named ``date`` cannot be annotated ``date``
+
+
+class SimShockConfig(_Section):
+    """A scheduled shock of the simulated market (``SimShock``): a crash scenario."""
+
+    date: SessionDate = Field(description="the NYSE session it happens on, after the first one")
+    gap: float = Field(gt=-0.5, lt=0.5,
+                       description="opening gap on top of the usual one (-0.10: 10% down)")
+    vol_multiplier: float = Field(default=1.0, ge=1, le=5,
+                                  description="the day's variance times this squared")
+
+
 class SimMarketConfig(_Section):
     """Realism of the simulated market (``SimMarket``); ``source: replay`` ignores it."""
 
@@ -218,6 +232,8 @@ class SimMarketConfig(_Section):
         "market.symbols; absent: SPY and QQQ",
     )
     regimes: SimRegimesConfig = Field(default_factory=SimRegimesConfig)
+    shocks: tuple[SimShockConfig, ...] = Field(
+        default=(), description="scheduled shocks (e.g. a -10% gap with a volatility spike)")
 
 
 class VendorDataConfig(_Section):
@@ -304,8 +320,11 @@ class MarketConfig(_Section):
                             f"unknown symbol '{symbol}' (market.symbols has: {known})",
                         )
                     )
+            problems.extend(self._shock_problems())
             _raise_problems(problems)
             return self
+        if self.sim.shocks:
+            problems.append((("sim", "shocks"), "shocks are for the simulator (source: sim)"))
         for name in self.symbols:
             if name not in REPLAY_SYMBOLS:
                 problems.append((("symbols", name), "replay has the S&P 500 only: use SPY"))
@@ -313,6 +332,30 @@ class MarketConfig(_Section):
             problems.append((("start",), f"replay data covers {REPLAY_FIRST} to {REPLAY_LAST}"))
         _raise_problems(problems)
         return self
+
+
+    def _shock_problems(self) -> list[tuple[Loc, str]]:
+        if not self.sim.shocks:
+            return []
+        if self.live:
+            return [(("sim", "shocks"), "shocks are for the simulator (source: sim)")]
+        calendar = MarketCalendar()
+        first = self.start if calendar.is_session(self.start) else calendar.next_session(
+            self.start)
+        problems: list[tuple[Loc, str]] = []
+        seen: set[date] = set()
+        for j, shock in enumerate(self.sim.shocks):
+            where = ("sim", "shocks", j, "date")
+            if shock.date in seen:
+                problems.append((where, f"two shocks on {shock.date}"))
+            elif not CALENDAR_FIRST <= shock.date <= CALENDAR_LAST or not calendar.is_session(
+                    shock.date):
+                problems.append((where, f"{shock.date} is not an NYSE session"))
+            elif shock.date <= first:
+                problems.append((where, f"{shock.date} must come after the first session "
+                                        f"({first}), which opens at the starting spot"))
+            seen.add(shock.date)
+        return problems
 
 
 class StrategyConfig(_Section):

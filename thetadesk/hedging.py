@@ -7,11 +7,13 @@ Units: delta in SPY share-equivalents (beta-weighted, as the risk gate measures 
 option prices net per share (< 0 a debit).
 
 - **Delta band.** When ``|delta - target| > band`` the account is hedged back to ``target``
-  with the hedge symbol's shares in round lots (``delta_hedge_shares``; an excess smaller than
-  half a lot cannot be improved and is left), or with long options of ``option_delta``
-  (``option_hedge_contracts``: puts for a long book, calls for a short one). At most one delta
-  hedge per ``min_interval`` (the last one is read from the ledger's decisions, so a restart
-  does not churn). Option hedges that push the same way as the excess are sold first.
+  with the hedge symbol's shares in round lots (``delta_hedge_shares``: the lot count landing
+  nearest the target inside the band; when none lands inside, it stops short of the target
+  rather than crossing to the band's far side, which the next check would undo), or with long
+  options of ``option_delta`` (``option_hedge_contracts``: puts for a long book, calls for a
+  short one). At most one delta hedge per ``min_interval`` (the last one is read from the
+  ledger's decisions, so a restart does not churn). Option hedges that push the same way as
+  the excess are sold first.
 - **Tail protection.** ``tail_budget``: ``premium_fraction`` of the credit the strategies
   collected, less what protection has cost net so far, buys out-of-the-money puts of
   ``put_delta`` near ``dte`` days (and VIX calls when ``vix_calls`` and the data source lists
@@ -27,6 +29,8 @@ option prices net per share (< 0 a debit).
   shares at ``cost_per_share``: ``s^2 c / h`` dollars a day.
 
 Every order is a ``HedgeOrder`` for the account actor, which sends it through the risk gate.
+``hedge_book`` marks the hedge book at mid: its open P&L, reported next to the realised P&L
+the ledger attributes to the hedges (``Ledger.pnl_attribution``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from thetadesk.errors import DataError
 from thetadesk.logging import get_logger
 from thetadesk.messages import HedgeOrder
 from thetadesk.models import Leg, Right
-from thetadesk.store import Ledger, legs_from_json
+from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json
 
 HEDGE_STATE = "hedge:"  # + account: run-state key of the latest hedge report (JSON)
 TRADING_DAYS = 252
@@ -107,7 +111,8 @@ def dynamic_levels(rules: HedgeRules, var_usage: float | None, iv_ratio: float |
     if iv_ratio is not None and math.isfinite(iv_ratio):
         stress = max(stress, _ramp(iv_ratio, rules.iv_ratio_from, rules.iv_ratio_full))
     band = rules.band * (1.0 - (1.0 - rules.band_at_full) * stress)
-    tail = rules.tail_fraction * (1.0 + (rules.tail_at_full - 1.0) * stress)
+    # Never more than the premium collected, however stressed.
+    tail = min(1.0, rules.tail_fraction * (1.0 + (rules.tail_at_full - 1.0) * stress))
     return Levels(stress, band, tail)
 
 
@@ -117,14 +122,53 @@ def _ramp(x: float, start: float, full: float) -> float:
     return min(1.0, max(0.0, (x - start) / (full - start)))
 
 
+def hedge_book(ledger: Ledger, market, account: str, now: datetime) -> dict[str, Any]:
+    """The account's hedge book at ``now``, marked at mid: ``positions`` (option hedges held),
+    ``shares`` (hedge shares per symbol), ``unrealized`` (open P&L in dollars, before the
+    commissions of closing) and ``unmarked`` (holdings left out for want of a usable quote)."""
+    unrealized, unmarked, held = 0.0, 0, 0
+    for pos in ledger.positions(account):
+        if not pos["strategy"].startswith(HEDGE_PREFIX):
+            continue
+        held += 1
+        legs = legs_from_json(pos["legs"])
+        try:
+            value = sum(leg.ratio * market.quote(leg.contract, now).mid for leg in legs)
+        except DataError:
+            unmarked += 1
+            continue
+        if not math.isfinite(value):
+            unmarked += 1
+            continue
+        unrealized += ((pos["entry_price"] + value) * legs[0].contract.multiplier
+                       * pos["quantity"])
+    shares = {}
+    for row in ledger.hedge_shares(account):
+        shares[row["symbol"]] = row["quantity"]
+        try:
+            spot = market.spot(row["symbol"], now)
+        except DataError:
+            unmarked += 1
+            continue
+        unrealized += row["quantity"] * (spot - row["avg_price"])
+    return {"positions": held, "shares": shares, "unrealized": round(unrealized, 2),
+            "unmarked": unmarked}
+
+
 def delta_hedge_shares(delta: float, band: float, target: float, lot: int) -> int:
-    """Signed shares (> 0 buy) that bring ``delta`` back to ``target`` in round lots, or 0
-    while it is inside the band (``|delta - target| <= band``) or no whole lot brings it
-    closer."""
+    """Signed shares (> 0 buy) that bring ``delta`` back towards ``target`` in round lots, or 0
+    while it is inside the band (``|delta - target| <= band``).
+
+    The lot count that lands nearest the target inside the band is taken; when no whole lot
+    lands inside it (a band narrower than half a lot), the hedge stops short of the target
+    rather than crossing it to the band's far side, which the next check would undo: no churn.
+    0 when that is no lot at all."""
     excess = delta - target
     if abs(excess) <= band + 1e-9:
         return 0
-    lots = math.floor(abs(excess) / lot + 0.5)  # to the nearest lot, halves away from zero
+    under = math.floor(abs(excess) / lot)  # stops short of the target (or reaches it)
+    inside = [n for n in (under, under + 1) if abs(abs(excess) - n * lot) <= band + 1e-9]
+    lots = min(inside, key=lambda n: (abs(abs(excess) - n * lot), -n)) if inside else under
     return -int(math.copysign(lots * lot, excess)) if lots else 0
 
 
@@ -232,6 +276,7 @@ class HedgeEngine:
             "gamma": {k: round(v, 4) for k, v in exposure.gamma.items()},
         }
         report["rebalance"] = self._upkeep(exposure, levels.band, now)
+        report["book"] = hedge_book(self.ledger, self.market, account, now)
         orders += self._delta(account, now, delta, levels, chain, report)
         orders += self._tail(account, now, levels, chain, report)
         if orders:
@@ -283,7 +328,8 @@ class HedgeEngine:
         if r.instrument == "shares":
             shares = delta_hedge_shares(delta, levels.band, r.target, r.lot)
             if not shares:
-                report["delta_hedge"] = "no whole lot brings the delta closer"
+                report["delta_hedge"] = ("no whole lot brings the delta inside the band without "
+                                         "crossing the target")
                 return []
             report["delta_hedge"] = f"{shares:+d} {r.symbol}"
             return [HedgeOrder(account, "delta", r.symbol, now, why, shares=shares,

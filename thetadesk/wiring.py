@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from thetadesk.adapters.sim_broker import EarlyAssignment, Fees, FillModel, SimBroker
-from thetadesk.adapters.sim_market import SimMarket, SimRegimes, SimSymbol
+from thetadesk.adapters.sim_market import SimMarket, SimRegimes, SimShock, SimSymbol
 from thetadesk.config import AccountConfig, Config
 from thetadesk.errors import DataError
 from thetadesk.models import Fill
@@ -94,8 +94,9 @@ def build_market(config: Config, *, state_dir: Path | None = None,
     # SimRegimesConfig mirrors SimRegimes field for field, with the same defaults.
     regimes = SimRegimes(**sim.regimes.model_dump())
     extra = {} if sim.daily_expiries is None else {"daily_expiries": sim.daily_expiries}
+    shocks = tuple(SimShock(s.date, s.gap, s.vol_multiplier) for s in sim.shocks)
     return SimMarket(seed=config.seed, symbols=symbols, rate=m.rate, start=m.start,
-                     correlation=sim.correlation, regimes=regimes, **extra)
+                     correlation=sim.correlation, regimes=regimes, shocks=shocks, **extra)
 
 
 def paper_broker_path(state_dir: Path, account: str) -> Path:

@@ -248,7 +248,7 @@ ACC = ["accounts", 0]
                      "market.sim.correlation: must be >= 0", id="correlation-below-0"),
         pytest.param(_set([*SIM, "corelation"], 0.5), "market.sim.corelation",
                      "market.sim.corelation: unknown key (allowed: correlation, "
-                     "daily_expiries, regimes)", id="sim-unknown-key"),
+                     "daily_expiries, regimes, shocks)", id="sim-unknown-key"),
         pytest.param(_set([*SIM, "daily_expiries"], ["SPY", "IWM"]),
                      "market.sim.daily_expiries[1]",
                      "market.sim.daily_expiries[1]: unknown symbol 'IWM' (market.symbols has: "
@@ -395,3 +395,30 @@ def test_sim_market_with_regimes_survives_pickling():
     assert copy_._regimes == regimes
     assert copy_.spot("SPY", MIDDAY + timedelta(days=5)) == market.spot("SPY",
                                                                         MIDDAY + timedelta(days=5))
+
+
+def test_market_sim_shocks_reach_the_market(build):
+    plain, _ = build(_data())
+    shocked, _ = build(_data(shocks=[{"date": "2025-02-03", "gap": -0.1, "vol_multiplier": 2}]))
+    before = datetime(2025, 1, 31, 20, 0, tzinfo=UTC)
+    opening = datetime(2025, 2, 3, 14, 30, tzinfo=UTC)  # 09:30 New York
+    assert shocked.spot("SPY", before) == plain.spot("SPY", before)
+    assert shocked.spot("SPY", opening) < 0.93 * plain.spot("SPY", before)
+    assert shocked.regime(opening) == "stressed"
+    assert pickle.loads(pickle.dumps(shocked)).spot("QQQ", opening) == shocked.spot("QQQ", opening)
+
+
+@pytest.mark.parametrize(("shock", "text"), [
+    ({"date": "2025-02-01", "gap": -0.1}, "market.sim.shocks[0].date: 2025-02-01 is not an NYSE"),
+    ({"date": "2025-01-06", "gap": -0.1}, "must come after the first session (2025-01-06)"),
+    ({"date": "2025-02-03", "gap": -0.7}, "market.sim.shocks[0].gap"),
+    ({"date": "2025-02-03", "gap": -0.1, "vol_multiplier": 9}, "shocks[0].vol_multiplier"),
+    ({"date": "2025-02-03"}, "market.sim.shocks[0].gap"),
+])
+def test_market_sim_bad_shock_names_path_and_reason(shock, text):
+    assert text in str(_error(_data(shocks=[shock])))
+
+
+def test_market_sim_two_shocks_on_one_day_are_refused():
+    shock = {"date": "2025-02-03", "gap": -0.1}
+    assert "shocks[1].date: two shocks on 2025-02-03" in str(_error(_data(shocks=[shock, shock])))

@@ -33,6 +33,19 @@ def test_delta_hedge_shares_none_when_no_lot_helps():
     assert delta_hedge_shares(40.0, band=30.0, target=0.0, lot=100) == 0  # 0.4 of a lot
 
 
+@pytest.mark.parametrize(("delta", "shares"), [
+    (52.0, 0),  # one lot would leave -48, outside the band's far side: the next check undoes it
+    (-52.0, 0),
+    (130.0, -100),  # +30 is inside; -70 would not be
+    (180.0, -200),  # -20 is inside
+    (160.0, -100),  # neither +60 nor -40 is inside: stop short of the target, never cross it
+])
+def test_delta_hedge_shares_never_overshoots_a_band_narrower_than_a_lot(delta, shares):
+    assert delta_hedge_shares(delta, band=34.0, target=0.0, lot=100) == shares
+    after = delta + shares
+    assert abs(after) <= 34.0 or (abs(after) < abs(delta) and after * delta > 0) or shares == 0
+
+
 def test_option_hedge_contracts_offsets_excess():
     assert option_hedge_contracts(300.0, 0.30) == 10
     assert option_hedge_contracts(-140.0, 0.30) == 5
@@ -64,6 +77,12 @@ def test_dynamic_levels_var_usage_narrows_band_and_grows_tail():
     assert half.tail_fraction == pytest.approx(0.15)
     full = dynamic_levels(RULES, 1.4, None)
     assert (full.band, full.tail_fraction) == (pytest.approx(100.0), pytest.approx(0.2))
+
+
+def test_dynamic_levels_never_spend_more_than_the_premium_collected():
+    rules = HedgeRules(tail_fraction=0.8, tail_at_full=2.0)
+    assert dynamic_levels(rules, 1.0, None).tail_fraction == 1.0
+    assert dynamic_levels(rules, 0.75, None).tail_fraction == 1.0  # 0.8 x 1.5 = 1.2, capped
 
 
 def test_dynamic_levels_volatility_regime_counts_the_larger_of_the_two():

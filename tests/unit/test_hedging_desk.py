@@ -88,7 +88,7 @@ def test_share_hedge_reduces_without_flipping_in_one_order(desk):
 def test_hedge_engine_hedges_out_of_band_in_lots_then_waits_the_interval(desk):
     market, ledger, _, _, engine, hedger = desk
     _open_spread(market, engine)
-    hedging = hedger(band=20.0, lot=100, min_interval=timedelta(minutes=30))
+    hedging = hedger(band=40.0, lot=100, min_interval=timedelta(minutes=30))
     at = MORNING + STEP
     orders = hedging.decide(at)["paper"]
     report = hedging.report("paper")
@@ -96,6 +96,7 @@ def test_hedge_engine_hedges_out_of_band_in_lots_then_waits_the_interval(desk):
     assert delta > 50, report
     (order,) = orders
     assert order.shares == -100 * round(delta / 100)
+    assert abs(delta + order.shares) <= 40.0  # back inside the band
     assert order.kind == "delta"
     _round(engine, at, orders)
     assert ledger.hedge_shares("paper")[0]["quantity"] == order.shares

@@ -29,6 +29,13 @@ moves in one-minute Student-t (5 dof) returns (50%) plus a negatively skewed (ex
 shock spread over the session (30%): daily returns are fat-tailed and negatively skewed, and
 volatility clusters. Day 0 opens at ``spot``.
 
+Scheduled shocks (``shocks``, a scenario such as a crash): on a ``SimShock`` session every symbol
+opens at the previous close times the usual overnight gap times ``1 + gap`` (exactly that
+factor; the day draws no random market jump), the regime is stressed, and the GARCH variance and
+its implied copy start the day multiplied by ``vol_multiplier`` squared (within the variance
+cap). The shock feeds the regime and implied volatility, not GARCH's reaction to the move.
+Sessions before the first shock are bit-identical to a market without shocks.
+
 Prices: ``spot(symbol, now)`` is the price of the one-minute bar at or before ``now`` during a
 session (rounded to $0.01) and the last close outside sessions. Before the first session the
 price is the symbol's starting ``spot``.
@@ -85,7 +92,9 @@ from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
 from thetadesk.pricing import bsm_greeks
 
-__all__ = ["REGIMES", "CorruptHook", "OptionTrade", "SimMarket", "SimRegimes", "SimSymbol"]
+__all__ = [
+    "REGIMES", "CorruptHook", "OptionTrade", "SimMarket", "SimRegimes", "SimShock", "SimSymbol",
+]
 
 CorruptHook = Callable[[Contract, datetime], str | None]
 """Test hook: given a contract and ``now``, return ``"nan"`` (NaN bid), ``"crossed"`` (bid above
@@ -291,6 +300,34 @@ class SimRegimes:
 _DEFAULT_REGIMES = SimRegimes()
 
 
+@dataclass(frozen=True, slots=True)
+class SimShock:
+    """A scheduled market-wide shock: on ``session`` (a New York session date) every symbol opens
+    ``gap`` away from its previous close on top of the usual overnight gap (-0.10 is a 10% gap
+    down; in (-0.5, 0.5)), in the stressed regime, with its variance multiplied by
+    ``vol_multiplier`` squared (1 leaves it; in [1, 5])."""
+
+    session: date
+    gap: float
+    vol_multiplier: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.session, date) or isinstance(self.session, datetime):
+            raise DataError(f"SimShock.session must be a date, got {self.session!r}")
+        for name in ("gap", "vol_multiplier"):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, int | float | np.floating)
+                    or not math.isfinite(value)):
+                raise DataError(f"SimShock.{name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not -0.5 < self.gap < 0.5:
+            raise DataError(f"SimShock.gap must be in (-0.5, 0.5) (a fraction of the price), "
+                            f"got {self.gap!r}")
+        if not 1.0 <= self.vol_multiplier <= 5.0:
+            raise DataError(f"SimShock.vol_multiplier must be in [1, 5], got "
+                            f"{self.vol_multiplier!r}")
+
+
 def _stationary(transition: np.ndarray) -> np.ndarray:
     """A stationary distribution of a Markov transition matrix (rows sum to 1)."""
     n = transition.shape[0]
@@ -438,7 +475,8 @@ class SimMarket:
     rejection path can be exercised end to end. ``correlation`` (keyword) is the correlation of
     any two symbols' returns through the common market factor; ``daily_expiries`` (keyword) the
     roots that list an expiry every session for the next two weeks; ``regimes`` (keyword) the
-    regime and market-jump parameters (``SimRegimes``; None for the defaults).
+    regime and market-jump parameters (``SimRegimes``; None for the defaults); ``shocks``
+    (keyword) the scheduled ``SimShock`` sessions, each a session after the first one.
     """
 
     def __init__(
@@ -452,6 +490,7 @@ class SimMarket:
         correlation: float = _DEFAULT_CORRELATION,
         daily_expiries: Iterable[str] = _DAILY_SYMBOLS,
         regimes: SimRegimes | None = None,
+        shocks: Iterable[SimShock] = (),
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DataError(f"SimMarket seed must be a non-negative integer, got {seed!r}")
@@ -509,6 +548,7 @@ class SimMarket:
             date(start.year - 1, 1, 1), date(start.year + _CALENDAR_YEARS, 12, 31)
         )
         self._first = int(np.searchsorted(np.array(self._cal.dates), start))
+        self._shocks = self._shock_days(shocks)
         # Queries must leave room for the 120-day listing inside the calendar table.
         self._last_ns = int(self._cal.closes[-1]) - 366 * 24 * 3600 * 1_000_000_000
         self._paths: dict[str, _Path] = {}
@@ -522,10 +562,31 @@ class SimMarket:
         return (
             functools.partial(
                 SimMarket, correlation=self._correlation, daily_expiries=tuple(sorted(self._daily)),
-                regimes=self._regimes,
+                regimes=self._regimes, shocks=tuple(self._shocks.values()),
             ),
             (self._seed, self._symbols, self._rate, self._start, self._corrupt),
         )
+
+    def _shock_days(self, shocks: Iterable[SimShock]) -> dict[int, SimShock]:
+        """The shocks by session index (day 0 is the first session), checked."""
+        if isinstance(shocks, str | SimShock) or not isinstance(shocks, Iterable):
+            raise DataError(f"SimMarket shocks must be a collection of SimShock, got {shocks!r}")
+        dates = self._cal.dates
+        days: dict[int, SimShock] = {}
+        for shock in shocks:
+            if not isinstance(shock, SimShock):
+                raise DataError(f"SimMarket shocks must be SimShock values, got {shock!r}")
+            if shock.session not in self._cal.session_set:
+                raise DataError(f"SimMarket shock on {shock.session}: not an NYSE session")
+            day = int(np.searchsorted(np.array(dates), shock.session)) - self._first
+            if day <= 0:
+                raise DataError(
+                    f"SimMarket shock on {shock.session}: it must come after the first "
+                    f"session ({dates[self._first]}), which opens at the starting spot")
+            if day in days:
+                raise DataError(f"SimMarket has two shocks on {shock.session}")
+            days[day] = shock
+        return dict(sorted(days.items()))
 
     # -- public API -----------------------------------------------------------------------
 
@@ -770,7 +831,9 @@ class SimMarket:
                 regime = int(np.searchsorted(row, u_regime))
             regime = min(regime, STRESSED)
             jump = 0.0
-            if d > 0 and u_jump < self._regime_jump[regime]:
+            if d in self._shocks:  # the scheduled shock replaces the day's random jump
+                regime = STRESSED
+            elif d > 0 and u_jump < self._regime_jump[regime]:
                 jump = min(self._regimes.jump_mean + self._regimes.jump_sd * z_jump, -0.5)
             m.regimes.append(regime)
             m.jumps.append(jump)
@@ -800,6 +863,11 @@ class SimMarket:
         y_i = -(own.gamma(_TREND_GAMMA_K) - _TREND_GAMMA_K) / math.sqrt(_TREND_GAMMA_K)
         a = math.sqrt(self._correlation)
         b = math.sqrt(1.0 - self._correlation)
+        shock = self._shocks.get(day)
+        if shock is not None:  # the variance and its implied copy start the day shocked
+            cap = _VAR_CAP * spec.vol**2
+            path.h[day] = min(path.h[day] * shock.vol_multiplier**2, cap)
+            path.iv[day] = min(path.iv[day] * shock.vol_multiplier**2, cap)
         h = path.h[day]
         variance = h * (self._regime_vol[regime] * self._vol_scale) ** 2
         prev_close = path.prev_close[day]
@@ -810,7 +878,11 @@ class SimMarket:
         if day > 0:
             gap = math.sqrt(_OVERNIGHT_SHARE) * daily_sd * (a * z_gap_m + b * z_gap_i)
             gap += jump * jump_sd
-        path.jump.append(jump * jump_sd if day > 0 else 0.0)
+        day_jump = jump * jump_sd if day > 0 else 0.0
+        if shock is not None:
+            day_jump = math.log1p(shock.gap)
+            gap += day_jump
+        path.jump.append(day_jump)
         minute_sd = daily_sd * math.sqrt(
             (1.0 - _OVERNIGHT_SHARE - _TREND_SHARE) / _MINUTES_PER_DAY
         )

@@ -1,0 +1,140 @@
+"""The supervisor's lockstep round in one process, without Ray: for scenario tests (the crash
+test of the hedging actor) and benchmarks that need the whole desk but not its processes.
+
+``LockstepDesk`` builds what the actors build from the same ``Config`` (the market, a paper
+broker and an ``AccountEngine`` per account, a ``SymbolEngine`` per symbol, the ``RiskEngine``
+and, when ``hedging.enabled``, the ``HedgeEngine``) over one ledger in ``state_dir``, and runs
+each tick in the supervisor's order: every account's first half (``prepare``: fills, upkeep,
+exits), the symbols' intents in the entry window, the hedging check when due, the accounts'
+second half (``enter``: hedges, then intents), the breaker update; at each session's close the
+risk figures and closes are recorded (``RiskEngine.refresh``). Live sources are refused: this
+is for the simulator and replay, where the market is a function of the instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from thetadesk.account import AccountEngine, AccountRules
+from thetadesk.clock import MarketCalendar
+from thetadesk.config import Config
+from thetadesk.errors import ConfigError
+from thetadesk.hedging import hedge_book
+from thetadesk.messages import AccountTick
+from thetadesk.risk.breakers import breaker_limits_from_config
+from thetadesk.risk.engine import RiskEngine, limits_from_config
+from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
+from thetadesk.store import LEDGER_FILE, Ledger
+from thetadesk.symbol import BullPutRules, SymbolEngine
+from thetadesk.wiring import build_broker, build_hedge_engine, build_market, dividend_yields_of
+
+__all__ = ["DayResult", "LockstepDesk"]
+
+
+@dataclass(frozen=True, slots=True)
+class DayResult:
+    """One account's session: equity at the close (dollars, marked to market), the session's
+    P&L, open strategy positions, realised P&L to date split into the strategies' and the
+    hedges', and the hedge book's open P&L at the close (``hedging.hedge_book``)."""
+
+    session: date
+    account: str
+    equity: float
+    day_pnl: float
+    open_positions: int
+    strategy_realized: float
+    hedge_realized: float
+    hedge_unrealized: float
+
+
+class LockstepDesk:
+    """The whole desk of ``config`` in this process; ``close`` when done."""
+
+    def __init__(self, config: Config, state_dir: Path) -> None:
+        if config.market.live:
+            raise ConfigError(f"the lockstep desk runs simulations only, not market.source "
+                              f"{config.market.source!r}")
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.calendar = MarketCalendar()
+        self.market = build_market(config, state_dir=self.state_dir)
+        self.ledger = Ledger(self.state_dir / LEDGER_FILE)
+        self.risk = RiskEngine(
+            self.ledger, limits_from_config(config), portfolio_limits_from_config(config),
+            SnapshotBuilder.from_config(config, self.market),
+            beta_window=config.risk_reports.beta_window,
+            breakers=breaker_limits_from_config(config))
+        self.entry_rules = BullPutRules.from_config(config.strategy)
+        self.symbols = {s: SymbolEngine(s, self.entry_rules, self.market)
+                        for s in config.market.symbols}
+        yields = dividend_yields_of(config)
+        start = self.calendar.session_open(self._first_session())
+        self.brokers = {}
+        self.accounts: dict[str, AccountEngine] = {}
+        for account in config.accounts:
+            broker = build_broker(account, self.market, self.state_dir, dividend_yields=yields)
+            self.brokers[account.name] = broker
+            rules = AccountRules.from_config(account, config.exits, rate=config.market.rate,
+                                             dividend_yields=tuple(sorted(yields.items())))
+            self.accounts[account.name] = AccountEngine(rules, self.ledger, broker, self.market,
+                                                        self.risk.check, start)
+        self.hedger = (build_hedge_engine(config, self.ledger, self.market)
+                       if config.hedging.enabled else None)
+        self._hedge_checked: datetime | None = None
+        self._next_session = self._first_session()
+
+    def _first_session(self) -> date:
+        return self.calendar.next_session(self.config.market.start)
+
+    def tick(self, now: datetime) -> dict[str, AccountTick]:
+        """One lockstep round at ``now``; every account's tick report."""
+        for engine in self.accounts.values():
+            engine.prepare(now)
+        intents = []
+        if self.entry_rules.in_entry_window(now):
+            wanted = set().union(*(e.entry_symbols() for e in self.accounts.values()))
+            for symbol in sorted(wanted):
+                intents.extend(self.symbols[symbol].tick(now).intents)
+        hedges = {}
+        if self.hedger is not None and (self._hedge_checked is None or now - self._hedge_checked
+                                        >= timedelta(minutes=self.config.hedging.check_minutes)):
+            hedges = self.hedger.decide(now)
+            self._hedge_checked = now
+        ticks = {}
+        for account in self.config.accounts:
+            mine = [i for i in intents if i.symbol in account.symbols]
+            ticks[account.name] = self.accounts[account.name].enter(
+                now, mine, hedges=hedges.get(account.name, ()))
+        self.risk.update(now, ticks.values())
+        return ticks
+
+    def run_session(self, session: date) -> list[DayResult]:
+        """Every tick of ``session``, then the close's risk figures; the accounts' day."""
+        last: dict[str, AccountTick] = {}
+        for now in self.calendar.ticks(session, self.config.market.tick_seconds):
+            last = self.tick(now)
+        close = self.calendar.session_close(session)
+        self.risk.refresh(close, at_close=True)
+        out = []
+        for name, tick in last.items():
+            split = self.ledger.pnl_attribution(name)
+            book = hedge_book(self.ledger, self.market, name, close)
+            out.append(DayResult(session, name, tick.equity, tick.day_pnl, tick.open_positions,
+                                 split["strategy"], split["hedge"], book["unrealized"]))
+        return out
+
+    def run(self, sessions: int) -> list[DayResult]:
+        """The next ``sessions`` sessions, in order."""
+        out = []
+        for session in self.calendar.sessions(self._next_session, sessions):
+            out.extend(self.run_session(session))
+            self._next_session = self.calendar.next_session(session + timedelta(days=1))
+        return out
+
+    def close(self) -> None:
+        for broker in self.brokers.values():
+            broker.close()
+        self.ledger.close()
