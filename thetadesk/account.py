@@ -115,6 +115,11 @@ class AccountRules:
                            close_dte=e.close_dte)
 
 
+def _why(action) -> str:
+    """A management decision's reason in words (the ledger's ``decisions.reason``)."""
+    return str(action.detail.get("why") or action.reason)
+
+
 def is_hedge(position: dict) -> bool:
     """Whether a ledger position belongs to the hedge book (the hedging actor's)."""
     return position["strategy"].startswith(HEDGE_PREFIX)
@@ -790,7 +795,7 @@ class AccountEngine:
         with self.ledger.transaction():
             self.ledger.record_decision(
                 decision_id=decision_id, account=self.name, symbol=pos["symbol"],
-                position_id=pos["position_id"], kind=action.reason, reason=action.reason,
+                position_id=pos["position_id"], kind=action.reason, reason=_why(action),
                 detail=self._decision_detail(action, quantity=0), now=now)
             self.ledger.update_position_state(pos["position_id"],
                                               **self._state_after(pos, action, view))
@@ -827,7 +832,7 @@ class AccountEngine:
             if reason != "roll":
                 self.ledger.record_decision(
                     decision_id=decision_id, account=self.name, symbol=pos["symbol"],
-                    position_id=pos["position_id"], kind=reason, reason=action.reason,
+                    position_id=pos["position_id"], kind=reason, reason=_why(action),
                     detail=self._decision_detail(action, limit=limit,
                                                  natural=round(natural, 4)),
                     now=now, close_order_id=cid)
@@ -878,7 +883,7 @@ class AccountEngine:
             return
         self.ledger.record_decision(
             decision_id=decision_id, account=self.name, symbol=pos["symbol"],
-            position_id=pos["position_id"], kind="roll", reason="roll",
+            position_id=pos["position_id"], kind="roll", reason=_why(action),
             detail=self._decision_detail(action, **plan.detail), now=now, status="open")
         self.log.info("roll", position_id=pos["position_id"], why=action.detail.get("why"),
                       **plan.detail)
@@ -1015,7 +1020,7 @@ class AccountEngine:
             rejected.append(cid)
             self.ledger.record_decision(
                 decision_id=decision_id, account=self.name, symbol=pos["symbol"],
-                position_id=pos["position_id"], kind="repair_add", reason=action.reason,
+                position_id=pos["position_id"], kind="repair_add", reason=_why(action),
                 detail=detail, now=now, status="abandoned")
             self.ledger.update_position_state(pos["position_id"], added=1)
             self.log.info("repair_add_refused", position_id=pos["position_id"],
@@ -1027,7 +1032,7 @@ class AccountEngine:
         with self.ledger.transaction():
             self.ledger.record_decision(
                 decision_id=decision_id, account=self.name, symbol=pos["symbol"],
-                position_id=pos["position_id"], kind="repair_add", reason=action.reason,
+                position_id=pos["position_id"], kind="repair_add", reason=_why(action),
                 detail=detail, now=now, open_order_id=cid)
             self.ledger.update_position_state(pos["position_id"], added=1)
             self.ledger.record_intent_and_order(

@@ -214,6 +214,9 @@ class HedgeEngine:
         self.vols = dict(vols)
         self.log = get_logger("hedging")
         self._vix_unlisted_said = False
+        # account -> (New York date, dollars of one protective put when last priced): a budget
+        # below it that day is not worth a chain fetch per check.
+        self._put_cost: dict[str, tuple[Any, float]] = {}
 
     def due(self, last: datetime | None, now: datetime) -> bool:
         """Whether a check is due at ``now`` after the one at ``last``."""
@@ -221,11 +224,11 @@ class HedgeEngine:
 
     def decide(self, now: datetime) -> dict[str, tuple[HedgeOrder, ...]]:
         """Each account's hedge orders now (every figure behind them in the report)."""
-        chain = self._chain(now)
+        chains = _Chains(self.market, self.rules.symbol, now, self.log)
         out = {}
         for account in sorted(self.accounts):
             try:
-                orders, report = self._account(account, now, chain)
+                orders, report = self._account(account, now, chains)
             except DataError as exc:
                 self.log.warning("hedge_check_failed", account=account, reason=str(exc))
                 continue
@@ -240,18 +243,7 @@ class HedgeEngine:
 
     # -- one account ------------------------------------------------------------------------
 
-    def _chain(self, now: datetime) -> OptionChain | None:
-        r = self.rules
-        low = min(r.option_dte, r.tail_roll_dte + 1) if r.instrument == "options" else (
-            r.tail_roll_dte + 1)
-        try:
-            return self.market.chain(r.symbol, now, min_dte=max(1, min(low, 7)),
-                                     max_dte=max(r.tail_dte, r.option_dte) * 2)
-        except DataError as exc:
-            self.log.warning("hedge_chain_unavailable", symbol=r.symbol, reason=str(exc))
-            return None
-
-    def _account(self, account: str, now: datetime, chain: OptionChain | None,
+    def _account(self, account: str, now: datetime, chains: _Chains,
                  ) -> tuple[list[HedgeOrder], dict[str, Any]]:
         r = self.rules
         exposure = self.risk.exposure(account, now)
@@ -259,6 +251,7 @@ class HedgeEngine:
         limit = self.accounts.get(account)
         var_usage = (exposure.var99 / limit if limit and exposure.var99 is not None else None)
         iv_ratio = None
+        chain = chains.window(*_IV_WINDOW)
         if chain is not None and chain.expiries():
             from thetadesk.symbol import atm_iv
 
@@ -277,8 +270,8 @@ class HedgeEngine:
         }
         report["rebalance"] = self._upkeep(exposure, levels.band, now)
         report["book"] = hedge_book(self.ledger, self.market, account, now)
-        orders += self._delta(account, now, delta, levels, chain, report)
-        orders += self._tail(account, now, levels, chain, report)
+        orders += self._delta(account, now, delta, levels, chains, report)
+        orders += self._tail(account, now, levels, chains, report)
         if orders:
             self.log.info("hedges", account=account, orders=len(orders),
                           **{k: v for k, v in report.items() if k not in ("gamma", "rebalance")})
@@ -310,7 +303,7 @@ class HedgeEngine:
         return datetime.fromisoformat(found[-1]["decided_at"]) if found else None
 
     def _delta(self, account: str, now: datetime, delta: float, levels: Levels,
-               chain: OptionChain | None, report: dict) -> list[HedgeOrder]:
+               chains: _Chains, report: dict) -> list[HedgeOrder]:
         r = self.rules
         excess = delta - r.target
         report["delta_hedge"] = None
@@ -348,6 +341,7 @@ class HedgeEngine:
         if unwind:
             report["delta_hedge"] = f"unwind {len(unwind)} option hedge(s)"
             return unwind
+        chain = chains.window(min(r.option_dte, 7), r.option_dte + _WINDOW_AFTER)
         if chain is None:
             report["delta_hedge"] = "no chain to pick a hedge option from"
             return []
@@ -371,7 +365,7 @@ class HedgeEngine:
                            detail={**detail, "option_delta": round(d, 4),
                                    "contracts": contracts})]
 
-    def _tail(self, account: str, now: datetime, levels: Levels, chain: OptionChain | None,
+    def _tail(self, account: str, now: datetime, levels: Levels, chains: _Chains,
               report: dict) -> list[HedgeOrder]:
         r = self.rules
         positions = self.ledger.positions(account, status=None)
@@ -403,7 +397,17 @@ class HedgeEngine:
         working = any(o["purpose"] == "hedge_tail" and o["opening"]
                       for o in self.ledger.orders(account, ("pending_submit", "new",
                                                             "partially_filled")))
-        if orders or working or chain is None:
+        if orders or working or budget < _MIN_TAIL_BUDGET:
+            return orders
+        priced = self._put_cost.get(account)
+        if priced is not None and priced[0] == today and budget < priced[1]:
+            report["tail"]["note"] = (f"budget ${budget:,.2f} below one protective put "
+                                      f"(${priced[1]:,.2f} when priced today)")
+            return orders
+        chain = chains.window(max(r.tail_roll_dte + 1, r.tail_dte - _WINDOW_AFTER),
+                              r.tail_dte + _WINDOW_AFTER)
+        if chain is None:
+            report["tail"]["note"] = "no chain to pick a protective put from"
             return orders
         if r.vix_calls and not self._vix_unlisted_said:
             try:
@@ -422,6 +426,7 @@ class HedgeEngine:
             return orders
         price = math.ceil(ask * 100 - 1e-9) / 100
         contracts = min(r.max_contracts, math.floor(budget / (price * row.contract.multiplier)))
+        self._put_cost[account] = (today, price * row.contract.multiplier)
         if contracts < 1:
             report["tail"]["note"] = (f"budget ${budget:,.2f} below one {row.contract.occ} at "
                                       f"${price * row.contract.multiplier:,.2f}")
@@ -436,6 +441,32 @@ class HedgeEngine:
                                         "put_delta": r.put_delta,
                                         "dte": chain.dte(expiry)}))
         return orders
+
+
+_IV_WINDOW = (21, 45)  # DTE of the chain the 30-day ATM implied volatility is read from
+_WINDOW_AFTER = 30  # days beyond a DTE target that a hedge option's chain window reaches
+_MIN_TAIL_BUDGET = 1.0  # dollars: below this no chain is fetched to buy protection
+
+
+class _Chains:
+    """The hedge symbol's chains of one check, fetched by DTE window on first use (an option
+    chain is the check's main cost: only the windows a decision needs are priced)."""
+
+    def __init__(self, market, symbol: str, now: datetime, log) -> None:
+        self.market, self.symbol, self.now, self.log = market, symbol, now, log
+        self._got: dict[tuple[int, int], OptionChain | None] = {}
+
+    def window(self, min_dte: int, max_dte: int) -> OptionChain | None:
+        key = (max(1, int(min_dte)), max(1, int(max_dte)))
+        if key not in self._got:
+            try:
+                self._got[key] = self.market.chain(self.symbol, self.now, min_dte=key[0],
+                                                   max_dte=key[1])
+            except DataError as exc:
+                self.log.warning("hedge_chain_unavailable", symbol=self.symbol,
+                                 min_dte=key[0], max_dte=key[1], reason=str(exc))
+                self._got[key] = None
+        return self._got[key]
 
 
 def _mult(pos: dict) -> int:

@@ -166,3 +166,33 @@ def test_halted_lets_through_only_hedges_that_measurably_reduce_risk(desk):
     refused = [d for d in ledger.decisions("paper") if d["status"] == "abandoned"]
     assert refused
     assert "halted" in refused[-1]["detail"]
+
+
+class _CountingMarket:
+    """The market, counting chain requests by DTE window."""
+
+    def __init__(self, market):
+        self.market, self.windows = market, []
+
+    def chain(self, symbol, now, min_dte=None, max_dte=None):
+        self.windows.append((min_dte, max_dte))
+        return self.market.chain(symbol, now, min_dte=min_dte, max_dte=max_dte)
+
+    def __getattr__(self, name):
+        return getattr(self.market, name)
+
+
+def test_a_budget_short_of_one_put_is_not_repriced_the_same_day(desk):
+    market, _, _, _, engine, hedger = desk
+    _open_spread(market, engine)
+    hedging = hedger(band=10_000.0, tail_fraction=0.01, tail_dte=60, tail_roll_dte=21)
+    counting = hedging.market = _CountingMarket(market)
+    at = MORNING + STEP
+    assert hedging.decide(at)["paper"] == ()
+    first = list(counting.windows)
+    assert "below one" in hedging.report("paper")["tail"]["note"]
+    assert any(lo > 21 for lo, _ in first)  # the put window was priced once
+    counting.windows.clear()
+    assert hedging.decide(at + STEP)["paper"] == ()
+    assert all(lo <= 21 for lo, _ in counting.windows)  # only the IV window this time
+    assert "when priced today" in hedging.report("paper")["tail"]["note"]

@@ -139,6 +139,7 @@ def test_breach_stop_closes_when_spot_crosses_the_short_strike(desk):
     assert closed["exit_reason"] == "breach"
     (decision,) = ledger.decisions("paper")
     assert "below the short" in json.loads(decision["detail"])["why"]
+    assert decision["reason"] == json.loads(decision["detail"])["why"]  # in words
 
 
 def test_roll_closes_tested_spread_and_opens_one_further_out_as_one_decision(desk):
@@ -159,6 +160,7 @@ def test_roll_closes_tested_spread_and_opens_one_further_out_as_one_decision(des
     assert old_now["exit_reason"] == "roll"
     (roll,) = ledger.decisions("paper", kind="roll")
     assert roll["status"] == "done"
+    assert "delta" in roll["reason"]  # why it was rolled, in words
     new = ledger.position(roll["new_position_id"])
     assert new["status"] == "open"
     assert new["rolled_from"] == old["position_id"]
