@@ -66,6 +66,7 @@ __all__ = [
     "SymbolConfig",
     "VendorDataConfig",
     "load_config",
+    "load_config_data",
     "parse_config",
 ]
 
@@ -549,7 +550,10 @@ class RiskConfig(_Section):
 class FillModelConfig(_Section):
     """How the paper broker matches orders (``FillModel``). Absent: fill in full at the limit."""
 
-    mode: Literal["limit"] = Field(default="limit", description="limit orders fill at the limit")
+    mode: Literal["limit", "mid"] = Field(
+        default="limit",
+        description="limit: fill at the limit once natural reaches it; mid: fill at the mid "
+        "less slippage once that reaches the limit")
     slippage_ticks: int = Field(
         default=0, ge=0, le=100, description="$0.01 ticks per share lost against the natural"
     )
@@ -561,6 +565,10 @@ class FillModelConfig(_Section):
         default=None, gt=0, le=1, description="most of the displayed size one poll fills"
     )
     seed: int | None = Field(default=None, ge=0, description="absent: the top-level seed")
+    max_open_interest_share: float | None = Field(
+        default=None, gt=0, le=1,
+        description="most of the legs' smallest open interest one order fills (where the data "
+        "gives open interest)")
 
 
 class FeesConfig(_Section):
@@ -935,6 +943,13 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     Raises ConfigError for a missing or unreadable file, a YAML syntax error (with file and
     line), a missing ``${NAME}`` and every invalid value (with its YAML path).
     """
+    return parse_config(load_config_data(path), env, source=str(path))
+
+
+def load_config_data(path: str | os.PathLike[str]) -> Any:
+    """The YAML file at ``path`` as plain data, not yet validated (for tools that change a
+    setting before ``parse_config``, as the backtester does); ConfigError as ``load_config``'s
+    for an unreadable file or a YAML syntax error."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -944,7 +959,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(f"{file}: is a directory, not a config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
-    return parse_config(_parse_yaml(text, str(file)), env, source=str(file))
+    return _parse_yaml(text, str(file))
 
 
 def parse_config(

@@ -23,6 +23,7 @@ from thetadesk.config import Config
 from thetadesk.errors import ConfigError
 from thetadesk.hedging import hedge_book
 from thetadesk.messages import AccountTick
+from thetadesk.ports import MarketData
 from thetadesk.risk.breakers import breaker_limits_from_config
 from thetadesk.risk.engine import RiskEngine, limits_from_config
 from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
@@ -52,7 +53,7 @@ class DayResult:
 class LockstepDesk:
     """The whole desk of ``config`` in this process; ``close`` when done."""
 
-    def __init__(self, config: Config, state_dir: Path) -> None:
+    def __init__(self, config: Config, state_dir: Path, market: MarketData | None = None) -> None:
         if config.market.live:
             raise ConfigError(f"the lockstep desk runs simulations only, not market.source "
                               f"{config.market.source!r}")
@@ -60,7 +61,9 @@ class LockstepDesk:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.calendar = MarketCalendar()
-        self.market = build_market(config, state_dir=self.state_dir)
+        # ``market``: a source the config cannot name (a backtest over users' files).
+        self.market = market if market is not None else build_market(config,
+                                                                     state_dir=self.state_dir)
         self.ledger = Ledger(self.state_dir / LEDGER_FILE)
         self.risk = RiskEngine(
             self.ledger, limits_from_config(config), portfolio_limits_from_config(config),

@@ -141,6 +141,7 @@ def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
             mid_fill_probability=fm.mid_fill_probability,
             max_display_share=fm.max_display_share,
             seed=0 if fm.seed is None else fm.seed,  # Config fills in the top-level seed
+            max_open_interest_share=fm.max_open_interest_share,
         )
     early = None
     if account.early_assignment:

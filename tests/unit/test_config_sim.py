@@ -312,10 +312,11 @@ ACC = ["accounts", 0]
                      id="fill-seed-bool"),
         pytest.param(_set([*ACC, "fill_model", "mode"], "market"),
                      "accounts[0].fill_model.mode",
-                     "accounts[0].fill_model.mode: must be one of: limit", id="fill-mode"),
+                     "accounts[0].fill_model.mode: must be one of: limit, mid", id="fill-mode"),
         pytest.param(_set([*ACC, "fill_model", "slippage"], 1), "accounts[0].fill_model.slippage",
                      "accounts[0].fill_model.slippage: unknown key (allowed: mode, "
-                     "slippage_ticks, mid_fill_probability, max_display_share, seed)",
+                     "slippage_ticks, mid_fill_probability, max_display_share, seed, "
+                     "max_open_interest_share)",
                      id="fill-model-unknown-key"),
         pytest.param(_set([*ACC, "fees"], {"taf_cap": -1}), "accounts[0].fees.taf_cap",
                      "accounts[0].fees.taf_cap: must be >= 0", id="fees-negative"),

@@ -25,7 +25,10 @@ mid fills at the limit with a probability rising linearly from 0 at the mid to 1
 drawn once per (seed, client order id, minute) so a run is reproducible. With
 ``max_display_share`` one poll fills at most that share of the smallest displayed size among the
 legs (in units of the combination); the rest stays open, PARTIALLY_FILLED, one ``Fill`` per
-execution. A leg without a usable quote means no fill.
+execution; ``max_open_interest_share`` caps an order's total at a share of its legs' smallest
+open interest. ``mode="mid"`` prices fills at the legs' mid less the slippage instead (the
+backtester's "mid" and "mid plus slippage" fill models). A leg without a usable quote means no
+fill.
 
 Lifetime (Alpaca's order states): orders are good until canceled (``time_in_force="gtc"``) or
 day orders (``"day"``), EXPIRED at the first call at or after the close of their session (the
@@ -123,6 +126,7 @@ __all__ = [
 ]
 
 TICK = 0.01  # dollars per share: the price increment of slippage
+FILL_MODES = ("limit", "mid")
 EXERCISE_THRESHOLD = 0.01  # dollars per share in the money: the OCC's exercise by exception
 SHARE_MARGIN = 0.5  # Reg T initial margin on share positions, as a fraction of the notional
 _SCHEMA_VERSION = 3
@@ -245,10 +249,16 @@ class FillModel:
     """How the paper broker matches orders. The defaults are the original behaviour: a limit
     order fills in full, at its limit, once the natural price reaches it.
 
-    - ``mode``: "limit" (the only mode so far: limit orders fill at their limit, never better).
-    - ``slippage_ticks``: $0.01 ticks per share lost against the natural price. A market order
-      fills at natural - slippage; a limit order needs natural - slippage >= limit and still
-      fills at its limit (never worse than the limit, never better).
+    - ``mode``: "limit": limit orders fill at their limit, never better, once the natural
+      price (less slippage) reaches it. "mid": the order fills at the MID of its legs less
+      ``slippage_ticks`` (a backtest's optimistic "fill at mid" and its "mid plus slippage"
+      variant) as soon as that price is at least the limit, so a marketable limit gets the price
+      improvement up to the mid; a market order fills at mid - slippage. Share orders are
+      unaffected (they fill at the one-cent share quote either way).
+    - ``slippage_ticks``: $0.01 ticks per share lost against the natural price ("limit") or the
+      mid ("mid"). In "limit" mode a market order fills at natural - slippage; a limit order
+      needs natural - slippage >= limit and still fills at its limit (never worse, never
+      better).
     - ``mid_fill_probability``: a limit between the mid and natural - slippage fills at the
       limit with probability (mid - limit) / (mid - (natural - slippage)): 0 at the mid, 1 at
       the natural. One uniform draw per (``seed``, client order id, minute): reproducible.
@@ -256,6 +266,10 @@ class FillModel:
       floor(share x the smallest displayed size among the legs) units of the combination (the
       displayed size of a leg is the bid size of a leg sold, the ask size of a leg bought,
       divided by |ratio|); no fill if that is 0.
+    - ``max_open_interest_share``: None for no limit, else in (0, 1]: one order fills at most
+      floor(share x the smallest open interest among its legs) units in total, open interest
+      from the market's chain at the poll (a leg whose chain row gives none, as the historical
+      replay's, is not limited by it); no fill if that is 0.
     """
 
     mode: str = "limit"
@@ -263,10 +277,12 @@ class FillModel:
     mid_fill_probability: bool = False
     max_display_share: float | None = None
     seed: int = 0
+    max_open_interest_share: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mode != "limit":
-            raise DataError(f"FillModel mode must be 'limit', got {self.mode!r}")
+        if self.mode not in FILL_MODES:
+            raise DataError(f"FillModel mode must be one of {', '.join(FILL_MODES)}, "
+                            f"got {self.mode!r}")
         _number("FillModel", "slippage_ticks", self.slippage_ticks, integer=True)
         _number("FillModel", "seed", self.seed, integer=True)
         if not isinstance(self.mid_fill_probability, bool):
@@ -277,6 +293,12 @@ class FillModel:
             _number("FillModel", "max_display_share", share)
             if not 0 < share <= 1:
                 raise DataError(f"FillModel max_display_share must be in (0, 1], got {share!r}")
+        oi = self.max_open_interest_share
+        if oi is not None:
+            _number("FillModel", "max_open_interest_share", oi)
+            if not 0 < oi <= 1:
+                raise DataError(f"FillModel max_open_interest_share must be in (0, 1], "
+                                f"got {oi!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -975,7 +997,7 @@ class SimBroker:
                 quotes = self._quotes(legs, now, order.client_order_id)
                 if quotes is None:
                     return "a market order needs a usable quote for every leg", 0.0
-                price = _natural(legs, quotes) - self._fill_model.slippage_ticks * TICK
+                price = self._achievable(legs, quotes)
             credit = max(0.0, price) * multiplier * order.quantity
             debit = max(0.0, -price) * multiplier * order.quantity
             fees = self._fees.total(legs, order.quantity)
@@ -1022,15 +1044,23 @@ class SimBroker:
             return
         model = self._fill_model
         natural = _natural(legs, quotes)
-        achievable = natural - model.slippage_ticks * TICK
+        achievable = self._achievable(legs, quotes)
         if row["order_type"] == "market":
             price = round(achievable, 6)
         else:
             price = row["limit_price"]
             if achievable < price - 1e-9 and not self._lucky(row, legs, quotes, achievable, now):
                 return
+            if model.mode == "mid":
+                price = max(price, round(achievable, 6))  # the mid's improvement on the limit
         remaining = row["quantity"] - row["filled_quantity"]
         quantity = remaining
+        if model.max_open_interest_share is not None:
+            cap = self._open_interest_cap(legs, now)
+            if cap is not None:
+                quantity = min(quantity, cap - row["filled_quantity"])
+                if quantity <= 0:
+                    return
         if model.max_display_share is not None:
             displayed = min(
                 (quotes[leg.contract].ask_size if leg.is_long else quotes[leg.contract].bid_size)
@@ -1175,6 +1205,36 @@ class SimBroker:
             "avg_price = excluded.avg_price",
             (symbol, new, avg),
         )
+
+    def _achievable(self, legs: tuple[Leg, ...], quotes: dict[Contract, Quote]) -> float:
+        """The best net price per share the fill model gives now: natural ("limit") or mid
+        ("mid"), less the slippage."""
+        model = self._fill_model
+        if model.mode == "mid":
+            base = sum(-leg.ratio * quotes[leg.contract].mid for leg in legs)
+        else:
+            base = _natural(legs, quotes)
+        return base - model.slippage_ticks * TICK
+
+    def _open_interest_cap(self, legs: tuple[Leg, ...], now: datetime) -> int | None:
+        """floor(max_open_interest_share x the smallest open interest among the legs), in
+        units of the combination; None when no leg's chain row gives open interest."""
+        share = self._fill_model.max_open_interest_share
+        found: list[int] = []
+        for leg in legs:
+            c = leg.contract
+            dte = (c.expiry - now.astimezone(NEW_YORK).date()).days
+            try:
+                chain = self._market.chain(c.underlying, now, min_dte=dte, max_dte=dte)
+            except DataError:
+                continue
+            for row in chain.rows(c.expiry, c.right):
+                if row.contract == c and row.open_interest is not None:
+                    found.append(row.open_interest // abs(leg.ratio))
+                    break
+        if not found:
+            return None
+        return math.floor(share * min(found) + 1e-9)
 
     def _lucky(self, row: sqlite3.Row, legs: tuple[Leg, ...], quotes: dict[Contract, Quote],
                achievable: float, now: datetime) -> bool:

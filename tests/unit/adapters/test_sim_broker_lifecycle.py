@@ -353,7 +353,7 @@ def test_fill_model_probability_rises_linearly_from_mid_to_natural(tmp_path):
 
 
 def test_fill_model_bad_values_raise_data_error():
-    for kwargs in ({"mode": "mid"}, {"slippage_ticks": -1}, {"max_display_share": 0.0},
+    for kwargs in ({"mode": "natural"}, {"slippage_ticks": -1}, {"max_display_share": 0.0},
                    {"max_display_share": 1.5}, {"mid_fill_probability": 1}):
         with pytest.raises(DataError):
             FillModel(**kwargs)

@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Backtest a ThetaDesk config: the desk's own components over history, with a progress bar.
+
+    .venv/bin/python scripts/backtest.py [--config FILE] [--start DATE] [--end DATE]
+        [--data replay|sim|PATH] [--fill-model NAME] [--walk-forward] [--monte-carlo N]
+        [--out DIR]
+
+Writes ``DIR/results.json`` (every metric; ``thetadesk/backtest/results.py``) and
+``DIR/report.html`` (self-contained), keeps the run's ledger in ``DIR/state/`` and prints the
+headline figures next to the buy-and-hold and put-write baselines. ``--data replay`` (the
+default) is the real S&P 500 with VIX, 2014-01-02 to 2018-10-31 unless --start/--end say
+otherwise; ``sim`` the config's simulator (252 sessions from --start or market.start by
+default); a PATH users' bars and quotes (``thetadesk/backtest/engine.py``). ``--fill-model``:
+natural, mid, mid_slippage (with --slippage-ticks), volume_share (with --display-share and
+--open-interest-share); without it the config's own. Exit 2 on a bad config or argument.
+
+``--walk-forward`` is not built yet: it says so and exits 2 rather than pretend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from thetadesk.config import DEFAULT_CONFIG, load_config_data  # noqa: E402
+from thetadesk.errors import ConfigError, DataError  # noqa: E402
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    from thetadesk.backtest.engine import FILL_MODELS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG))
+    p.add_argument("--start", type=_date, help="first session (YYYY-MM-DD)")
+    p.add_argument("--end", type=_date, help="last session (YYYY-MM-DD)")
+    p.add_argument("--data", default="replay", help="replay (default), sim, or a PATH")
+    p.add_argument("--fill-model", choices=FILL_MODELS,
+                   help="how orders fill (default: the config's accounts' fill_model)")
+    p.add_argument("--slippage-ticks", type=_positive, default=2,
+                   help="mid_slippage: $0.01 ticks per share below the mid (default 2)")
+    p.add_argument("--display-share", type=_share, default=0.1,
+                   help="volume_share: most of the displayed size per poll (default 0.1)")
+    p.add_argument("--open-interest-share", type=_share, default=0.05,
+                   help="volume_share: most of the open interest per order (default 0.05)")
+    p.add_argument("--walk-forward", action="store_true",
+                   help="rolling in-sample/out-of-sample optimisation (not built yet)")
+    p.add_argument("--monte-carlo", type=_positive, default=0, metavar="N",
+                   help="N resampled paths of the trades and of the daily returns (0: off)")
+    p.add_argument("--out", type=Path, help="output directory (default: a new temporary one)")
+    p.add_argument("--seed", type=_positive, help="override the config's seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _headline(results: dict) -> str:
+    base = results["baselines"]
+    keys = (("annual_return", "annual return", "pct"), ("sharpe", "Sharpe", "num"),
+            ("sortino", "Sortino", "num"), ("max_drawdown", "max drawdown", "pct"),
+            ("win_rate", "win rate", "pct"), ("trades", "trades", "int"))
+
+    def fmt(v, kind):
+        if v is None:
+            return "n/a"
+        return {"pct": f"{v * 100:.2f}%", "num": f"{v:.2f}", "int": f"{int(v)}"}[kind]
+
+    lines = [f"{'':16}{'ThetaDesk':>12}{'buy & hold':>12}{'put-write':>12}"]
+    for key, label, kind in keys:
+        lines.append(f"{label:16}{fmt(results.get(key), kind):>12}"
+                     f"{fmt(base['buy_and_hold'].get(key), kind):>12}"
+                     f"{fmt(base['put_write'].get(key), kind):>12}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.walk_forward:
+        print("backtest: --walk-forward is not built yet (issue 9 is in progress); run without "
+              "it", file=sys.stderr)
+        return 2
+    from thetadesk.analytics.report import render_html
+    from thetadesk.backtest.engine import Backtest, backtest_config
+    from thetadesk.backtest.results import build_results
+    from thetadesk.logging import configure_logging
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="thetadesk-backtest-"))
+    try:
+        data = load_config_data(args.config)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{args.config}: the config must be a mapping")
+        if args.seed is not None:
+            data["seed"] = args.seed
+        source = args.data if args.data in ("replay", "sim") else Path(args.data)
+        config, market, end, notes = backtest_config(
+            data, source=source, start=args.start, end=args.end, fill_model=args.fill_model,
+            slippage_ticks=args.slippage_ticks, display_share=args.display_share,
+            open_interest_share=args.open_interest_share)
+        out.mkdir(parents=True, exist_ok=True)
+        state = out / "state"
+        configure_logging(state, "backtest", "warning", console=False)
+        bt = Backtest(config, state, end=end, market=market, data=str(args.data),
+                      fill_model=args.fill_model, notes=notes)
+    except (ConfigError, DataError, OSError, ValueError) as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    from tqdm import tqdm
+
+    with tqdm(total=len(bt.session_dates), unit="session", disable=args.quiet,
+              desc="backtest") as bar:
+        def step(session: date) -> None:
+            bar.set_postfix_str(session.isoformat(), refresh=False)
+            bar.update(1)
+
+        result = bt.run(progress=step)
+    results = build_results(result, bt.market, monte_carlo=args.monte_carlo,
+                            seed=config.seed)
+    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (out / "report.html").write_text(render_html(results), encoding="utf-8")
+    print(_headline(results))
+    print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

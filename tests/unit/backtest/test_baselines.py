@@ -1,0 +1,75 @@
+"""Specifications of the baselines (thetadesk.backtest.baselines) on a hand-set market."""
+
+from datetime import date
+
+import pytest
+
+from thetadesk.backtest.baselines import buy_and_hold, put_write
+from thetadesk.chain import NEW_YORK, OptionChain, OptionQuote
+from thetadesk.clock import MarketCalendar
+from thetadesk.errors import DataError
+from thetadesk.models import Contract, Quote, Right
+
+CAL = MarketCalendar()
+SESSIONS = CAL.sessions(date(2025, 3, 3), 40)  # 2025-03-03 .. 2025-04-25
+EXPIRY = date(2025, 4, 4)  # 24 days after the first session
+
+
+class HandMarket:
+    """Spot 100 at every open; closes from ``closes``; puts 95/100/105 expiring EXPIRY at
+    bid 2.00 / ask 2.20 for the 100 strike."""
+
+    def __init__(self, closes):
+        self.closes = dict(closes)
+
+    def spot(self, symbol, now):
+        d = now.astimezone(NEW_YORK).date()
+        if now >= CAL.session_close(d):
+            return self.closes.get(d, 100.0)
+        return 100.0
+
+    def chain(self, symbol, now, min_dte=None, max_dte=None):
+        d = now.astimezone(NEW_YORK).date()
+        dte = (EXPIRY - d).days
+        rows = []
+        if (min_dte is None or dte >= min_dte) and (max_dte is None or dte <= max_dte):
+            for k in (95.0, 100.0, 105.0):
+                c = Contract("SPY", EXPIRY, Right.PUT, k)
+                rows.append(OptionQuote(c, Quote(2.0 if k == 100 else 1.0, 2.2 if k == 100
+                                                 else 1.2)))
+        return OptionChain("SPY", 100.0, now, rows)
+
+    def quote(self, contract, now):
+        if contract.expiry <= now.astimezone(NEW_YORK).date():
+            raise DataError("expired")
+        return Quote(1.0, 1.2)
+
+
+def test_buy_and_hold_buys_whole_shares_at_the_first_open():
+    closes = {SESSIONS[0]: 101.0, SESSIONS[1]: 99.5}
+    equity = buy_and_hold(HandMarket(closes), "SPY", SESSIONS[:2], 10_050.0, CAL)
+    # 100 shares at 100, $50 cash
+    assert equity == pytest.approx([50 + 100 * 101.0, 50 + 100 * 99.5])
+
+
+def test_put_write_sells_cash_secured_atm_puts_at_the_bid_and_settles_at_expiry():
+    closes = {EXPIRY: 97.0}  # 3 in the money at expiry
+    sessions = [d for d in SESSIONS if d <= EXPIRY] + [SESSIONS[-1]]
+    equity, trades = put_write(HandMarket(closes), "SPY", sessions, 20_500.0,
+                               commission=0.65, calendar=CAL)
+    # 2 puts secured (2 x 100 x 100 = 20,000 <= 20,500), premium 2.00 x 100 x 2 = 400
+    assert len(trades) == 1
+    t = trades[0]
+    assert (t.strike, t.contracts, t.premium, t.expiry) == (100.0, 2, 2.0, EXPIRY)
+    assert t.pnl == pytest.approx(400 - 1.30 - 600)
+    # first close: cash 20,500 + 400 - 1.30, less the put at mid 1.10 x 200
+    assert equity[0] == pytest.approx(20_500 + 400 - 1.30 - 220)
+    at_expiry = sessions.index(EXPIRY)
+    assert equity[at_expiry] == pytest.approx(20_500 + 400 - 1.30 - 600)
+    assert equity[-1] == pytest.approx(equity[at_expiry])  # no expiry listed after: cash
+
+
+def test_put_write_with_too_little_cash_sells_nothing():
+    equity, trades = put_write(HandMarket({}), "SPY", SESSIONS[:3], 5_000.0, calendar=CAL)
+    assert trades == []
+    assert equity == [5_000.0] * 3

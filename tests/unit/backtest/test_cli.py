@@ -1,0 +1,82 @@
+"""scripts/backtest.py end to end on a few simulated sessions: results.json with the contract
+keys, a self-contained report.html, and clear refusals."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.unit.backtest.conftest import sim_data
+
+ROOT = Path(__file__).resolve().parents[3]
+spec = importlib.util.spec_from_file_location("backtest_cli", ROOT / "scripts" / "backtest.py")
+cli = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cli)
+
+REQUIRED = ("win_rate", "sharpe", "sortino", "max_drawdown", "annual_return", "trades")
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(sim_data()))
+    return path
+
+
+def test_backtest_writes_results_and_report(tmp_path, config_file, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["--config", str(config_file), "--data", "sim", "--start", "2025-01-06",
+                     "--end", "2025-01-10", "--monte-carlo", "50", "--out", str(out),
+                     "--quiet"])
+
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    for key in REQUIRED:
+        assert key in results
+        for baseline in ("buy_and_hold", "put_write"):
+            assert key in results["baselines"][baseline]
+    assert results["max_drawdown"] >= 0
+    assert results["run"]["start"] == "2025-01-06"
+    assert results["run"]["end"] == "2025-01-10"
+    assert len(results["equity"]) == 4  # 2025-01-09 was a national day of mourning
+    assert results["monte_carlo"]["daily_returns"]["paths"] == 50
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("<svg") >= 2
+    for fetch in ('src="http', "src='http", 'href="http', "href='http", "url(http", "<script"):
+        assert fetch not in page  # self-contained: nothing to fetch, nothing to run
+    for section in ("Results and baselines", "Monthly returns", "Attribution", "Monte Carlo",
+                    "Walk-forward", "Trades"):
+        assert section in page
+    printed = capsys.readouterr().out
+    assert "buy & hold" in printed
+    assert "report.html" in printed
+
+
+def test_walk_forward_is_refused_until_built(tmp_path, config_file, capsys):
+    assert cli.main(["--config", str(config_file), "--walk-forward", "--out",
+                     str(tmp_path)]) == 2
+    assert "not built yet" in capsys.readouterr().err
+
+
+def test_a_bad_config_value_exits_2_with_its_path(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(sim_data(**{"strategy.short_delta": 3})))
+    assert cli.main(["--config", str(path), "--data", "sim", "--out", str(tmp_path / "o")]) == 2
+    assert "strategy.short_delta" in capsys.readouterr().err
+
+
+def test_a_missing_data_path_exits_2(tmp_path, config_file, capsys):
+    assert cli.main(["--config", str(config_file), "--data", str(tmp_path / "nope"),
+                     "--start", "2025-01-06", "--out", str(tmp_path / "o")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--fill-model", "perfect"], ["--start", "yesterday"],
+                                  ["--display-share", "2"]])
+def test_bad_arguments_exit_2(args, config_file):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--config", str(config_file), *args])
+    assert exc.value.code == 2

@@ -1,0 +1,166 @@
+"""Sanity of the backtester (thetadesk.backtest.engine) on the simulator: no trades means no
+P&L, twice the size means twice the P&L before fees, and no decision can see the future."""
+
+from datetime import date, datetime
+
+import pytest
+
+from tests.unit.backtest.conftest import START, sim_data
+from thetadesk.backtest.engine import Backtest, backtest_config
+from thetadesk.backtest.results import build_results
+from thetadesk.clock import MarketCalendar
+from thetadesk.errors import ConfigError
+from thetadesk.wiring import build_market
+
+pytestmark = pytest.mark.usefixtures("quiet_logs")
+END = date(2025, 1, 17)  # ten sessions
+
+
+def run(tmp_path, data, name="a", end=END, market=None, **kw):
+    config, _, end, notes = backtest_config(data, source="sim", start=START, end=end, **kw)
+    bt = Backtest(config, tmp_path / name, end=end, market=market, data="sim", notes=notes)
+    return bt, bt.run()
+
+
+def test_a_strategy_that_never_trades_has_zero_pnl(tmp_path):
+    bt, result = run(tmp_path, sim_data(**{"strategy.min_credit_fraction": 0.99}))
+    results = build_results(result, bt.market)
+
+    assert result.fills == 0
+    assert result.trades == []
+    assert [row.equity for row in result.sessions] == [100_000.0] * len(result.sessions)
+    assert (results["total_return"], results["max_drawdown"], results["trades"]) == (0.0, 0.0, 0)
+    assert results["win_rate"] is None
+    assert results["sharpe"] is None
+    assert results["exposure"] == 0.0
+
+
+GENEROUS = {
+    "accounts.0.commission_per_contract": 0.0,
+    "exits.ladder": [], "exits.take_profit": 0.5,
+    "accounts.0.risk": {"max_loss_per_trade": 100_000, "max_open_positions": 10,
+                        "min_buying_power": 1000, "daily_loss_limit": 100_000},
+    "accounts.0.breakers": {"reducing_at": None, "drawdown": {"limit": 100_000},
+                            "consecutive_losses": {"limit": 100}},
+}
+
+
+def test_doubling_size_doubles_pnl_before_fees(tmp_path):
+    # 430 buys one 5-wide spread whose max loss is 287..430 (credit 0.70..2.13), 860 two.
+    _, one = run(tmp_path, sim_data(**GENEROUS, **{"accounts.0.max_risk_per_trade": 430}), "a")
+    _, two = run(tmp_path, sim_data(**GENEROUS, **{"accounts.0.max_risk_per_trade": 860}), "b")
+
+    def key(t):
+        return (t.symbol, t.opened_at, t.entry_price)
+
+    assert one.trades, "the window should close trades"
+    assert [key(t) for t in one.trades] == [key(t) for t in two.trades]
+    assert [2 * t.quantity for t in one.trades] == [t.quantity for t in two.trades]
+    assert [2 * t.pnl for t in one.trades] == pytest.approx([t.pnl for t in two.trades])
+    for a, b in zip(one.sessions, two.sessions, strict=True):
+        assert b.equity - 100_000 == pytest.approx(2 * (a.equity - 100_000), abs=1e-6)
+
+
+class Diverging:
+    """One market until ``switch``, another after: the same past, a different future."""
+
+    def __init__(self, before, after, switch):
+        self.before, self.after, self.switch = before, after, switch
+
+    def _at(self, now):
+        return self.before if now < self.switch else self.after
+
+    def spot(self, symbol, now):
+        return self._at(now).spot(symbol, now)
+
+    def quote(self, contract, now):
+        return self._at(now).quote(contract, now)
+
+    def chain(self, symbol, now, min_dte=None, max_dte=None):
+        return self._at(now).chain(symbol, now, min_dte=min_dte, max_dte=max_dte)
+
+    def __getattr__(self, name):
+        return getattr(self.before, name)
+
+
+def test_no_decision_sees_the_future(tmp_path):
+    data = sim_data()
+    config, _, _, _ = backtest_config(data, source="sim", start=START, end=END)
+    other, _, _, _ = backtest_config(sim_data(seed=99), source="sim", start=START, end=END)
+    switch = MarketCalendar().session_open(date(2025, 1, 13))
+    plain = build_market(config)
+    diverged = Diverging(build_market(config), build_market(other), switch)
+
+    _, a = run(tmp_path, data, "a", market=plain)
+    _bt_b, b = run(tmp_path, data, "b", market=diverged)
+
+    def before(ledger_rows, column):
+        return [r for r in ledger_rows if datetime.fromisoformat(r[column]) < switch]
+
+    la, lb = _ledger(tmp_path / "a"), _ledger(tmp_path / "b")
+    assert before(la.intents(), "decided_at"), "the past should hold intents"
+    assert before(la.intents(), "decided_at") == before(lb.intents(), "decided_at")
+    assert before(la.fills(), "time") == before(lb.fills(), "time")
+    assert before(la.decisions(), "decided_at") == before(lb.decisions(), "decided_at")
+    past = [s for s in a.sessions if s.session < switch.date()]
+    assert past == [s for s in b.sessions if s.session < switch.date()]
+    # ... and the future did differ, so the test could have failed
+    assert [s.equity for s in a.sessions] != [s.equity for s in b.sessions]
+
+
+def _ledger(state):
+    from thetadesk.store import LEDGER_FILE, Ledger
+
+    return Ledger(state / LEDGER_FILE)
+
+
+def test_an_end_before_the_start_is_refused():
+    with pytest.raises(ConfigError, match="--end 2025-01-02 is before the first session "
+                                          "2025-01-06"):
+        backtest_config(sim_data(), source="sim", start=START, end=date(2025, 1, 2))
+
+
+def test_replay_leaves_out_symbols_it_does_not_have():
+    config, _, end, notes = backtest_config(sim_data(), source="replay", start=date(2015, 3, 2),
+                                            end=date(2015, 3, 6))
+    assert list(config.market.symbols) == ["SPY"]
+    assert config.accounts[0].symbols == ("SPY",)
+    assert notes == ["QQQ left out: the replay has the S&P 500 only (as SPY)"]
+    assert end == date(2015, 3, 6)
+
+
+def test_a_used_state_dir_is_refused(tmp_path):
+    run(tmp_path, sim_data(), "a", end=START)
+    config, _, end, _ = backtest_config(sim_data(), source="sim", start=START, end=START)
+    with pytest.raises(ConfigError, match="already holds a backtest's ledger"):
+        Backtest(config, tmp_path / "a", end=end)
+
+
+@pytest.mark.parametrize(("name", "mode", "extra"), [
+    ("natural", "limit", {}),
+    ("mid", "mid", {}),
+    ("mid_slippage", "mid", {"slippage_ticks": 3}),
+    ("volume_share", "limit", {"max_display_share": 0.1, "max_open_interest_share": 0.05}),
+])
+def test_named_fill_models_reach_the_accounts(name, mode, extra):
+    config, _, _, _ = backtest_config(sim_data(), source="sim", start=START, end=END,
+                                      fill_model=name, slippage_ticks=3)
+    fm = config.accounts[0].fill_model
+    assert fm.mode == mode
+    for key, value in extra.items():
+        assert getattr(fm, key) == value
+
+
+def test_fill_at_mid_gets_a_better_price_than_at_natural(tmp_path):
+    # Same orders on the first day; later the paths part (exits trigger at other times).
+    _, natural = run(tmp_path, sim_data(), "n", end=START, fill_model="natural")
+    _, mid = run(tmp_path, sim_data(), "m", end=START, fill_model="mid")
+    n_orders = {o["client_order_id"]: o for o in _ledger(tmp_path / "n").orders()}
+    m_orders = {o["client_order_id"]: o for o in _ledger(tmp_path / "m").orders()}
+
+    assert n_orders
+    assert n_orders.keys() == m_orders.keys()
+    for cid, order in n_orders.items():
+        assert order["avg_fill_price"] == order["limit_price"]  # natural: at the limit
+        assert m_orders[cid]["avg_fill_price"] > order["avg_fill_price"]  # mid: a better credit
+    assert mid.sessions[0].equity > natural.sessions[0].equity

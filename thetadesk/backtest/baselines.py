@@ -1,0 +1,107 @@
+"""What a person could get without ThetaDesk, on the same data, sessions and capital.
+
+- ``buy_and_hold``: all the capital in the underlying at the first session's open (whole
+  shares, the rest in cash), held to the end; equity at each close. Price return only: the data
+  sources carry no dividend payments.
+- ``put_write``: a naive monthly at-the-money put-write, cash-secured, after the CBOE PUT
+  index: with no put held, at 10:00 New York (or the first tick after) sell puts at the strike
+  nearest the spot, the listed expiry nearest 30 days out (at least 20), as many as the cash
+  secures (strike x 100 each), at the BID (a seller crossing the spread) less the account's
+  commission per contract. Held to expiry, then settled at intrinsic against the close (cash
+  out), and the next one is sold the session after. Equity at each close: cash less the put
+  marked at its mid (intrinsic if no quote).
+
+Both return equity per session in the order of ``sessions`` and are read with the same metrics
+as the backtest (``thetadesk.analytics.metrics``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from thetadesk.clock import MarketCalendar
+from thetadesk.errors import DataError
+from thetadesk.models import Contract, Right
+from thetadesk.ports import MarketData
+
+__all__ = ["PutWriteTrade", "buy_and_hold", "put_write"]
+
+_SELL_AFTER_OPEN = timedelta(minutes=30)
+_TARGET_DTE, _MIN_DTE, _MAX_DTE = 30, 20, 50
+
+
+@dataclass(frozen=True, slots=True)
+class PutWriteTrade:
+    sold: date
+    expiry: date
+    strike: float
+    contracts: int
+    premium: float  # per share, at the bid
+    pnl: float  # dollars, after commission
+
+
+def buy_and_hold(market: MarketData, symbol: str, sessions: Sequence[date], capital: float,
+                 calendar: MarketCalendar | None = None) -> list[float]:
+    calendar = calendar or MarketCalendar()
+    if not sessions:
+        return []
+    price = market.spot(symbol, calendar.session_open(sessions[0]))
+    shares = math.floor(capital / price)
+    cash = capital - shares * price
+    return [cash + shares * market.spot(symbol, calendar.session_close(d)) for d in sessions]
+
+
+def _put_mark(market: MarketData, contract: Contract, spot: float, when) -> float:
+    try:
+        return market.quote(contract, when).mid
+    except DataError:
+        return max(contract.strike - spot, 0.0)
+
+
+def put_write(market: MarketData, symbol: str, sessions: Sequence[date], capital: float, *,
+              commission: float = 0.65, calendar: MarketCalendar | None = None,
+              ) -> tuple[list[float], list[PutWriteTrade]]:
+    """Equity per session and the puts sold (see the module docs)."""
+    calendar = calendar or MarketCalendar()
+    cash = capital
+    held: tuple[Contract, int, float, date] | None = None
+    equity: list[float] = []
+    trades: list[PutWriteTrade] = []
+    for i, d in enumerate(sessions):
+        close = calendar.session_close(d)
+        if held is None and i < len(sessions) - 1:
+            when = calendar.session_open(d) + _SELL_AFTER_OPEN
+            try:
+                chain = market.chain(symbol, when, min_dte=_MIN_DTE, max_dte=_MAX_DTE)
+                expiry = chain.nearest_expiry(_TARGET_DTE, min_dte=_MIN_DTE)
+                puts = chain.rows(expiry, Right.PUT)
+                row = min(puts, key=lambda r: (abs(r.contract.strike - chain.spot),
+                                               r.contract.strike))
+            except (DataError, ValueError):
+                row = None
+            if row is not None and row.quote.bid > 0:
+                n = math.floor(cash / (row.contract.strike * row.contract.multiplier))
+                if n > 0:
+                    premium = row.quote.bid
+                    cash += premium * row.contract.multiplier * n - commission * n
+                    held = (row.contract, n, premium, d)
+        spot = market.spot(symbol, close)
+        if held is not None:
+            contract, n, premium, sold = held
+            if contract.expiry <= d:
+                payout = max(contract.strike - spot, 0.0) * contract.multiplier * n
+                cash -= payout
+                trades.append(PutWriteTrade(sold, contract.expiry, contract.strike, n, premium,
+                                            premium * contract.multiplier * n - commission * n
+                                            - payout))
+                held = None
+                equity.append(cash)
+                continue
+            mark = _put_mark(market, contract, spot, close - timedelta(minutes=1))
+            equity.append(cash - mark * contract.multiplier * n)
+        else:
+            equity.append(cash)
+    return equity, trades
