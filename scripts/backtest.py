@@ -14,7 +14,13 @@ default); a PATH users' bars and quotes (``thetadesk/backtest/engine.py``). ``--
 natural, mid, mid_slippage (with --slippage-ticks), volume_share (with --display-share and
 --open-interest-share); without it the config's own. Exit 2 on a bad config or argument.
 
-``--walk-forward`` is not built yet: it says so and exits 2 rather than pretend.
+``--walk-forward`` adds rolling walk-forward optimisation (``thetadesk/backtest/walkforward.py``):
+windows of --in-sample sessions (default 252) followed by --out-of-sample sessions (default 126),
+the --grid (a YAML file mapping dotted config paths to lists of values; default: strategy.
+short_delta 0.15-0.30 x exits.take_profit 0.5/0.75) searched in sample by --objective (default
+sharpe), the best point traded out of sample; the jobs run as Ray tasks (``actors/backtest.py``;
+RAY_ADDRESS joins a cluster, else a local one) unless --local. The stitched out-of-sample result
+goes to ``results.json`` under ``walk_forward`` with the baselines over the same sessions.
 """
 
 from __future__ import annotations
@@ -78,7 +84,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--open-interest-share", type=_share, default=0.05,
                    help="volume_share: most of the open interest per order (default 0.05)")
     p.add_argument("--walk-forward", action="store_true",
-                   help="rolling in-sample/out-of-sample optimisation (not built yet)")
+                   help="rolling in-sample/out-of-sample optimisation of --grid")
+    p.add_argument("--in-sample", type=_positive, default=252, metavar="N",
+                   help="walk-forward: sessions in each in-sample window (default 252)")
+    p.add_argument("--out-of-sample", type=_positive, default=126, metavar="N",
+                   help="walk-forward: sessions in each out-of-sample window (default 126)")
+    p.add_argument("--grid", type=Path, help="walk-forward: YAML {dotted.path: [values]}")
+    p.add_argument("--objective", default="sharpe",
+                   help="walk-forward: what the in-sample search maximises (default sharpe)")
+    p.add_argument("--local", action="store_true",
+                   help="walk-forward: run the jobs here, one by one, instead of as Ray tasks")
     p.add_argument("--monte-carlo", type=_positive, default=0, metavar="N",
                    help="N resampled paths of the trades and of the daily returns (0: off)")
     p.add_argument("--out", type=Path, help="output directory (default: a new temporary one)")
@@ -106,12 +121,41 @@ def _headline(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _walk_forward(args, data: dict, bt, grid) -> dict:
+    from tqdm import tqdm
+
+    from thetadesk.backtest.walkforward import grid_points, make_windows, run_job, walk_forward
+
+    points = len(grid_points(grid)) if grid else 8
+    windows = len(make_windows(bt.session_dates, args.in_sample, args.out_of_sample))
+    bar = tqdm(total=windows * (points + 1), unit="job", desc="walk-forward",
+               disable=args.quiet)
+    if args.local:
+        def run_many(jobs):
+            out = []
+            for job in jobs:
+                out.append(run_job(job))
+                bar.update(1)
+            return out
+    else:
+        from actors.backtest import run_jobs
+        from actors.stress import ensure_ray
+
+        ensure_ray(2)
+
+        def run_many(jobs):
+            return run_jobs(jobs, progress=lambda: bar.update(1))
+    try:
+        return walk_forward(data, str(args.data), bt.session_dates, grid=grid,
+                            in_sample=args.in_sample, out_of_sample=args.out_of_sample,
+                            objective=args.objective, fill_model=args.fill_model,
+                            run_many=run_many)
+    finally:
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.walk_forward:
-        print("backtest: --walk-forward is not built yet (issue 9 is in progress); run without "
-              "it", file=sys.stderr)
-        return 2
     from thetadesk.analytics.report import render_html
     from thetadesk.backtest.engine import Backtest, backtest_config
     from thetadesk.backtest.results import build_results
@@ -134,6 +178,26 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(state, "backtest", "warning", console=False)
         bt = Backtest(config, state, end=end, market=market, data=str(args.data),
                       fill_model=args.fill_model, notes=notes)
+        grid = None
+        if args.walk_forward:
+            from thetadesk.backtest.walkforward import (
+                OBJECTIVES,
+                apply_params,
+                grid_points,
+                make_windows,
+            )
+
+            if args.objective not in OBJECTIVES:
+                raise ConfigError(f"--objective {args.objective!r} is not one of "
+                                  f"{', '.join(OBJECTIVES)}")
+            if args.grid is not None:
+                grid = load_config_data(args.grid)
+                if not isinstance(grid, dict):
+                    raise ConfigError(f"--grid {args.grid}: must map dotted config paths to "
+                                      "lists of values")
+                for params in grid_points(grid):
+                    apply_params(data, params)
+            make_windows(bt.session_dates, args.in_sample, args.out_of_sample)
     except (ConfigError, DataError, OSError, ValueError) as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
@@ -150,9 +214,23 @@ def main(argv: list[str] | None = None) -> int:
         result = bt.run(progress=step)
     results = build_results(result, bt.market, monte_carlo=args.monte_carlo,
                             seed=config.seed)
+    if args.walk_forward:
+        try:
+            wf = _walk_forward(args, data, bt, grid)
+        except ConfigError as exc:
+            print(f"backtest: {exc}", file=sys.stderr)
+            return 2
+        from thetadesk.backtest.results import add_walk_forward, baseline_symbol
+
+        add_walk_forward(results, wf, bt.market, baseline_symbol(result),
+                         config.accounts[0].commission_per_contract)
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     (out / "report.html").write_text(render_html(results), encoding="utf-8")
     print(_headline(results))
+    if results["walk_forward"]:
+        print("walk-forward, out of sample:")
+        print(_headline({**results["walk_forward"]["out_of_sample"],
+                         "baselines": results["walk_forward"]["baselines"]}))
     print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
     return 0
 

@@ -48,3 +48,21 @@ def test_supervisor_and_backtest_make_the_same_trades(tmp_path, run_supervisor):
     for name, a, b in zip(("intents", "orders", "fills", "decisions", "days"), live, back,
                           strict=True):
         assert a == b, name
+
+
+def test_walk_forward_windows_as_ray_tasks_equal_the_local_run(ray_address):
+    from actors.backtest import run_jobs
+    from thetadesk.backtest.walkforward import run_local, walk_forward
+
+    data = load_config_data(DEFAULT_CONFIG)
+    data["market"]["tick_seconds"] = 900
+    data["risk_reports"]["monte_carlo_scenarios"] = 0
+    sessions = MarketCalendar().sessions(date(2025, 1, 6), 15)
+    grid = {"strategy.short_delta": [0.20, 0.30]}
+    kwargs = dict(grid=grid, in_sample=5, out_of_sample=5)
+
+    on_ray = walk_forward(data, "sim", sessions, run_many=run_jobs, **kwargs)
+    here = walk_forward(data, "sim", sessions, run_many=run_local, **kwargs)
+
+    assert len(on_ray["windows"]) == 2
+    assert on_ray == here

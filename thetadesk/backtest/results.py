@@ -32,10 +32,10 @@ from thetadesk.backtest.baselines import buy_and_hold, put_write
 from thetadesk.backtest.engine import BacktestResult
 from thetadesk.ports import MarketData
 
-__all__ = ["build_results", "monthly_returns"]
+__all__ = ["add_walk_forward", "build_results", "monthly_returns"]
 
 
-def _baseline_symbol(result: BacktestResult) -> str:
+def baseline_symbol(result: BacktestResult) -> str:
     symbols = list(result.config.market.symbols)
     return "SPY" if "SPY" in symbols else symbols[0]
 
@@ -67,7 +67,7 @@ def build_results(result: BacktestResult, market: MarketData, *, monte_carlo: in
         equity, capital, result.trades,
         open_sessions=sum(1 for row in result.sessions if row.open_positions > 0),
         premium_traded=result.premium_traded)
-    symbol = _baseline_symbol(result)
+    symbol = baseline_symbol(result)
     commission = result.config.accounts[0].commission_per_contract
     hold = buy_and_hold(market, symbol, sessions, capital)
     write, written = put_write(market, symbol, sessions, capital, commission=commission)
@@ -129,3 +129,20 @@ def _plain(x: Any) -> Any:
     if isinstance(x, float) and not np.isfinite(x):
         return None
     return x
+
+
+def add_walk_forward(results: dict[str, Any], wf: dict[str, Any], market: MarketData,
+                     symbol: str, commission: float) -> dict[str, Any]:
+    """Put the walk-forward result into ``results`` with the baselines over its
+    out-of-sample sessions (the same capital)."""
+    from datetime import date
+
+    sessions = [date.fromisoformat(e["session"]) for e in wf["equity"]]
+    capital = results["capital"]
+    hold = buy_and_hold(market, symbol, sessions, capital)
+    write, _ = put_write(market, symbol, sessions, capital, commission=commission)
+    wf = dict(wf)
+    wf["baselines"] = {"buy_and_hold": {"symbol": symbol, **metrics(hold, capital, [])},
+                       "put_write": {"symbol": symbol, **metrics(write, capital, [])}}
+    results["walk_forward"] = _plain(wf)
+    return results

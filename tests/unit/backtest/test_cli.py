@@ -55,10 +55,43 @@ def test_backtest_writes_results_and_report(tmp_path, config_file, capsys):
     assert "report.html" in printed
 
 
-def test_walk_forward_is_refused_until_built(tmp_path, config_file, capsys):
-    assert cli.main(["--config", str(config_file), "--walk-forward", "--out",
-                     str(tmp_path)]) == 2
-    assert "not built yet" in capsys.readouterr().err
+def test_walk_forward_locally_reports_its_windows(tmp_path, config_file, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("strategy.short_delta: [0.20, 0.30]\n")
+    out = tmp_path / "wf"
+    code = cli.main(["--config", str(config_file), "--data", "sim", "--start", "2025-01-06",
+                     "--end", "2025-01-17", "--walk-forward", "--in-sample", "4",
+                     "--out-of-sample", "3", "--grid", str(grid), "--local", "--quiet",
+                     "--out", str(out)])
+
+    assert code == 0
+    wf = json.loads((out / "results.json").read_text())["walk_forward"]
+    assert [w["out_of_sample"] for w in wf["windows"]] == ["2025-01-13 to 2025-01-15"]
+    assert wf["windows"][0]["params"]["strategy.short_delta"] in (0.20, 0.30)
+    for key in REQUIRED:
+        assert key in wf["out_of_sample"]
+        assert key in wf["baselines"]["buy_and_hold"]
+    assert "Walk-forward" in (out / "report.html").read_text()
+    assert "walk-forward, out of sample:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--objective", "luck"], "--objective 'luck' is not one of"),
+    (["--in-sample", "100"], "cannot hold one walk-forward window"),
+    (["--grid", "GRID"], "walk-forward grid strategy.nope.x: the config has no 'nope' there"),
+])
+def test_walk_forward_refusals_exit_2_before_running(tmp_path, config_file, capsys, args,
+                                                     message):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("strategy.nope.x: [1]\n")
+    args = [str(grid) if a == "GRID" else a for a in args]
+    code = cli.main(["--config", str(config_file), "--data", "sim", "--start", "2025-01-06",
+                     "--end", "2025-01-10", "--walk-forward", "--in-sample", "2",
+                     "--out-of-sample", "1", "--local", "--quiet", "--out",
+                     str(tmp_path / "o"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.json").exists()
 
 
 def test_a_bad_config_value_exits_2_with_its_path(tmp_path, capsys):
