@@ -53,7 +53,10 @@ class DayResult:
 class LockstepDesk:
     """The whole desk of ``config`` in this process; ``close`` when done."""
 
-    def __init__(self, config: Config, state_dir: Path, market: MarketData | None = None) -> None:
+    def __init__(self, config: Config, state_dir: Path, market: MarketData | None = None, *,
+                 durable: bool = True) -> None:
+        # durable=False: the ledger and paper brokers skip waiting for the disk (a backtest's
+        # scratch state, rerun rather than recovered).
         if config.market.live:
             raise ConfigError(f"the lockstep desk runs simulations only, not market.source "
                               f"{config.market.source!r}")
@@ -64,7 +67,7 @@ class LockstepDesk:
         # ``market``: a source the config cannot name (a backtest over users' files).
         self.market = market if market is not None else build_market(config,
                                                                      state_dir=self.state_dir)
-        self.ledger = Ledger(self.state_dir / LEDGER_FILE)
+        self.ledger = Ledger(self.state_dir / LEDGER_FILE, durable=durable)
         self.risk = RiskEngine(
             self.ledger, limits_from_config(config), portfolio_limits_from_config(config),
             SnapshotBuilder.from_config(config, self.market),
@@ -78,7 +81,8 @@ class LockstepDesk:
         self.brokers = {}
         self.accounts: dict[str, AccountEngine] = {}
         for account in config.accounts:
-            broker = build_broker(account, self.market, self.state_dir, dividend_yields=yields)
+            broker = build_broker(account, self.market, self.state_dir, dividend_yields=yields,
+                                  durable=durable)
             self.brokers[account.name] = broker
             rules = AccountRules.from_config(account, config.exits, rate=config.market.rate,
                                              dividend_yields=tuple(sorted(yields.items())))

@@ -360,7 +360,11 @@ def legs_from_json(text: str) -> tuple[Leg, ...]:
 class Ledger:
     """One process's connection to the ledger file. Not shared across threads."""
 
-    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0, *,
+                 durable: bool = True) -> None:
+        """``durable=False`` (``synchronous=OFF``: a commit is not waited onto the disk) is for
+        scratch ledgers only, as a backtest's, which is rerun rather than recovered; every
+        ledger a live or simulated run keeps is durable."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
@@ -371,7 +375,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._depth = 0
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 

@@ -106,7 +106,7 @@ def paper_broker_path(state_dir: Path, account: str) -> Path:
 def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
                  dividend_yields: Mapping[str, float] | None = None,
                  env: Mapping[str, str] = os.environ,
-                 recorded_fills: Iterable[Fill] = ()) -> Broker:
+                 recorded_fills: Iterable[Fill] = (), durable: bool = True) -> Broker:
     """The broker of ``account``.
 
     ``broker: alpaca``: an ``AlpacaBroker`` with the account's keys from ``env``, seeded with
@@ -116,7 +116,8 @@ def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
     ``broker: sim``: the paper broker. Without a ``fees`` section it charges only
     ``commission_per_contract``, and without ``fill_model`` it fills at the limit: as before.
     ``dividend_yields`` (per symbol, annual) drive early assignment when the account turns it
-    on; ``dividend_yields_of(config)`` gives them."""
+    on; ``dividend_yields_of(config)`` gives them. ``durable=False``: a scratch paper broker
+    (a backtest's) whose commits are not waited onto the disk."""
     if account.broker == "alpaca":
         return _alpaca_broker(account, env, recorded_fills)
     fees = None
@@ -153,7 +154,7 @@ def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
                      starting_cash=account.starting_cash,
                      commission_per_contract=account.commission_per_contract,
                      fees=fees, fill_model=fill_model, settlement=account.settlement,
-                     early_assignment=early)
+                     early_assignment=early, durable=durable)
 
 
 def dividend_yields_of(config: Config) -> dict[str, float]:

@@ -352,6 +352,7 @@ class HistoricalReplay:
         self._surfaces = _LRU(64)
         self._rows = _LRU(16)
         self._grids = _LRU(64)
+        self._singles = _LRU(4096)  # (contract, day, minute) -> Quote, without a surface
         self._lock = threading.RLock()
 
     def __reduce__(self):
@@ -421,12 +422,19 @@ class HistoricalReplay:
             bar = self._bar(now)
             if expiry_instant(contract.expiry) <= now:
                 raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
-            s = self._surface(contract.underlying, bar)
-            i = s.index.get(contract)
-            if i is None:
-                s = self._price(contract.underlying, bar, (contract,))
-                i = 0
-            return Quote(s.bid[i], s.ask[i], s.bid_size[i], s.ask_size[i], s.time)
+            # A minute whose whole surface is not priced yet (a position marked between two
+            # chain reads) prices only this contract: the same arithmetic, element by element.
+            s = self._surfaces.get((contract.underlying, bar.day, bar.minute))
+            if s is not None and contract in s.index:
+                i = s.index[contract]
+                return Quote(s.bid[i], s.ask[i], s.bid_size[i], s.ask_size[i], s.time)
+            key = (contract, bar.day, bar.minute)
+            q = self._singles.get(key)
+            if q is None:
+                one = self._price(contract.underlying, bar, (contract,))
+                q = Quote(one.bid[0], one.ask[0], one.bid_size[0], one.ask_size[0], one.time)
+                self._singles.put(key, q)
+            return q
 
     def chain(
         self, symbol: str, now: datetime, min_dte: int | None = None, max_dte: int | None = None
@@ -814,6 +822,13 @@ class UserDataReplay:
     @property
     def symbols(self) -> list[str]:
         return sorted(self._bars)
+
+    def is_open(self, now: datetime) -> bool:
+        """Whether ``now`` is inside a regular NYSE session (early closes respected), as the
+        paper broker asks before it fills."""
+        from thetadesk.clock import MarketCalendar
+
+        return MarketCalendar().is_open(now)
 
     def spot(self, symbol: str, now: datetime) -> float:
         """The close of ``symbol``'s last bar with timestamp <= ``now``."""

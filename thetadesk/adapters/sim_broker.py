@@ -503,7 +503,9 @@ class SimBroker:
         calendar: MarketCalendar | None = None,
         settlement: str = "physical",
         early_assignment: EarlyAssignment | None = None,
+        durable: bool = True,
     ) -> None:
+        # durable=False: synchronous=OFF, for a backtest's scratch books only (see Ledger).
         if not isinstance(account, str) or not account:
             raise DataError(f"SimBroker account must be a non-empty string, got {account!r}")
         _number("SimBroker", "starting_cash", starting_cash)
@@ -541,7 +543,7 @@ class SimBroker:
         self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]

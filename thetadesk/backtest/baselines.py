@@ -1,8 +1,8 @@
 """What a person could get without ThetaDesk, on the same data, sessions and capital.
 
-- ``buy_and_hold``: all the capital in the underlying at the first session's open (whole
-  shares, the rest in cash), held to the end; equity at each close. Price return only: the data
-  sources carry no dividend payments.
+- ``buy_and_hold``: all the capital in the underlying at the first session's open, or the
+  first price after it (whole shares, the rest in cash), held to the end; equity at each
+  close. Price return only: the data sources carry no dividend payments.
 - ``put_write``: a naive monthly at-the-money put-write, cash-secured, after the CBOE PUT
   index: with no put held, at 10:00 New York (or the first tick after) sell puts at the strike
   nearest the spot, the listed expiry nearest 30 days out (at least 20), as many as the cash
@@ -48,7 +48,15 @@ def buy_and_hold(market: MarketData, symbol: str, sessions: Sequence[date], capi
     calendar = calendar or MarketCalendar()
     if not sessions:
         return []
-    price = market.spot(symbol, calendar.session_open(sessions[0]))
+    price = None
+    for when in [calendar.session_open(sessions[0]), *calendar.ticks(sessions[0], 60)]:
+        try:  # the open, or the first price after it (users' bars labelled by their end)
+            price = market.spot(symbol, when)
+            break
+        except DataError:
+            continue
+    if price is None:
+        raise DataError(f"buy and hold: no {symbol} price in the first session {sessions[0]}")
     shares = math.floor(capital / price)
     cash = capital - shares * price
     return [cash + shares * market.spot(symbol, calendar.session_close(d)) for d in sessions]

@@ -134,6 +134,9 @@ def _keep_symbols(data: dict, keep: set[str], why: str, notes: list[str]) -> Non
         if not account["symbols"]:
             raise ConfigError(f"accounts.{account.get('name')}.symbols: none is in the data: "
                               f"{why}")
+    sim = market.get("sim")
+    if isinstance(sim, dict) and isinstance(sim.get("daily_expiries"), list):
+        sim["daily_expiries"] = [s for s in sim["daily_expiries"] if s in keep]
     hedging = data.get("hedging")
     if isinstance(hedging, dict) and hedging.get("symbol") in dropped:
         hedging["symbol"] = next(iter(market["symbols"]))
@@ -226,7 +229,8 @@ class Backtest:
         self.data = data
         self.fill_model = fill_model or "config"
         self.notes = list(notes or [])
-        self.desk = LockstepDesk(config, state_dir, market=market)
+        # A backtest's ledger is scratch: rerun, never recovered, so no waiting on the disk.
+        self.desk = LockstepDesk(config, state_dir, market=market, durable=False)
         self.calendar = self.desk.calendar
         first = self.calendar.next_session(config.market.start)
         self.session_dates = self._sessions(first, end)

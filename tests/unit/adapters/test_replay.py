@@ -261,6 +261,18 @@ def test_quote_matches_the_chain_row_and_prices_off_grid_contracts(replay):
         replay.quote(Contract("SPY", date(2014, 5, 30), Right.PUT, 190.0), now)
 
 
+def test_a_quote_before_any_chain_of_its_minute_equals_the_later_chain_row():
+    fresh = HistoricalReplay({"SPY": SCALE}, strike_step={"SPY": 1.0})
+    now = ny(date(2015, 8, 24), 10, 7)  # a wild day
+    contracts = [r.contract for r in HistoricalReplay({"SPY": SCALE}, strike_step={"SPY": 1.0})
+                 .chain("SPY", now).rows(date(2015, 9, 18))[::9]]
+    first = [fresh.quote(c, now) for c in contracts]  # priced one by one, no surface yet
+    chain = fresh.chain("SPY", now)
+    rows = {r.contract: r.quote for r in chain.rows(date(2015, 9, 18))}
+    assert first == [rows[c] for c in contracts]
+    assert [fresh.quote(c, now) for c in contracts] == first  # and from the surface after
+
+
 # -- determinism and speed --------------------------------------------------------------------
 
 

@@ -164,3 +164,46 @@ def test_fill_at_mid_gets_a_better_price_than_at_natural(tmp_path):
         assert order["avg_fill_price"] == order["limit_price"]  # natural: at the limit
         assert m_orders[cid]["avg_fill_price"] > order["avg_fill_price"]  # mid: a better credit
     assert mid.sessions[0].equity > natural.sessions[0].equity
+
+
+def test_users_bars_drive_a_backtest_and_its_baseline(tmp_path):
+    # Bars only (no option quotes): nothing to trade, but the run and buy-and-hold work.
+    cal = MarketCalendar()
+    days = cal.sessions(START, 3)
+    lines = ["timestamp,symbol,open,high,low,close,volume"]
+    price = 500.0
+    for d in days:
+        for now in cal.ticks(d, 900):
+            price *= 1.0005
+            lines.append(f"{now.isoformat()},SPY,{price:.2f},{price:.2f},{price:.2f},"
+                         f"{price:.2f},1000")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "bars.csv").write_text("\n".join(lines) + "\n")
+
+    config, market, end, notes = backtest_config(sim_data(), source=folder, start=START,
+                                                 end=days[-1])
+    assert notes == ["QQQ left out: the bars in " f"{folder / 'bars.csv'} have SPY"]
+    bt = Backtest(config, tmp_path / "state", end=end, market=market, data=str(folder))
+    result = bt.run()
+    results = build_results(result, bt.market)
+
+    assert result.fills == 0
+    assert len(result.sessions) == 3
+    assert results["baselines"]["buy_and_hold"]["total_return"] > 0  # the bars only rise
+
+
+def test_users_data_needs_a_start_and_existing_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such file or directory"):
+        backtest_config(sim_data(), source=tmp_path / "none", start=START)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"holds no bars\.csv or bars\.parquet"):
+        backtest_config(sim_data(), source=tmp_path / "empty", start=START)
+
+
+def test_a_scratch_ledger_does_not_wait_for_the_disk_and_a_kept_one_does(tmp_path):
+    from thetadesk.store import Ledger
+
+    assert Ledger(tmp_path / "a.db").db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    scratch = Ledger(tmp_path / "b.db", durable=False)
+    assert scratch.db.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
