@@ -847,6 +847,46 @@ class Ledger:
                        ) -> list[dict[str, Any]]:
         return self._select("breaker_events", "id", account=account, name=name)
 
+    def last_breaker_event(self, account: str, name: str, kind: str) -> dict[str, Any] | None:
+        """The newest event of ``kind`` of one breaker (the breakers read the last reset)."""
+        rows = self._rows("SELECT * FROM breaker_events WHERE account = ? AND name = ? AND "
+                          "kind = ? ORDER BY id DESC LIMIT 1", (account, name, kind))
+        return rows[0] if rows else None
+
+    def latest_closed_pnls(self, account: str, *, after: datetime | None,
+                           limit: int) -> list[float]:
+        """Realised P&L of the account's ``limit`` most recently closed positions (closed after
+        ``after`` when given), newest first; hedges included, as ``positions`` gives them."""
+        rows = self._conn.execute(
+            "SELECT realized_pnl FROM positions WHERE account = ? AND status = 'closed' AND "
+            "closed_at IS NOT NULL AND (? IS NULL OR closed_at > ?) "
+            "ORDER BY closed_at DESC, position_id DESC LIMIT ?",
+            (account, None if after is None else _iso(after),
+             None if after is None else _iso(after), limit)).fetchall()
+        return [r[0] or 0.0 for r in rows]
+
+    def latest_submitted_statuses(self, account: str, *, after: datetime | None,
+                                  limit: int) -> list[str]:
+        """Statuses of the account's ``limit`` most recently submitted orders (submitted after
+        ``after`` when given), newest first."""
+        rows = self._conn.execute(
+            "SELECT status FROM orders WHERE account = ? AND submitted_at IS NOT NULL AND "
+            "(? IS NULL OR submitted_at > ?) "
+            "ORDER BY submitted_at DESC, client_order_id DESC LIMIT ?",
+            (account, None if after is None else _iso(after),
+             None if after is None else _iso(after), limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def actors_with_events(self, kinds: tuple[str, ...], *, after: datetime,
+                           until: datetime) -> list[str]:
+        """The actor of every event of one of ``kinds`` with ``after < at <= until``, oldest
+        first (one entry per event)."""
+        marks = ", ".join("?" for _ in kinds)
+        rows = self._conn.execute(
+            f"SELECT actor FROM actor_events WHERE kind IN ({marks}) AND at > ? AND at <= ? "
+            "ORDER BY id", (*kinds, _iso(after), _iso(until))).fetchall()
+        return [r[0] for r in rows]
+
     def peak_equity(self, account: str, *, before: date, after: date | None = None,
                     ) -> float | None:
         """The highest opening or closing equity of the account's sessions strictly between

@@ -21,13 +21,14 @@ Two sources, one port (``spot``, ``quote``, ``chain``):
 - ``spot(symbol, now)``: the bar at or before ``now``; between sessions the last close. Before the
   first session's open or after the New York midnight ending the last data day: DataError naming
   the range.
-- Implied volatility: the 30-day at-the-money (strike = forward) level of day ``d`` is the day's
-  VIX close / 100 where ``arch.data.vix`` has it (2014-01-03 onwards); before that a proxy, the
-  close-to-close realised volatility of the 21 daily log returns up to the previous close
-  (annualised with 252, at least 10 returns), times 1.15, floored at 0.08; 0.25 for the first
-  days of 1999 (fewer than 10 returns; VIX stood near 25). ``iv_source(d)`` says which was used.
-  NOTE the VIX value is the day's close, so a chain during day ``d`` knows the level VIX printed
-  at that day's close (a small look-ahead); the proxy has none.
+- Implied volatility: the 30-day at-the-money (strike = forward) level of day ``d`` is the VIX
+  close / 100 of the session BEFORE ``d`` where ``arch.data.vix`` has it (from 2014-01-06, the
+  session after its first day 2014-01-03); before that a proxy, the close-to-close realised
+  volatility of the 21 daily log returns up to the previous close (annualised with 252, at
+  least 10 returns), times 1.15, floored at 0.08; 0.25 for the first days of 1999 (fewer than
+  10 returns; VIX stood near 25). ``iv_source(d)`` says which was used. Both are point in time:
+  during day ``d`` nothing of ``d``'s own close is known, so a backtest cannot see the future
+  through the volatility level (the day's own VIX close was used before 2026-12-03).
 - Surface: the ATM level for time to expiry ``T`` is the average of a variance mean-reverting
   (speed 4/year) to 0.20^2 from the level that gives the 30-day value, so the term structure
   slopes up when volatility is low and inverts when it is high. Then
@@ -212,7 +213,9 @@ def _history() -> _History:
     proxy = np.where(
         np.isnan(realised), _PROXY_FALLBACK, np.maximum(realised * _PROXY_MARKUP, _PROXY_FLOOR)
     )
-    vix_close = vx["vix"].reindex(spx.index).to_numpy(dtype=np.float64) / 100.0
+    # Point in time: during day d the level is the VIX close of the session before, the last
+    # one printed when d opens (the day's own close is not known until it ends).
+    vix_close = vx["vix"].reindex(spx.index).shift(1).to_numpy(dtype=np.float64) / 100.0
     is_vix = ~np.isnan(vix_close)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=NEW_YORK)
     return _History(

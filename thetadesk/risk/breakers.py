@@ -420,8 +420,7 @@ class BreakerBoard:
                      f"risk for {session}, exits and hedges continue", now)
 
     def _reset_at(self, account: str, name: str) -> dict[str, Any] | None:
-        resets = [e for e in self.ledger.breaker_events(account, name) if e["kind"] == "reset"]
-        return resets[-1] if resets else None
+        return self.ledger.last_breaker_event(account, name, "reset")
 
     def _decide(self, account: str, name: str, limits: BreakerLimits, level: float,
                 tick: AccountTick | None, now: datetime,
@@ -443,25 +442,20 @@ class BreakerBoard:
                 candidates.append(tick.equity - tick.day_pnl)
             return drawdown_tripped(tick.equity, max(candidates), level)
         if name == CONSECUTIVE_LOSSES:
-            closed = [p for p in self.ledger.positions(account, status="closed")
-                      if p["closed_at"] and (since is None or _at(p["closed_at"]) > since)]
-            closed.sort(key=lambda p: (p["closed_at"], p["position_id"]), reverse=True)
-            pnls = [p["realized_pnl"] or 0.0 for p in closed[:int(level) + 1]]
+            pnls = self.ledger.latest_closed_pnls(account, after=since, limit=int(level) + 1)
             return consecutive_losses_tripped(pnls, int(level))
         if name == REJECTION_RATE:
-            sent = [o for o in self.ledger.orders(account)
-                    if o["submitted_at"] and (since is None or _at(o["submitted_at"]) > since)]
-            sent.sort(key=lambda o: (o["submitted_at"], o["client_order_id"]))
-            window = sent[-limits.rejection_window:]
-            rejected = sum(1 for o in window if o["status"] == "rejected")
+            window = self.ledger.latest_submitted_statuses(account, after=since,
+                                                           limit=limits.rejection_window)
+            rejected = sum(1 for status in window if status == "rejected")
             return rejection_rate_tripped(rejected, len(window), level,
                                           limits.rejection_min_orders)
         if name == RESTART_STORM:
             start = now - timedelta(seconds=limits.restart_window_s)
             if since is not None and since > start:
                 start = since
-            restarts = [e["actor"] for e in self.ledger.actor_events()
-                        if e["kind"] in RESTART_KINDS and start < _at(e["at"]) <= now]
+            restarts = self.ledger.actors_with_events(tuple(RESTART_KINDS), after=start,
+                                                      until=now)
             return restart_storm_tripped(restarts, limits.restart_window_s, int(level))
         raise ValueError(f"unknown breaker {name!r}")
 

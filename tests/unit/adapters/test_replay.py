@@ -136,9 +136,11 @@ def atm_chain_iv(chain: OptionChain, target_dte: int = 30) -> tuple[float, int]:
 
 
 @pytest.mark.parametrize("day", [date(2014, 6, 2), date(2016, 2, 11), date(2018, 2, 5)])
-def test_chain_atm_iv_is_vix_over_100_on_vix_dates(replay, vix_close, day):
+def test_chain_atm_iv_is_the_previous_sessions_vix_over_100(replay, vix_close, day):
+    # Point in time: during a day only the VIX closes before it are known.
     assert replay.iv_source(day) == "vix"
-    expected = vix_close.loc[day.isoformat()] / 100.0
+    expected = vix_close.loc[: day.isoformat()].iloc[-2] / 100.0
+    assert expected != vix_close.loc[day.isoformat()] / 100.0
     assert replay.atm_iv("SPY", ny(day, 12)) == pytest.approx(expected)
     iv, dte = atm_chain_iv(replay.chain("SPY", ny(day, 12)))
     assert 27 <= dte <= 33
@@ -156,6 +158,11 @@ def test_chain_atm_iv_is_the_realised_proxy_before_2014(replay, spx, day):
     assert iv == pytest.approx(expected, rel=0.05)
 
 
+def test_the_first_vix_day_still_uses_the_proxy_its_own_close_is_not_known(replay):
+    assert replay.iv_source(date(2014, 1, 3)) == "realised_proxy"
+    assert replay.iv_source(date(2014, 1, 6)) == "vix"
+
+
 def test_the_first_days_of_1999_use_the_documented_fallback_level(replay):
     assert replay.iv_source(date(1999, 1, 4)) == "realised_proxy"
     assert replay.atm_iv("SPY", ny(date(1999, 1, 4), 10)) == 0.25
@@ -163,7 +170,7 @@ def test_the_first_days_of_1999_use_the_documented_fallback_level(replay):
 
 
 def test_term_structure_inverts_when_vix_is_high_and_slopes_up_when_low(replay):
-    high = replay.chain("SPY", ny(date(2018, 2, 5), 12))  # VIX 37
+    high = replay.chain("SPY", ny(date(2018, 2, 6), 12))  # the VIX close before: 37
     low = replay.chain("SPY", ny(date(2017, 11, 3), 12))  # VIX 9
     assert atm_chain_iv(high, 7)[0] > atm_chain_iv(high, 30)[0] > atm_chain_iv(high, 60)[0]
     assert atm_chain_iv(low, 7)[0] < atm_chain_iv(low, 30)[0] < atm_chain_iv(low, 45)[0]
