@@ -356,6 +356,8 @@ class HistoricalReplay:
         self._rows = _LRU(16)
         self._grids = _LRU(64)
         self._singles = _LRU(4096)  # (contract, day, minute) -> Quote, without a surface
+        # symbol -> (minute, contracts quoted in it, contracts quoted in the minute before)
+        self._asked: dict[str, tuple[tuple[int, int], dict, dict]] = {}
         self._lock = threading.RLock()
 
     def __reduce__(self):
@@ -425,18 +427,30 @@ class HistoricalReplay:
             bar = self._bar(now)
             if expiry_instant(contract.expiry) <= now:
                 raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
-            # A minute whose whole surface is not priced yet (a position marked between two
-            # chain reads) prices only this contract: the same arithmetic, element by element.
-            s = self._surfaces.get((contract.underlying, bar.day, bar.minute))
+            # A minute whose whole surface is not priced yet (positions marked between two
+            # chain reads) prices only this contract, together with the contracts quoted in the
+            # minute before (the same marks, asked again), in one call: the same arithmetic,
+            # element by element, so the quotes equal the surface's.
+            symbol, minute = contract.underlying, (bar.day, bar.minute)
+            asked = self._asked.get(symbol)
+            if asked is None or asked[0] != minute:
+                asked = (minute, {}, {} if asked is None else asked[1])
+                self._asked[symbol] = asked
+            asked[1][contract] = None
+            s = self._surfaces.get((symbol, *minute))
             if s is not None and contract in s.index:
                 i = s.index[contract]
                 return Quote(s.bid[i], s.ask[i], s.bid_size[i], s.ask_size[i], s.time)
-            key = (contract, bar.day, bar.minute)
-            q = self._singles.get(key)
+            q = self._singles.get((contract, *minute))
             if q is None:
-                one = self._price(contract.underlying, bar, (contract,))
-                q = Quote(one.bid[0], one.ask[0], one.bid_size[0], one.ask_size[0], one.time)
-                self._singles.put(key, q)
+                batch = tuple(dict.fromkeys(
+                    [contract, *(c for c in asked[2] if expiry_instant(c.expiry) > now)]))
+                priced = self._price(symbol, bar, batch)
+                for i, c in enumerate(batch):
+                    one = Quote(priced.bid[i], priced.ask[i], priced.bid_size[i],
+                                priced.ask_size[i], priced.time)
+                    self._singles.put((c, *minute), one)
+                q = self._singles.get((contract, *minute))
             return q
 
     def chain(

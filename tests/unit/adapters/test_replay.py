@@ -278,6 +278,12 @@ def test_a_quote_before_any_chain_of_its_minute_equals_the_later_chain_row():
     rows = {r.contract: r.quote for r in chain.rows(date(2015, 9, 18))}
     assert first == [rows[c] for c in contracts]
     assert [fresh.quote(c, now) for c in contracts] == first  # and from the surface after
+    # The next minute prices the contracts asked before in one batch: still the chain's rows.
+    later = ny(date(2015, 8, 24), 10, 8)
+    batched = [fresh.quote(c, later) for c in reversed(contracts)]
+    rows = {r.contract: r.quote for r in fresh.chain("SPY", later).rows(date(2015, 9, 18))}
+    assert batched == [rows[c] for c in reversed(contracts)]
+    assert batched != list(reversed(first))  # the market moved: these are new prices
 
 
 # -- determinism and speed --------------------------------------------------------------------
