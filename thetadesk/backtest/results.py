@@ -40,6 +40,12 @@ def baseline_symbol(result: BacktestResult) -> str:
     return "SPY" if "SPY" in symbols else symbols[0]
 
 
+def _put_trades(written, symbol: str) -> list[Trade]:
+    return [Trade(f"put-{t.sold}", "baseline", symbol, "put_write", t.sold.isoformat(),
+                  t.expiry.isoformat(), t.contracts, t.premium, "expiry", t.pnl,
+                  (t.expiry - t.sold).days) for t in written]
+
+
 def monthly_returns(sessions, equity, capital: float) -> dict[str, float]:
     """``{"YYYY-MM": return of the month}`` from closing equity."""
     out: dict[str, float] = {}
@@ -73,12 +79,8 @@ def build_results(result: BacktestResult, market: MarketData, *, monte_carlo: in
     write, written = put_write(market, symbol, sessions, capital, commission=commission)
     out["baselines"] = {
         "buy_and_hold": {"symbol": symbol, **metrics(hold, capital, [])},
-        "put_write": {"symbol": symbol, **metrics(
-            write, capital,
-            [Trade(f"put-{t.sold}", "baseline", symbol, "put_write", t.sold.isoformat(),
-                   t.expiry.isoformat(), t.contracts, t.premium, "expiry", t.pnl,
-                   (t.expiry - t.sold).days) for t in written],
-            open_sessions=None)},
+        "put_write": {"symbol": symbol,
+                      **metrics(write, capital, _put_trades(written, symbol))},
     }
     tables = attribution_tables(result.trades)
     tables["book"] = {
@@ -140,9 +142,10 @@ def add_walk_forward(results: dict[str, Any], wf: dict[str, Any], market: Market
     sessions = [date.fromisoformat(e["session"]) for e in wf["equity"]]
     capital = results["capital"]
     hold = buy_and_hold(market, symbol, sessions, capital)
-    write, _ = put_write(market, symbol, sessions, capital, commission=commission)
+    write, written = put_write(market, symbol, sessions, capital, commission=commission)
     wf = dict(wf)
     wf["baselines"] = {"buy_and_hold": {"symbol": symbol, **metrics(hold, capital, [])},
-                       "put_write": {"symbol": symbol, **metrics(write, capital, [])}}
+                       "put_write": {"symbol": symbol,
+                                     **metrics(write, capital, _put_trades(written, symbol))}}
     results["walk_forward"] = _plain(wf)
     return results

@@ -73,3 +73,15 @@ def test_put_write_with_too_little_cash_sells_nothing():
     equity, trades = put_write(HandMarket({}), "SPY", SESSIONS[:3], 5_000.0, calendar=CAL)
     assert trades == []
     assert equity == [5_000.0] * 3
+
+
+def test_walk_forward_baselines_count_the_put_writes_of_the_out_of_sample_sessions():
+    from thetadesk.backtest.results import add_walk_forward
+
+    sessions = [d for d in SESSIONS if d <= EXPIRY]
+    wf = {"equity": [{"session": d.isoformat(), "equity": 20_500.0} for d in sessions]}
+    results = add_walk_forward({"capital": 20_500.0}, wf, HandMarket({EXPIRY: 97.0}), "SPY",
+                               0.65)
+    put = results["walk_forward"]["baselines"]["put_write"]
+    assert (put["trades"], put["win_rate"]) == (1, 0.0)  # one put, assigned 3 in the money
+    assert put["final_equity"] == pytest.approx(20_500 + 400 - 1.30 - 600)
