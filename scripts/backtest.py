@@ -124,9 +124,15 @@ def _headline(results: dict) -> str:
 def _walk_forward(args, data: dict, bt, grid) -> dict:
     from tqdm import tqdm
 
-    from thetadesk.backtest.walkforward import grid_points, make_windows, run_job, walk_forward
+    from thetadesk.backtest.walkforward import (
+        DEFAULT_GRID,
+        grid_points,
+        make_windows,
+        run_job,
+        walk_forward,
+    )
 
-    points = len(grid_points(grid)) if grid else 8
+    points = len(grid_points(grid or DEFAULT_GRID))
     windows = len(make_windows(bt.session_dates, args.in_sample, args.out_of_sample))
     bar = tqdm(total=windows * (points + 1), unit="job", desc="walk-forward",
                disable=args.quiet)

@@ -857,24 +857,26 @@ class Ledger:
                            limit: int) -> list[float]:
         """Realised P&L of the account's ``limit`` most recently closed positions (closed after
         ``after`` when given), newest first; hedges included, as ``positions`` gives them."""
-        rows = self._conn.execute(
-            "SELECT realized_pnl FROM positions WHERE account = ? AND status = 'closed' AND "
-            "closed_at IS NOT NULL AND (? IS NULL OR closed_at > ?) "
-            "ORDER BY closed_at DESC, position_id DESC LIMIT ?",
-            (account, None if after is None else _iso(after),
-             None if after is None else _iso(after), limit)).fetchall()
-        return [r[0] or 0.0 for r in rows]
+        return [v or 0.0 for v in self._newest("realized_pnl", "positions", "closed_at",
+                                               "position_id", account, after, limit,
+                                               "status = 'closed'")]
 
     def latest_submitted_statuses(self, account: str, *, after: datetime | None,
                                   limit: int) -> list[str]:
         """Statuses of the account's ``limit`` most recently submitted orders (submitted after
         ``after`` when given), newest first."""
+        return self._newest("status", "orders", "submitted_at", "client_order_id", account,
+                            after, limit)
+
+    def _newest(self, column: str, table: str, at: str, tiebreak: str, account: str,
+                after: datetime | None, limit: int, where: str = "1=1") -> list[Any]:
+        """``column`` of the account's ``limit`` rows with the latest ``at`` (later than
+        ``after`` when given), newest first, ties broken by ``tiebreak``."""
+        since = None if after is None else _iso(after)
         rows = self._conn.execute(
-            "SELECT status FROM orders WHERE account = ? AND submitted_at IS NOT NULL AND "
-            "(? IS NULL OR submitted_at > ?) "
-            "ORDER BY submitted_at DESC, client_order_id DESC LIMIT ?",
-            (account, None if after is None else _iso(after),
-             None if after is None else _iso(after), limit)).fetchall()
+            f"SELECT {column} FROM {table} WHERE account = ? AND {where} AND {at} IS NOT NULL "
+            f"AND (? IS NULL OR {at} > ?) ORDER BY {at} DESC, {tiebreak} DESC LIMIT ?",
+            (account, since, since, limit)).fetchall()
         return [r[0] for r in rows]
 
     def actors_with_events(self, kinds: tuple[str, ...], *, after: datetime,
