@@ -52,7 +52,7 @@ class Counting:
 
     def chain(self, symbol, now, min_dte=None, max_dte=None):
         chain = self.market.chain(symbol, now, min_dte=min_dte, max_dte=max_dte)
-        self.rows += sum(len(chain.rows(e)) for e in chain.expiries())
+        self.rows += len(chain)
         return chain
 
     def quote(self, contract, now):
@@ -105,8 +105,8 @@ def main() -> None:
     t = time.perf_counter()
     for d in sessions:
         for now in cal.ticks(d, config.market.tick_seconds):
-            chain = fresh.chain("SPY", now)
-            rows += sum(len(chain.rows(e)) for e in chain.expiries())
+            for symbol in config.market.symbols:
+                rows += len(fresh.chain(symbol, now))
     out["data_quote_events_per_s"] = rows / (time.perf_counter() - t)
     out["quote_events_ratio"] = out["quote_events_per_s"] / out["data_quote_events_per_s"]
 

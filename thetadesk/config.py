@@ -119,9 +119,12 @@ NewYorkTime = Annotated[time, BeforeValidator(_parse_hhmm)]
 SymbolName = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
 
 
-# What historical replay can serve (thetadesk/adapters/replay.py): the S&P 500 as SPY, and
-# starts that leave two months of data for expiries.
-REPLAY_SYMBOLS = frozenset({"SPY"})
+# What historical replay can serve (thetadesk/adapters/replay.py): the S&P 500 as SPY and the
+# NASDAQ Composite as QQQ (index, scale, strike spacing in dollars: the replay lists its own
+# strikes, market.symbols.*.strike_step is the simulator's), and starts that leave two months
+# of data for expiries.
+REPLAY_SERIES = {"SPY": ("sp500", 0.1, 1.0), "QQQ": ("nasdaq", 1.0 / 43.0, 1.0)}
+REPLAY_SYMBOLS = frozenset(REPLAY_SERIES)
 REPLAY_FIRST = date(2000, 1, 3)
 REPLAY_LAST = date(2018, 10, 31)
 
@@ -132,7 +135,9 @@ class SymbolConfig(_Section):
     spot: float = Field(gt=0, description="starting price, dollars")
     vol: float = Field(gt=0, le=3, description="annualised volatility (0.16 = 16%)")
     dividend_yield: float = Field(ge=0, le=0.2, description="continuous annual dividend yield")
-    strike_step: float = Field(gt=0, description="spacing of listed strikes, dollars")
+    strike_step: float = Field(
+        gt=0, description="spacing of listed strikes, dollars (source: replay lists its own, "
+        "$1 for SPY and QQQ)")
 
 
 def _triple(value: Any) -> Any:
@@ -328,7 +333,10 @@ class MarketConfig(_Section):
             problems.append((("sim", "shocks"), "shocks are for the simulator (source: sim)"))
         for name in self.symbols:
             if name not in REPLAY_SYMBOLS:
-                problems.append((("symbols", name), "replay has the S&P 500 only: use SPY"))
+                problems.append((
+                    ("symbols", name),
+                    "replay has SPY (the S&P 500) and QQQ (the NASDAQ Composite) only",
+                ))
         if not REPLAY_FIRST <= self.start <= REPLAY_LAST:
             problems.append((("start",), f"replay data covers {REPLAY_FIRST} to {REPLAY_LAST}"))
         _raise_problems(problems)

@@ -66,6 +66,7 @@ _IV_MAX_ITERATIONS = 3
 _BOUND_ULPS = 4.0
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
+jit = _jit  # the same compile options for the kernels of other modules (the replay's surface)
 
 
 class BSMGreeks(NamedTuple):
@@ -499,6 +500,14 @@ def _iv_kernel(P, S, K, T, R, Q, C, out):
 def _flat(*args):
     arrays = [np.asarray(a, dtype=np.float64) for a in args[:-1]]
     calls = np.asarray(args[-1], dtype=np.bool_)
+    everything = [*arrays, calls]
+    # The common case (scalars and contiguous vectors of one length) needs no broadcasting:
+    # the kernels read a length-1 input as a scalar.
+    sizes = {a.shape[0] for a in everything if a.ndim == 1 and a.shape[0] != 1}
+    if (len(sizes) == 1 and all(a.ndim <= 1 for a in everything)
+            and all(a.flags.c_contiguous for a in everything)):
+        n = sizes.pop()
+        return [a if a.ndim == 1 else a.reshape(1) for a in everything], (n,), n
     shape = np.broadcast_shapes(*(a.shape for a in arrays), calls.shape)
     flat = []
     for a in [*arrays, calls]:

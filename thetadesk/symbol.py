@@ -49,10 +49,9 @@ class BullPutRules:
 
 def atm_iv(chain: OptionChain, expiry) -> float:
     """Implied volatility of the put nearest the money at ``expiry`` (vendor IV if given)."""
-    rows = chain.rows(expiry, Right.PUT)
-    if not rows:
+    row = chain.nearest(expiry, Right.PUT, chain.spot)
+    if row is None:
         return math.nan
-    row = min(rows, key=lambda r: abs(r.contract.strike - chain.spot))
     if row.iv is not None and math.isfinite(row.iv):
         return float(row.iv)
     return float(implied_vol(row.quote.mid, chain.spot, row.contract.strike,
@@ -90,11 +89,11 @@ class SymbolEngine:
         except DataError as exc:
             return SymbolTick(**base, note=str(exc))
         wanted = round(short.contract.strike - r.width, 3)
-        longs = [row for row in chain.rows(expiry, Right.PUT) if row.contract.strike == wanted]
-        if not longs:
+        long = chain.find(expiry, Right.PUT, wanted)
+        if long is None:
             return SymbolTick(**base, note=f"no {wanted:g} put listed for the long leg")
-        spread = bull_put_credit(short.contract, longs[0].contract)
-        quotes = {short.contract: short.quote, longs[0].contract: longs[0].quote}
+        spread = bull_put_credit(short.contract, long.contract)
+        quotes = {short.contract: short.quote, long.contract: long.quote}
         mid = spread.net_premium(quotes, at="mid")
         natural = spread.net_premium(quotes, at="natural")
         # A marketable limit: the natural credit, floored to the cent. (Working orders between

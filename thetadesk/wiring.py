@@ -8,7 +8,7 @@ from pathlib import Path
 
 from thetadesk.adapters.sim_broker import EarlyAssignment, Fees, FillModel, SimBroker
 from thetadesk.adapters.sim_market import SimMarket, SimRegimes, SimShock, SimSymbol
-from thetadesk.config import AccountConfig, Config
+from thetadesk.config import REPLAY_SERIES, AccountConfig, Config
 from thetadesk.errors import DataError
 from thetadesk.models import Fill
 from thetadesk.ports import Broker, MarketData
@@ -81,10 +81,15 @@ def build_market(config: Config, *, state_dir: Path | None = None,
     if m.source == "replay":
         from thetadesk.adapters.replay import HistoricalReplay
 
-        spy = m.symbols["SPY"]
-        return HistoricalReplay(symbols={"SPY": 0.1}, rate=m.rate,
-                                dividend_yield=spy.dividend_yield,
-                                strike_step=spy.strike_step, seed=config.seed)
+        series = {name: REPLAY_SERIES[name] for name in m.symbols}
+        return HistoricalReplay(
+            symbols={name: scale for name, (_, scale, _) in series.items()},
+            indices={name: index for name, (index, _, _) in series.items()},
+            rate=m.rate,
+            dividend_yield={name: c.dividend_yield for name, c in m.symbols.items()},
+            strike_step={name: step for name, (_, _, step) in series.items()},
+            seed=config.seed,
+        )
     symbols = {
         name: SimSymbol(spot=s.spot, vol=s.vol, dividend_yield=s.dividend_yield,
                         strike_step=s.strike_step)

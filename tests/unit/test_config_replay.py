@@ -24,10 +24,16 @@ def test_replay_config_with_spy_in_range_is_valid():
     assert config.market.source == "replay"
 
 
+def test_replay_config_takes_spy_and_qqq():
+    config = parse_config(replay_config(symbols=("SPY", "QQQ")))
+    assert set(config.market.symbols) == {"SPY", "QQQ"}
+
+
 def test_replay_config_refuses_symbols_the_data_does_not_have():
     with pytest.raises(ConfigError, match=re.escape(
-            "market.symbols.QQQ: replay has the S&P 500 only: use SPY")):
-        parse_config(replay_config(symbols=("SPY", "QQQ")))
+            "market.symbols.IWM: replay has SPY (the S&P 500) and QQQ (the NASDAQ Composite) "
+            "only")):
+        parse_config(replay_config(symbols=("SPY", "IWM")))
 
 
 @pytest.mark.parametrize("start", ["2019-03-01", "2018-12-20"])

@@ -2,17 +2,22 @@
 
 Two sources, one port (``spot``, ``quote``, ``chain``):
 
-``HistoricalReplay`` -- real S&P 500 daily data shipped with the ``arch`` package
-==================================================================================
+``HistoricalReplay`` -- real S&P 500 and NASDAQ daily data shipped with the ``arch`` package
+=============================================================================================
 
 - Days: the trading days of ``arch.data.sp500`` (1999-01-04 to 2018-12-31, daily OHLC). Every one
   of them is an NYSE session of ``exchange_calendars``' XNYS calendar and every XNYS session in
   that range has data (checked at load time: a mismatch raises DataError). Session hours (09:30 to
   16:00 New York, 13:00 on early closes) come from the same calendar. ``MarketCalendar`` in
   ``thetadesk.clock`` starts in 2000, so the 1999 sessions are read from XNYS directly.
-- Underlying: each symbol is the index times its scale (``{"SPY": 0.1}``: SPY ~ S&P 500 / 10),
-  rounded to $0.01. Within a day the price follows a deterministic one-minute path seeded by
-  ``(seed, day)`` (the same path for every symbol, so symbols stay consistent): three Brownian
+- Indices: ``arch.data.sp500`` (S&P 500) and ``arch.data.nasdaq`` (NASDAQ Composite, the same
+  days, checked at load time). QQQ tracks the NASDAQ-100, not the Composite: the Composite is
+  the closest real series that ships with a package, and it is a proxy (the two moved closely
+  in 1999-2018 but are not the same index).
+- Underlying: each symbol follows one index (``indices``, default ``"sp500"``) times its scale
+  (``{"SPY": 0.1}``: SPY ~ S&P 500 / 10), rounded to $0.01. Within a day the price follows a
+  deterministic one-minute path seeded by ``(seed, day)`` (the same noise for every index, so
+  the symbols move together within the day; each index through its own O/H/L/C): three Brownian
   bridges in log price, Open -> first extreme -> second extreme -> Close, folded (reflected) into
   [Low, High] so the path stays continuous without flat runs at the extremes.
   The order of the extremes is drawn with the seed, weighted towards the order with the shorter
@@ -29,6 +34,10 @@ Two sources, one port (``spot``, ``quote``, ``chain``):
   10 returns; VIX stood near 25). ``iv_source(d)`` says which was used. Both are point in time:
   during day ``d`` nothing of ``d``'s own close is known, so a backtest cannot see the future
   through the volatility level (the day's own VIX close was used before 2026-12-03).
+  The NASDAQ has no volatility index in the data: its level is that VIX value times the ratio
+  of the NASDAQ's to the S&P 500's realised volatility over the 63 daily returns up to the
+  previous close (clipped to [0.8, 2.5]; about 1.2 in 2014-2018, near the VXN/VIX ratio), and
+  before 2014 its own realised proxy as above.
 - Surface: the ATM level for time to expiry ``T`` is the average of a variance mean-reverting
   (speed 4/year) to 0.20^2 from the level that gives the 30-day value, so the term structure
   slopes up when volatility is low and inverts when it is high. Then
@@ -37,7 +46,9 @@ Two sources, one port (``spot``, ``quote``, ``chain``):
   [0.03, 3.0]. Prices: European BSM with ``rate`` and ``dividend_yield`` (continuous).
 - Listing: weekly Friday expiries up to 49 days out plus the monthly third Fridays up to 70 days
   out, a holiday expiry moved to the previous session; strikes on the symbol's ``strike_step``
-  grid from 75% to 115% of spot. Quotes on a $0.01 tick with a half-spread of
+  grid from 75% to 115% of the previous session's close (the day's open on the first day of
+  the data), listed before the open and kept all day as an exchange does (until 2026-12-03 the
+  band followed spot minute by minute). Quotes on a $0.01 tick with a half-spread of
   ``(0.01 + 0.4% of the price) x (1 + 0.5 min(|z|, 4))``, ``z`` the moneyness in standard
   deviations, so cheap and far-from-the-money options are relatively wider. Chains carry model
   deltas and IVs.
@@ -123,6 +134,7 @@ from thetadesk.chain import (
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
 from thetadesk.pricing import bsm_greeks
+from thetadesk.pricing import jit as _jit
 
 __all__ = ["HistoricalReplay", "IvSource", "UserDataReplay"]
 
@@ -136,6 +148,7 @@ _SKEW_T_MIN = 7.0 / 365.0  # skew stops steepening below a week to expiry
 # Implied volatility.
 _PROXY_WINDOW, _PROXY_MIN_RETURNS = 21, 10
 _PROXY_MARKUP, _PROXY_FLOOR, _PROXY_FALLBACK = 1.15, 0.08, 0.25
+_RATIO_WINDOW, _RATIO_MIN, _RATIO_MAX = 63, 0.8, 2.5  # NASDAQ / S&P 500 realised volatility
 _LONG_RUN_VAR = 0.20**2
 _KAPPA = 4.0  # per year
 _SKEW_ABS, _SKEW_MIN, _SKEW_MAX = 0.8, 1.2, 4.0
@@ -160,29 +173,57 @@ _VALUES_WARNING = r"Series\.values returning an ndarray"
 
 
 @dataclass(frozen=True, slots=True)
-class _History:
-    dates: tuple[date, ...]
-    index: dict[date, int]
+class _Index:
+    """One index's daily bars and its point-in-time 30-day ATM volatility."""
+
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
     atm30: np.ndarray
-    is_vix: np.ndarray
+    is_vix: np.ndarray  # True where atm30 is derived from the previous session's VIX close
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    dates: tuple[date, ...]
+    index: dict[date, int]
+    indices: dict[str, _Index]  # "sp500", "nasdaq"
     opens: np.ndarray  # session open, UTC ns
     closes: np.ndarray  # session close, UTC ns
     end_ns: int  # New York midnight after the last day
     sessions: frozenset[date]  # XNYS sessions, for moving holiday expiries
 
 
+INDICES = ("sp500", "nasdaq")
+
+
+def _realised(close: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """Annualised close-to-close volatility of the ``window`` log returns up to the previous
+    close (point in time for the day it is used on)."""
+    returns = np.diff(np.log(close), prepend=np.nan)
+    return (
+        pd.Series(returns).rolling(window, min_periods=min_periods).std().shift(1)
+        * math.sqrt(252.0)
+    ).to_numpy()
+
+
+def _proxy(close: np.ndarray) -> np.ndarray:
+    realised = _realised(close, _PROXY_WINDOW, _PROXY_MIN_RETURNS)
+    return np.where(
+        np.isnan(realised), _PROXY_FALLBACK, np.maximum(realised * _PROXY_MARKUP, _PROXY_FLOOR)
+    )
+
+
 @functools.cache
 def _history() -> _History:
     import exchange_calendars as xc
-    from arch.data import sp500, vix
+    from arch.data import nasdaq, sp500, vix
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_VALUES_WARNING, category=DeprecationWarning)
         spx = sp500.load()
+        ndq = nasdaq.load()
         vx = vix.load()
         first = spx.index[0].date()
         last = spx.index[-1].date()
@@ -203,30 +244,44 @@ def _history() -> _History:
             f"arch S&P 500 days disagree with the NYSE calendar: not sessions "
             f"{not_sessions[:5]}, sessions without data {missing[:5]}"
         )
+    if not ndq.index.equals(spx.index):
+        odd = sorted(set(ndq.index).symmetric_difference(spx.index))[:5]
+        raise DataError(f"arch NASDAQ Composite days differ from the S&P 500 days: {odd}")
     take = np.array([pos[d] for d in dates])
-    close = spx["Close"].to_numpy(dtype=np.float64)
-    returns = np.diff(np.log(close), prepend=np.nan)
-    realised = (
-        pd.Series(returns).rolling(_PROXY_WINDOW, min_periods=_PROXY_MIN_RETURNS).std().shift(1)
-        * math.sqrt(252.0)
-    ).to_numpy()
-    proxy = np.where(
-        np.isnan(realised), _PROXY_FALLBACK, np.maximum(realised * _PROXY_MARKUP, _PROXY_FLOOR)
-    )
+    spx_close = spx["Close"].to_numpy(dtype=np.float64)
+    ndq_close = ndq["Close"].to_numpy(dtype=np.float64)
     # Point in time: during day d the level is the VIX close of the session before, the last
     # one printed when d opens (the day's own close is not known until it ends).
     vix_close = vx["vix"].reindex(spx.index).shift(1).to_numpy(dtype=np.float64) / 100.0
     is_vix = ~np.isnan(vix_close)
+    # The NASDAQ has no volatility index in the data: the VIX level times how much more the
+    # NASDAQ moved than the S&P 500 over the last quarter (both up to the previous close).
+    ratio = np.clip(
+        _realised(ndq_close, _RATIO_WINDOW, _RATIO_WINDOW // 2)
+        / _realised(spx_close, _RATIO_WINDOW, _RATIO_WINDOW // 2),
+        _RATIO_MIN, _RATIO_MAX,
+    )
+    ndq_vix = np.where(is_vix & ~np.isnan(ratio), vix_close * ratio, np.nan)
+    ndq_is_vix = ~np.isnan(ndq_vix)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=NEW_YORK)
+
+    def bars(df: pd.DataFrame, close: np.ndarray, level: np.ndarray, flag: np.ndarray) -> _Index:
+        return _Index(
+            open=df["Open"].to_numpy(dtype=np.float64),
+            high=df["High"].to_numpy(dtype=np.float64),
+            low=df["Low"].to_numpy(dtype=np.float64),
+            close=close,
+            atm30=np.where(flag, level, _proxy(close)),
+            is_vix=flag,
+        )
+
     return _History(
         dates=dates,
         index={d: i for i, d in enumerate(dates)},
-        open=spx["Open"].to_numpy(dtype=np.float64),
-        high=spx["High"].to_numpy(dtype=np.float64),
-        low=spx["Low"].to_numpy(dtype=np.float64),
-        close=close,
-        atm30=np.where(is_vix, vix_close, proxy),
-        is_vix=is_vix,
+        indices={
+            "sp500": bars(spx, spx_close, vix_close, is_vix),
+            "nasdaq": bars(ndq, ndq_close, ndq_vix, ndq_is_vix),
+        },
         opens=cal_opens[take].copy(),
         closes=cal_closes[take].copy(),
         end_ns=_ns(end),
@@ -284,52 +339,116 @@ class _Bar:
 
 
 @dataclass(frozen=True, slots=True)
-class _Surface:
+class _Priced:
+    """Quotes of a list of contracts at one minute, as columns."""
+
     spot: float
-    contracts: tuple[Contract, ...]
-    bid: list[float]
-    ask: list[float]
-    bid_size: list[int]
-    ask_size: list[int]
-    delta: list[float]
-    iv: list[float]
-    index: dict[Contract, int]
-    by_expiry: dict[date, list[int]]
+    bid: np.ndarray
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+    delta: np.ndarray
+    iv: np.ndarray
     time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """The listed contracts of one symbol for a set of expiries and a strike band, laid out
+    expiry by expiry, puts then calls, strikes ascending: row ``(e * 2 + side) * n + k - lo``."""
+
+    contracts: tuple[Contract, ...]
+    position: dict[date, int]  # expiry -> e
+    lo: int
+    n: int
+    step: float
+    strike: np.ndarray
+    is_call: np.ndarray
+    expiry_at: np.ndarray  # e of each row
+    sides: dict[tuple[date, Right], np.ndarray]  # row indices, strikes ascending
+
+    def index(self, contract: Contract) -> int | None:
+        e = self.position.get(contract.expiry)
+        if e is None:
+            return None
+        k = round(contract.strike / self.step)
+        if not 0 <= k - self.lo < self.n or abs(k * self.step - contract.strike) > 5e-4:
+            return None
+        i = (2 * e + (1 if contract.is_call else 0)) * self.n + k - self.lo
+        return i if self.contracts[i] == contract else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Surface:
+    """One symbol's listed contracts at one minute, priced expiry by expiry as they are asked
+    for (the rows of an expiry not priced yet hold NaN)."""
+
+    grid: _Grid
+    time: datetime
+    spot: float
+    years: np.ndarray  # years to each expiry
+    bid: np.ndarray
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+    delta: np.ndarray
+    iv: np.ndarray
+    done: np.ndarray  # bool per expiry: priced
+
+    def priced(self, i: int) -> bool:
+        return bool(self.done[self.grid.expiry_at[i]])
 
 
 class HistoricalReplay:
     """S&P 500 history (1999-2018) replayed minute by minute as ``MarketData`` (module docs).
 
-    ``symbols`` maps each root to the scale applied to the index level; ``rate`` and
-    ``dividend_yield`` are continuously compounded annual rates; ``strike_step`` is the strike
-    spacing in dollars, one for all symbols or per symbol; ``seed`` (>= 0) picks the intraday
-    paths.
+    ``symbols`` maps each root to the scale applied to the index level; ``indices`` names the
+    index each root follows (``"sp500"``, the default, or ``"nasdaq"``); ``rate`` and
+    ``dividend_yield`` (one for all symbols or per symbol) are continuously compounded annual
+    rates; ``strike_step`` is the strike spacing in dollars, one for all symbols or per symbol;
+    ``seed`` (>= 0) picks the intraday paths.
     """
 
     def __init__(
         self,
         symbols: Mapping[str, float] | None = None,
         rate: float = 0.02,
-        dividend_yield: float = 0.018,
+        dividend_yield: float | Mapping[str, float] = 0.018,
         strike_step: float | Mapping[str, float] = 1.0,
         seed: int = 0,
+        indices: Mapping[str, str] | None = None,
     ) -> None:
         symbols = {"SPY": 0.1} if symbols is None else dict(symbols)
         if not symbols:
             raise DataError("HistoricalReplay needs at least one symbol")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DataError(f"HistoricalReplay seed must be a non-negative integer, got {seed!r}")
-        for name, value in (("rate", rate), ("dividend_yield", dividend_yield)):
+        yields = (
+            dict(dividend_yield) if isinstance(dividend_yield, Mapping)
+            else dict.fromkeys(symbols, dividend_yield)
+        )
+        named = dict(indices or {})
+        for symbol in [*yields, *named]:
+            if symbol not in symbols:
+                raise DataError(f"HistoricalReplay: {symbol!r} is not one of the symbols "
+                                f"{sorted(symbols)}")
+        checks = [("rate", rate)] + [(f"dividend_yield of {k}", v) for k, v in yields.items()]
+        for name, value in checks:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
                 value
             ):
                 raise DataError(f"HistoricalReplay {name} must be a finite number, got {value!r}")
+        for symbol, index in named.items():
+            if index not in INDICES:
+                raise DataError(f"HistoricalReplay index of {symbol} must be one of {INDICES}, "
+                                f"got {index!r}")
         steps = (
             dict(strike_step) if isinstance(strike_step, Mapping)
             else dict.fromkeys(symbols, strike_step)
         )
         for symbol, scale in symbols.items():
+            if symbol not in yields:
+                raise DataError(f"HistoricalReplay: no dividend_yield for {symbol}")
             try:
                 Contract(symbol, date(2000, 1, 1), Right.CALL, 1.0)
             except DataError as exc:
@@ -348,13 +467,15 @@ class HistoricalReplay:
         self._symbols = {s: float(v) for s, v in symbols.items()}
         self._steps = {s: float(steps[s]) for s in symbols}
         self._rate = float(rate)
-        self._q = float(dividend_yield)
+        self._qs = {s: float(yields[s]) for s in symbols}
+        self._index_of = {s: named.get(s, "sp500") for s in symbols}
         self._seed = int(seed)
         self._h = _history()
         self._paths = _LRU(64)
         self._surfaces = _LRU(64)
-        self._rows = _LRU(16)
+        self._chains = _LRU(16)  # (symbol, now, min_dte, max_dte) -> OptionChain
         self._grids = _LRU(64)
+        self._listed = _LRU(128)  # (symbol, expiry) -> {(right, k): Contract}
         self._singles = _LRU(4096)  # (contract, day, minute) -> Quote, without a surface
         # symbol -> (minute, contracts quoted in it, contracts quoted in the minute before)
         self._asked: dict[str, tuple[tuple[int, int], dict, dict]] = {}
@@ -363,7 +484,7 @@ class HistoricalReplay:
     def __reduce__(self):
         return (
             HistoricalReplay,
-            (self._symbols, self._rate, self._q, self._steps, self._seed),
+            (self._symbols, self._rate, self._qs, self._steps, self._seed, self._index_of),
         )
 
     # -- public API ---------------------------------------------------------------------------
@@ -374,7 +495,17 @@ class HistoricalReplay:
 
     @property
     def dividend_yield(self) -> float:
-        return self._q
+        """The first symbol's dividend yield (``dividend_yields`` has every symbol's)."""
+        return next(iter(self._qs.values()))
+
+    @property
+    def dividend_yields(self) -> dict[str, float]:
+        return dict(self._qs)
+
+    @property
+    def indices(self) -> dict[str, str]:
+        """The index each symbol follows."""
+        return dict(self._index_of)
 
     @property
     def first_day(self) -> date:
@@ -389,21 +520,27 @@ class HistoricalReplay:
         """Every trading day of the data, in order."""
         return self._h.dates
 
-    def iv_source(self, day: date) -> IvSource:
-        """``"vix"`` if ``day``'s 30-day ATM level is the VIX close, else ``"realised_proxy"``."""
-        return "vix" if self._h.is_vix[self._day_index(day)] else "realised_proxy"
+    def iv_source(self, day: date, symbol: str | None = None) -> IvSource:
+        """``"vix"`` if ``day``'s 30-day ATM level of ``symbol`` (default: the first symbol)
+        comes from the VIX close, else ``"realised_proxy"``."""
+        symbol = next(iter(self._symbols)) if symbol is None else symbol
+        self._scale(symbol)
+        data = self._h.indices[self._index_of[symbol]]
+        return "vix" if data.is_vix[self._day_index(day)] else "realised_proxy"
 
     def day_path(self, symbol: str, day: date) -> np.ndarray:
         """``symbol``'s prices at minutes 0 (the open) .. n (the close) of trading day ``day``."""
         scale = self._scale(symbol)
         with self._lock:
-            return np.round(self._path(self._day_index(day)) * scale, 2)
+            return np.round(self._path(self._index_of[symbol], self._day_index(day)) * scale,
+                            2)
 
     def atm_iv(self, symbol: str, now: datetime) -> float:
         """The 30-day at-the-money implied volatility at ``now`` (VIX / 100 or the proxy)."""
         self._scale(symbol)
         with self._lock:
-            return float(self._h.atm30[self._bar(now).day])
+            atm30 = self._h.indices[self._index_of[symbol]].atm30
+            return float(atm30[self._bar(symbol, now).day])
 
     def is_open(self, now: datetime) -> bool:
         """True during one of the replayed regular sessions (what the paper broker fills in)."""
@@ -415,7 +552,7 @@ class HistoricalReplay:
     def spot(self, symbol: str, now: datetime) -> float:
         scale = self._scale(symbol)
         with self._lock:
-            return round(self._bar(now).level * scale, 2)
+            return round(self._bar(symbol, now).level * scale, 2)
 
     def quote(self, contract: Contract, now: datetime) -> Quote:
         """One contract's quote at ``now``, the same as its row in ``chain``; contracts off
@@ -424,7 +561,7 @@ class HistoricalReplay:
             raise DataError(f"quote needs a Contract, got {contract!r}")
         self._scale(contract.underlying)
         with self._lock:
-            bar = self._bar(now)
+            bar = self._bar(contract.underlying, now)
             if expiry_instant(contract.expiry) <= now:
                 raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
             # A minute whose whole surface is not priced yet (positions marked between two
@@ -438,17 +575,19 @@ class HistoricalReplay:
                 self._asked[symbol] = asked
             asked[1][contract] = None
             s = self._surfaces.get((symbol, *minute))
-            if s is not None and contract in s.index:
-                i = s.index[contract]
-                return Quote(s.bid[i], s.ask[i], s.bid_size[i], s.ask_size[i], s.time)
+            i = None if s is None else s.grid.index(contract)
+            if i is not None and s.priced(i):
+                return Quote(float(s.bid[i]), float(s.ask[i]), int(s.bid_size[i]),
+                             int(s.ask_size[i]), s.time)
             q = self._singles.get((contract, *minute))
             if q is None:
                 batch = tuple(dict.fromkeys(
                     [contract, *(c for c in asked[2] if expiry_instant(c.expiry) > now)]))
-                priced = self._price(symbol, bar, batch)
+                priced = self._price(symbol, bar, *contract_arrays(batch, bar.time))
+                bid, ask = priced.bid.tolist(), priced.ask.tolist()
+                bid_size, ask_size = priced.bid_size.tolist(), priced.ask_size.tolist()
                 for i, c in enumerate(batch):
-                    one = Quote(priced.bid[i], priced.ask[i], priced.bid_size[i],
-                                priced.ask_size[i], priced.time)
+                    one = Quote(bid[i], ask[i], bid_size[i], ask_size[i], priced.time)
                     self._singles.put((c, *minute), one)
                 q = self._singles.get((contract, *minute))
             return q
@@ -460,35 +599,25 @@ class HistoricalReplay:
         expiries with ``min_dte <= DTE <= max_dte`` when given."""
         self._scale(symbol)
         with self._lock:
-            bar = self._bar(now)
+            bar = self._bar(symbol, now)
+            key = (symbol, _ns(now), min_dte, max_dte)
+            chain = self._chains.get(key)
+            if chain is not None:
+                return chain
             s = self._surface(symbol, bar)
             today = now.astimezone(NEW_YORK).date()
             lo = -math.inf if min_dte is None else min_dte
             hi = math.inf if max_dte is None else max_dte
-            key = (symbol, bar.day, bar.minute)
-            built = self._rows.get(key)
-            if built is None:
-                built = {}
-                self._rows.put(key, built)
-            rows: list[OptionQuote] = []
-            for expiry, idx in s.by_expiry.items():
-                if not lo <= (expiry - today).days <= hi:
-                    continue
-                group = built.get(expiry)
-                if group is None:
-                    group = tuple(
-                        OptionQuote(
-                            s.contracts[i],
-                            Quote(s.bid[i], s.ask[i], s.bid_size[i], s.ask_size[i], s.time),
-                            delta=s.delta[i],
-                            iv=s.iv[i],
-                        )
-                        for i in idx
-                    )
-                    built[expiry] = group
-                rows.extend(group)
-            return OptionChain(symbol, s.spot, now, rows, rate=self._rate,
-                               dividend_yield=self._q)
+            wanted = [j for e, j in s.grid.position.items() if lo <= (e - today).days <= hi]
+            self._fill(symbol, bar, s, wanted)
+            sides = {k: v for k, v in s.grid.sides.items() if lo <= (k[0] - today).days <= hi}
+            chain = OptionChain.from_columns(
+                symbol, s.spot, now, s.grid.contracts, sides, bid=s.bid, ask=s.ask,
+                bid_size=s.bid_size, ask_size=s.ask_size, ts=s.time, delta=s.delta, iv=s.iv,
+                rate=self._rate, dividend_yield=self._qs[symbol],
+            )
+            self._chains.put(key, chain)
+            return chain
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -512,24 +641,27 @@ class HistoricalReplay:
             )
         return i
 
-    def _path(self, i: int) -> np.ndarray:
-        path = self._paths.get(i)
+    def _path(self, index: str, i: int) -> np.ndarray:
+        path = self._paths.get((index, i))
         if path is None:
             h = self._h
+            x = h.indices[index]
             n = int((h.closes[i] - h.opens[i]) // _MINUTE_NS)
-            path = _day_path(self._seed, h.dates[i], h.open[i], h.high[i], h.low[i],
-                             h.close[i], n)
+            # The same seed for every index: their minute-to-minute noise is shared, so the
+            # symbols move together within the day as the indices do.
+            path = _day_path(self._seed, h.dates[i], x.open[i], x.high[i], x.low[i],
+                             x.close[i], n)
             path.setflags(write=False)
-            self._paths.put(i, path)
+            self._paths.put((index, i), path)
         return path
 
-    def _bar(self, now: datetime) -> _Bar:
+    def _bar(self, symbol: str, now: datetime) -> _Bar:
         ns = _ns(now)
         h = self._h
         i = int(np.searchsorted(h.opens, ns, side="right")) - 1
         if i < 0 or ns >= h.end_ns:
             raise DataError(f"{now} is outside the replayed data ({self._range()})")
-        path = self._path(i)
+        path = self._path(self._index_of[symbol], i)
         n = len(path) - 1
         if ns >= int(h.closes[i]):
             return _Bar(i, n, float(path[n]), int(h.closes[i]))
@@ -551,17 +683,35 @@ class HistoricalReplay:
             friday += timedelta(days=7)
         return tuple(sorted(found))
 
-    def _grid(self, symbol: str, expiries: tuple[date, ...], lo: int, hi: int):
+    def _grid(self, symbol: str, expiries: tuple[date, ...], lo: int, hi: int) -> _Grid:
         key = (symbol, expiries, lo, hi)
         grid = self._grids.get(key)
         if grid is None:
             step = self._steps[symbol]
-            strikes = [round(k * step, 3) for k in range(lo, hi + 1)]
-            contracts = tuple(
-                Contract(symbol, e, right, k)
-                for e in expiries for right in (Right.PUT, Right.CALL) for k in strikes
-            )
-            grid = (contracts, {c: i for i, c in enumerate(contracts)})
+            n = hi - lo + 1
+            contracts: list[Contract] = []
+            for expiry in expiries:
+                listed = self._listed.get((symbol, expiry))
+                if listed is None:
+                    listed = {}
+                    self._listed.put((symbol, expiry), listed)
+                for right in (Right.PUT, Right.CALL):
+                    for k in range(lo, hi + 1):
+                        c = listed.get((right, k))
+                        if c is None:
+                            c = listed[(right, k)] = Contract(symbol, expiry, right,
+                                                              round(k * step, 3))
+                        contracts.append(c)
+            m = len(expiries)
+            strike = np.array([c.strike for c in contracts], dtype=np.float64)
+            is_call = np.tile(np.repeat(np.array([False, True]), n), m)
+            sides = {
+                (e, right): np.arange((2 * j + side) * n, (2 * j + side + 1) * n)
+                for j, e in enumerate(expiries)
+                for side, right in enumerate((Right.PUT, Right.CALL))
+            }
+            grid = _Grid(tuple(contracts), {e: j for j, e in enumerate(expiries)}, lo, n, step,
+                         strike, is_call, np.repeat(np.arange(m), 2 * n), sides)
             self._grids.put(key, grid)
         return grid
 
@@ -569,55 +719,99 @@ class HistoricalReplay:
         key = (symbol, bar.day, bar.minute)
         s = self._surfaces.get(key)
         if s is None:
-            spot = round(bar.level * self._symbols[symbol], 2)
+            scale = self._symbols[symbol]
+            spot = round(bar.level * scale, 2)
             step = self._steps[symbol]
-            lo = max(math.ceil(_STRIKE_LOW * spot / step - 1e-9), 1)
-            hi = math.floor(_STRIKE_HIGH * spot / step + 1e-9)
-            contracts, index = self._grid(symbol, self._expiries(bar), lo, hi)
-            s = self._price(symbol, bar, contracts, index)
+            x = self._h.indices[self._index_of[symbol]]
+            listed_at = round((x.close[bar.day - 1] if bar.day > 0 else x.open[0]) * scale, 2)
+            lo = max(math.ceil(_STRIKE_LOW * listed_at / step - 1e-9), 1)
+            hi = math.floor(_STRIKE_HIGH * listed_at / step + 1e-9)
+            expiries = self._expiries(bar)
+            grid = self._grid(symbol, expiries, lo, hi)
+            n = len(grid.contracts)
+            s = _Surface(
+                grid, bar.time, spot,
+                np.array([(expiry_instant(e) - bar.time) / _YEAR for e in expiries]),
+                np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64),
+                np.zeros(n, dtype=np.int64), np.full(n, np.nan), np.full(n, np.nan),
+                np.zeros(len(expiries), dtype=np.bool_),
+            )
             self._surfaces.put(key, s)
         return s
 
-    def _iv(self, atm30: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        t = np.maximum(T, _T_MIN)
-        phi = -np.expm1(-_KAPPA * t) / (_KAPPA * t)
-        phi30 = -math.expm1(-_KAPPA * _T30) / (_KAPPA * _T30)
-        var = _LONG_RUN_VAR + (atm30 * atm30 - _LONG_RUN_VAR) * phi / phi30
-        atm = np.sqrt(np.maximum(var, (0.5 * atm30) ** 2))
-        skew = min(max(_SKEW_ABS / atm30, _SKEW_MIN), _SKEW_MAX)
-        skew_t = skew * (_T30 / np.maximum(T, _SKEW_T_MIN)) ** _SKEW_POWER
-        return np.clip(atm * (1.0 - skew_t * x + _CURVATURE * skew_t * x * x), _IV_MIN, _IV_MAX)
+    def _fill(self, symbol: str, bar: _Bar, s: _Surface, expiries: list[int]) -> None:
+        """Price the expiries (positions in the grid) of ``s`` not priced yet, in one call."""
+        todo = [j for j in expiries if not s.done[j]]
+        if not todo:
+            return
+        g = s.grid
+        rows = np.concatenate([np.arange(2 * j * g.n, 2 * (j + 1) * g.n) for j in todo])
+        p = self._price(symbol, bar, g.strike[rows], s.years[g.expiry_at[rows]],
+                        g.is_call[rows])
+        s.bid[rows], s.ask[rows] = p.bid, p.ask
+        s.bid_size[rows], s.ask_size[rows] = p.bid_size, p.ask_size
+        s.delta[rows], s.iv[rows] = p.delta, p.iv
+        s.done[todo] = True
 
-    def _price(self, symbol: str, bar: _Bar, contracts: tuple[Contract, ...],
-               index: dict[Contract, int] | None = None) -> _Surface:
+    def _price(self, symbol: str, bar: _Bar, K: np.ndarray, T: np.ndarray,
+               is_call: np.ndarray) -> _Priced:
         spot = round(bar.level * self._symbols[symbol], 2)
-        K, T, is_call = contract_arrays(contracts, bar.time)
-        x = np.log(K / (spot * np.exp((self._rate - self._q) * T)))
-        atm30 = float(self._h.atm30[bar.day])
-        iv = self._iv(atm30, x, T)
-        g = bsm_greeks(spot, K, T, self._rate, iv, self._q, is_call)
-        price = np.atleast_1d(g.price)
-        z = np.abs(x) / (iv * np.sqrt(np.maximum(T, _T_MIN)))
-        half = (_HALF_FIXED + _HALF_SHARE * price) * (1.0 + _HALF_WING * np.minimum(z, _Z_CAP))
-        bid = np.maximum(np.floor((price - half) / _TICK + 1e-6), 0.0)
-        ask = np.maximum(np.ceil((price + half) / _TICK - 1e-6), bid + 1.0)
-        size = np.rint(10.0 + 490.0 * np.exp(-8.0 * np.abs(x))).astype(np.int64)
-        groups: dict[date, list[int]] = {}
-        for i, c in enumerate(contracts):
-            groups.setdefault(c.expiry, []).append(i)
-        return _Surface(
+        q = self._qs[symbol]
+        atm30 = float(self._h.indices[self._index_of[symbol]].atm30[bar.day])
+        n = len(K)
+        K = np.ascontiguousarray(K, dtype=np.float64)
+        T = np.ascontiguousarray(T, dtype=np.float64)
+        x, iv = np.empty(n), np.empty(n)
+        _surface_iv(spot, K, T, self._rate, q, atm30, x, iv)
+        g = bsm_greeks(spot, K, T, self._rate, iv, q, is_call)
+        bid, ask = np.empty(n), np.empty(n)
+        bid_size, ask_size = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        _surface_quotes(np.atleast_1d(g.price), x, iv, T, bid, ask, bid_size, ask_size)
+        return _Priced(
             spot=spot,
-            contracts=contracts,
-            bid=np.round(bid * _TICK, 2).tolist(),
-            ask=np.round(ask * _TICK, 2).tolist(),
-            bid_size=np.where(bid > 0.0, size, 0).tolist(),
-            ask_size=size.tolist(),
-            delta=np.atleast_1d(g.delta).tolist(),
-            iv=np.atleast_1d(iv).tolist(),
-            index=index if index is not None else {c: i for i, c in enumerate(contracts)},
-            by_expiry=groups,
+            bid=np.round(bid * _TICK, 2),
+            ask=np.round(ask * _TICK, 2),
+            bid_size=bid_size,
+            ask_size=ask_size,
+            delta=np.atleast_1d(g.delta).astype(np.float64),
+            iv=iv,
             time=bar.time,
         )
+
+
+@_jit
+def _surface_iv(spot, K, T, rate, q, atm30, x, iv):  # pragma: no cover - compiled
+    """Log-moneyness ``x = ln(K / F)`` and the surface's implied volatility of each contract
+    (module docs: a mean-reverting ATM term structure with a quadratic smile in ``x``)."""
+    phi30 = -math.expm1(-_KAPPA * _T30) / (_KAPPA * _T30)
+    skew = min(max(_SKEW_ABS / atm30, _SKEW_MIN), _SKEW_MAX)
+    floor = (0.5 * atm30) ** 2
+    for i in range(K.size):
+        t_i = T[i]
+        x_i = math.log(K[i] / (spot * math.exp((rate - q) * t_i)))
+        t = max(t_i, _T_MIN)
+        phi = -math.expm1(-_KAPPA * t) / (_KAPPA * t)
+        var = _LONG_RUN_VAR + (atm30 * atm30 - _LONG_RUN_VAR) * phi / phi30
+        atm = math.sqrt(max(var, floor))
+        skew_t = skew * (_T30 / max(t_i, _SKEW_T_MIN)) ** _SKEW_POWER
+        v = atm * (1.0 - skew_t * x_i + _CURVATURE * skew_t * x_i * x_i)
+        x[i] = x_i
+        iv[i] = min(max(v, _IV_MIN), _IV_MAX)
+
+
+@_jit
+def _surface_quotes(price, x, iv, T, bid, ask, bid_size, ask_size):  # pragma: no cover
+    """Bid and ask in ticks around each model price, and displayed sizes (module docs)."""
+    for i in range(price.size):
+        z = abs(x[i]) / (iv[i] * math.sqrt(max(T[i], _T_MIN)))
+        half = (_HALF_FIXED + _HALF_SHARE * price[i]) * (1.0 + _HALF_WING * min(z, _Z_CAP))
+        b = max(math.floor((price[i] - half) / _TICK + 1e-6), 0.0)
+        a = max(math.ceil((price[i] + half) / _TICK - 1e-6), b + 1.0)
+        size = np.rint(10.0 + 490.0 * math.exp(-8.0 * abs(x[i])))
+        bid[i] = b
+        ask[i] = a
+        ask_size[i] = int(size)
+        bid_size[i] = int(size) if b > 0.0 else 0
 
 
 # -------------------------------------------------------------------------------------------

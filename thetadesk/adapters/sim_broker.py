@@ -755,8 +755,10 @@ class SimBroker:
             if self._early is not None:
                 self._assign_early(now)
             self._settle_expired(now)
-            self._expire_day_orders(now)
-            for row in self._open_rows():
+            resting = bool(self._open_rows())  # the common case: nothing rests, skip the rest
+            if resting:
+                self._expire_day_orders(now)
+            for row in self._open_rows() if resting else ():
                 expired = [
                     leg.contract for leg in _legs(row["legs"])
                     if expiry_instant(leg.contract.expiry) <= now
@@ -769,7 +771,7 @@ class SimBroker:
                             f"leg {expired[0]} expired before the order filled", row["seq"],
                         ),
                     )
-            if self._market.is_open(now):
+            if resting and self._market.is_open(now):
                 for row in self._open_rows():
                     self._try_fill(row, now)
             cursor = db.execute("SELECT fill_cursor FROM book WHERE id = 1").fetchone()[0]

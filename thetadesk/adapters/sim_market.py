@@ -429,6 +429,19 @@ class _Group:
     volume: list[int]
     rows: tuple[OptionQuote, ...] | None = None
     quotes: list[Quote | None] | None = None  # checked quotes, built on first use
+    columns: tuple[np.ndarray, ...] | None = None  # the lists as arrays, built on first use
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """bid, ask, bid_size, ask_size, delta, iv, open_interest, volume as arrays."""
+        if self.columns is None:
+            self.columns = (
+                np.array(self.bid, dtype=np.float64), np.array(self.ask, dtype=np.float64),
+                np.array(self.bid_size, dtype=np.int64), np.array(self.ask_size, dtype=np.int64),
+                np.array(self.delta, dtype=np.float64), np.array(self.iv, dtype=np.float64),
+                np.array(self.open_interest, dtype=np.int64),
+                np.array(self.volume, dtype=np.int64),
+            )
+        return self.columns
 
 
 @dataclass(slots=True)
@@ -708,16 +721,43 @@ class SimMarket:
                 lo = -math.inf if min_dte is None else min_dte
                 hi = math.inf if max_dte is None else max_dte
                 expiries = [e for e in surface.expiries if lo <= (e - today).days <= hi]
-            rows: list[OptionQuote] = []
             self._price_groups(symbol, surface, expiries)
+            spec = self._symbols[symbol]
+            if self._corrupt is None:
+                return self._columnar(symbol, surface, list(expiries), now, bar.spot,
+                                      spec.dividend_yield)
+            rows: list[OptionQuote] = []
             for expiry in expiries:
                 rows.extend(self._rows(symbol, surface, expiry))
-            if self._corrupt is not None:
-                rows = self._screen(tuple(rows), now)
-            spec = self._symbols[symbol]
+            rows = self._screen(tuple(rows), now)
             return OptionChain(
                 symbol, bar.spot, now, rows, rate=self._rate, dividend_yield=spec.dividend_yield
             )
+
+    def _columnar(self, symbol: str, surface: _Surface, expiries: list[date], now: datetime,
+                  spot: float, dividend_yield: float) -> OptionChain:
+        """The chain of ``expiries`` as columns (rows are made only for what is read); each
+        group is puts then calls, strikes ascending."""
+        groups = [self._group(symbol, surface, e) for e in expiries]
+        sides: dict[tuple[date, Right], np.ndarray] = {}
+        at = 0
+        for e, group in zip(expiries, groups, strict=True):
+            half = len(group.contracts) // 2
+            sides[(e, Right.PUT)] = np.arange(at, at + half)
+            sides[(e, Right.CALL)] = np.arange(at + half, at + 2 * half)
+            at += 2 * half
+        if len(groups) == 1:
+            contracts, cols = groups[0].contracts, groups[0].arrays()
+        else:
+            contracts = tuple(itertools.chain.from_iterable(g.contracts for g in groups))
+            parts = [g.arrays() for g in groups]
+            cols = tuple(np.concatenate([p[k] for p in parts]) if parts else np.empty(0)
+                         for k in range(8))
+        bid, ask, bid_size, ask_size, delta, iv, oi, volume = cols
+        return OptionChain.from_columns(
+            symbol, spot, now, contracts, sides, bid=bid, ask=ask, bid_size=bid_size,
+            ask_size=ask_size, ts=surface.bar.time, delta=delta, iv=iv, open_interest=oi,
+            volume=volume, rate=self._rate, dividend_yield=dividend_yield)
 
     def trades(self, symbol: str, start: datetime, end: datetime) -> list[OptionTrade]:
         """The simulated option prints on ``symbol`` with ``start <= time < end``, oldest first.

@@ -10,9 +10,10 @@ sessions produced (equity at each close, the ledger's trades and fills) and hand
 
 Data sources (``backtest_config``):
 
-- ``replay`` (the default): the real S&P 500 daily history with VIX-based implied volatility
-  (``thetadesk.adapters.replay.HistoricalReplay``), default window 2014-01-02 to 2018-10-31.
-  It has the S&P 500 only, so symbols other than SPY are left out (and said so in ``notes``).
+- ``replay`` (the default): the real S&P 500 and NASDAQ Composite daily history with VIX-based
+  implied volatility (``thetadesk.adapters.replay.HistoricalReplay``), default window
+  2014-01-02 to 2018-10-31. It serves SPY (the S&P 500) and QQQ (the NASDAQ Composite, a
+  proxy for the NASDAQ-100), so other symbols are left out (and said so in ``notes``).
 - ``sim``: the seeded simulator of the config.
 - a path: users' bars (and optionally option quotes) as CSV or Parquet
   (``UserDataReplay``): a directory holding ``bars.csv`` / ``bars.parquet`` and optionally
@@ -63,7 +64,7 @@ __all__ = [
 
 FILL_MODELS = ("natural", "mid", "mid_slippage", "volume_share")
 REPLAY_START, REPLAY_END = date(2014, 1, 2), date(2018, 10, 31)
-REPLAY_SYMBOLS = ("SPY",)
+REPLAY_SYMBOLS = ("SPY", "QQQ")
 SIM_DEFAULT_SESSIONS = 252
 _HISTORY_FOR_REGIME = 60  # sessions of closes before the start, for the regime at entry
 
@@ -171,7 +172,7 @@ def backtest_config(
     raw.setdefault("market", {})
     if isinstance(source, str) and source == "replay":
         raw["market"]["source"] = "replay"
-        _keep_symbols(raw, set(REPLAY_SYMBOLS), "the replay has the S&P 500 only (as SPY)",
+        _keep_symbols(raw, set(REPLAY_SYMBOLS), "the replay has SPY (S&P 500) and QQQ (NASDAQ)",
                       notes)
         start = start or REPLAY_START
         end = end or REPLAY_END

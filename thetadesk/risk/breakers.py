@@ -309,15 +309,22 @@ class BreakerBoard:
         """Every configured breaker's reading for the account at ``now``. A trip whose breaker
         resets at the next session is recorded as reset (by ``auto``) on the first look after
         its session ended."""
+        return self._states(account, now)[0]
+
+    def _states(self, account: str, now: datetime,
+                ) -> tuple[dict[str, BreakerReading], dict[str, dict[str, Any]]]:
+        """``states`` and each breaker's last reset event, from one read of the events."""
         limits = self.limits.get(account, BreakerLimits())
         session = _session(now).isoformat()
         latest: dict[str, dict[str, Any]] = {}
         warned: dict[str, dict[str, Any]] = {}
+        resets: dict[str, dict[str, Any]] = {}
         for event in self.ledger.breaker_events(account):
             name, kind = event["name"], event["kind"]
             if kind == "reset":
                 latest.pop(name, None)
                 warned.pop(name, None)
+                resets[name] = event
             elif kind == "tripped":
                 latest[name] = event
             elif kind == "reducing":
@@ -330,6 +337,7 @@ class BreakerBoard:
                     account=account, name=name, kind="reset", session=_session(now), now=now,
                     reason=f"a new session ({session}) after the trip of {trip['session']}",
                     by="auto")
+                resets[name] = self.ledger.last_breaker_event(account, name, "reset")
                 trip = None
                 warned.pop(name, None)
             warn = warned.get(name)
@@ -341,7 +349,7 @@ class BreakerBoard:
                                            warn["session"])
             else:
                 out[name] = BreakerReading(name, State.ACTIVE)
-        return out
+        return out, resets
 
     def state(self, account: str, now: datetime) -> State:
         """The account's overall state: the worst of its breakers."""
@@ -378,23 +386,24 @@ class BreakerBoard:
         alerts = []
         for account, limits in self.limits.items():
             tick = by_account.get(account)
-            readings = None
+            readings = resets = None
             for name in NAMES:
                 levels = limits.levels(name)
                 if levels is None or (tick is None and name != RESTART_STORM):
                     continue
                 if readings is None:
-                    readings = self.states(account, now)
+                    readings, resets = self._states(account, now)
                 current = readings[name].state
                 if current is State.HALTED:
                     continue
-                reason = self._decide(account, name, limits, levels[0], tick, now, readings)
+                reset = resets.get(name)
+                reason = self._decide(account, name, limits, levels[0], tick, now, reset)
                 if reason is not None:
                     alerts.append(self._record(account, name, "tripped", reason, limits, now))
                     continue
                 if levels[1] is None or current is State.REDUCING:
                     continue
-                reason = self._decide(account, name, limits, levels[1], tick, now, readings)
+                reason = self._decide(account, name, limits, levels[1], tick, now, reset)
                 if reason is not None:
                     alerts.append(self._record(account, name, "reducing", reason, limits, now))
         return alerts
@@ -419,17 +428,15 @@ class BreakerBoard:
                      f"{account}: {label} breaker reducing, {reason} (the warning level); no new "
                      f"risk for {session}, exits and hedges continue", now)
 
-    def _reset_at(self, account: str, name: str) -> dict[str, Any] | None:
-        return self.ledger.last_breaker_event(account, name, "reset")
-
     def _decide(self, account: str, name: str, limits: BreakerLimits, level: float,
                 tick: AccountTick | None, now: datetime,
-                readings: Mapping[str, BreakerReading]) -> str | None:
+                reset: Mapping[str, Any] | None) -> str | None:
+        """Why breaker ``name`` trips at ``level`` now, or None; ``reset`` is its last reset
+        event (what it counts from)."""
         if name == DAILY_LOSS:
             return daily_loss_tripped(tick.day_pnl, level)
         if name == STALE_DATA:
             return stale_data_tripped(tick.data_age_s, level)
-        reset = self._reset_at(account, name)
         since = None if reset is None else _at(reset["at"])
         if name == DRAWDOWN:
             today = _session(now)

@@ -3,11 +3,12 @@
 import itertools
 import math
 import pickle
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
-from arch.data import sp500, vix
+from arch.data import nasdaq, sp500, vix
 
 from thetadesk.adapters.replay import HistoricalReplay, UserDataReplay
 from thetadesk.chain import NEW_YORK, OptionChain
@@ -230,11 +231,17 @@ def test_chain_lists_weeklies_and_third_friday_monthlies_moving_holiday_expiries
     later = replay.chain("SPY", ny(date(2008, 3, 24), 12))
     beyond_weeklies = [e for e in later.expiries() if later.dte(e) > 49]
     assert beyond_weeklies == [date(2008, 5, 16)]  # the May monthly (third Friday)
+    # strikes: 75% to 115% of the previous close, listed before the open and kept all day
+    previous = round(sp500.load()["Close"].loc[:"2008-02-29"].iloc[-1] * SCALE, 2)
     strikes = [r.contract.strike for r in chain.rows(expiries[0], Right.PUT)]
-    assert strikes[0] >= 0.75 * chain.spot
-    assert strikes[-1] <= 1.15 * chain.spot
-    assert strikes[0] - 1 < 0.75 * chain.spot
-    assert strikes[-1] + 1 > 1.15 * chain.spot
+    assert strikes[0] >= 0.75 * previous
+    assert strikes[-1] <= 1.15 * previous
+    assert strikes[0] - 1 < 0.75 * previous
+    assert strikes[-1] + 1 > 1.15 * previous
+    late = replay.chain("SPY", ny(date(2008, 3, 3), 15, 45))
+    assert late.spot != chain.spot
+    assert [r.contract for r in late.rows(expiries[0])] == [
+        r.contract for r in chain.rows(expiries[0])]
 
 
 def test_chain_spreads_widen_for_cheap_and_far_from_the_money_options(replay):
@@ -314,6 +321,82 @@ def test_a_chain_snapshot_is_reused_within_its_minute_and_repriced_at_the_next(r
     first = snapshot(replay.chain("SPY", ny(day, 10, 1)))
     assert snapshot(replay.chain("SPY", ny(day, 10, 1))) == first
     assert snapshot(replay.chain("SPY", ny(day, 10, 2))) != first
+
+
+
+# -- the NASDAQ as QQQ ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two():
+    return HistoricalReplay({"SPY": SCALE, "QQQ": 1 / 43}, indices={"QQQ": "nasdaq"},
+                            dividend_yield={"SPY": 0.018, "QQQ": 0.006})
+
+
+@pytest.mark.parametrize("day", [date(2015, 8, 24), date(2018, 2, 5), date(2003, 5, 1)])
+def test_qqq_follows_the_nasdaq_bars_of_the_day(two, day):
+    ndq = nasdaq.load().loc[str(day)]
+    path = two.day_path("QQQ", day)
+    scale = 1 / 43
+    assert path[0] == round(ndq["Open"] * scale, 2)
+    assert path[-1] == round(ndq["Close"] * scale, 2)
+    assert path.max() == round(ndq["High"] * scale, 2)
+    assert path.min() == round(ndq["Low"] * scale, 2)
+    # ... while SPY still follows the S&P 500
+    spx_close = sp500.load().loc[str(day), "Close"]
+    assert two.day_path("SPY", day)[-1] == round(spx_close * SCALE, 2)
+
+
+def test_qqq_and_spy_move_together_within_the_day(two):
+    day = date(2016, 6, 2)
+    a = np.diff(np.log(two.day_path("SPY", day)))
+    b = np.diff(np.log(two.day_path("QQQ", day)))
+    assert np.corrcoef(a, b)[0, 1] > 0.5
+
+
+# 2015-08-24: the NASDAQ fell 3.8% and the VIX closed at 40.7; that day's level must not
+# know it (the ratio and the VIX end at the previous close), the next day's must.
+@pytest.mark.parametrize("day", [date(2016, 6, 2), date(2015, 8, 24), date(2015, 8, 25)])
+def test_qqq_volatility_is_the_previous_vix_close_times_the_realised_ratio(two, vix_close, day):
+    closes_s = sp500.load()["Close"]
+    closes_n = nasdaq.load()["Close"]
+    upto = closes_s.index < str(day)  # returns up to the previous close only
+    rs = np.diff(np.log(closes_s[upto].to_numpy()))[-63:].std(ddof=1)
+    rn = np.diff(np.log(closes_n[upto].to_numpy()))[-63:].std(ddof=1)
+    previous = vix_close[vix_close.index < str(day)].iloc[-1] / 100
+    expected = previous * min(max(rn / rs, 0.8), 2.5)
+    assert two.atm_iv("QQQ", ny(day, 11)) == pytest.approx(expected, rel=1e-9)
+    assert two.atm_iv("SPY", ny(day, 11)) == pytest.approx(previous, rel=1e-12)
+    assert two.iv_source(day, "QQQ") == "vix"
+
+
+def test_qqq_volatility_before_the_vix_data_is_its_own_realised_proxy(two):
+    day = date(2010, 3, 1)
+    closes = nasdaq.load()["Close"]
+    r = np.diff(np.log(closes[closes.index < str(day)].to_numpy()))[-21:]
+    assert two.iv_source(day, "QQQ") == "realised_proxy"
+    assert two.atm_iv("QQQ", ny(day, 11)) == pytest.approx(
+        max(r.std(ddof=1) * math.sqrt(252) * 1.15, 0.08), rel=1e-9)
+
+
+def test_qqq_chains_use_their_own_dividend_yield(two):
+    chain = two.chain("QQQ", ny(date(2016, 6, 2), 11))
+    assert chain.dividend_yield == 0.006
+    assert two.chain("SPY", ny(date(2016, 6, 2), 11)).dividend_yield == 0.018
+    revived = pickle.loads(pickle.dumps(two))
+    assert snapshot(revived.chain("QQQ", ny(date(2016, 6, 2), 11))) == snapshot(chain)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"indices": {"QQQ": "dow"}}, "index of QQQ must be one of ('sp500', 'nasdaq')"),
+    ({"indices": {"IWM": "nasdaq"}}, "'IWM' is not one of the symbols"),
+    ({"dividend_yield": {"SPY": 0.01}}, "no dividend_yield for QQQ"),
+    ({"dividend_yield": {"SPY": 0.01, "QQQ": float("nan")}},
+     "dividend_yield of QQQ must be a finite number"),
+])
+def test_replay_refuses_unknown_indices_and_missing_yields(kwargs, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        HistoricalReplay({"SPY": SCALE, "QQQ": 1 / 43}, **kwargs)
 
 
 # -- users' own files -------------------------------------------------------------------------

@@ -120,12 +120,15 @@ def test_an_end_before_the_start_is_refused():
         backtest_config(sim_data(), source="sim", start=START, end=date(2025, 1, 2))
 
 
-def test_replay_leaves_out_symbols_it_does_not_have():
-    config, _, end, notes = backtest_config(sim_data(), source="replay", start=date(2015, 3, 2),
+def test_replay_keeps_spy_and_qqq_and_leaves_out_symbols_it_does_not_have():
+    data = sim_data()
+    data["market"]["symbols"]["IWM"] = dict(data["market"]["symbols"]["SPY"])
+    data["accounts"][0]["symbols"] = [*data["accounts"][0]["symbols"], "IWM"]
+    config, _, end, notes = backtest_config(data, source="replay", start=date(2015, 3, 2),
                                             end=date(2015, 3, 6))
-    assert list(config.market.symbols) == ["SPY"]
-    assert config.accounts[0].symbols == ("SPY",)
-    assert notes == ["QQQ left out: the replay has the S&P 500 only (as SPY)"]
+    assert list(config.market.symbols) == ["SPY", "QQQ"]
+    assert config.accounts[0].symbols == ("SPY", "QQQ")
+    assert notes == ["IWM left out: the replay has SPY (S&P 500) and QQQ (NASDAQ)"]
     assert end == date(2015, 3, 6)
 
 
