@@ -359,3 +359,19 @@ def test_sim_market_expiry_instant_consistent_with_chain_filtering(market):
 
     assert all(expiry_instant(e) > chain.as_of for e in chain.expiries())
     assert date(2025, 3, 7) not in chain.expiries()
+
+
+@pytest.mark.parametrize("window", [(None, None), (21, 70), (0, 0)])
+def test_sim_columnar_chain_equals_the_row_built_chain(window):
+    # Without the corrupt hook chains are columnar; with a hook that passes everything they
+    # are built row by row: the two must hold the same rows, open interest and volume too.
+    plain = make_market()
+    rowwise = make_market(corrupt=lambda contract, now: None)
+    for now in (NOW, NOW + timedelta(minutes=47)):
+        a = plain.chain("SPY", now, *window)
+        b = rowwise.chain("SPY", now, *window)
+        assert a.expiries() == b.expiries()
+        assert len(a) == len(b)
+        for expiry in a.expiries():
+            assert a.rows(expiry) == b.rows(expiry)
+            assert a.rows(expiry)[0].open_interest is not None
