@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the backtester on the real S&P 500 replay; print one JSON object.
+"""Benchmark the backtester on the real S&P 500 / NASDAQ replay; print one JSON object.
 
 Usage: .venv/bin/python scripts/bench_backtest.py [--sessions 40] [--skip-five-year]
 
@@ -13,12 +13,12 @@ Keys:
                             quote (marking, fills) counts one; over --sessions sessions from
                             2015-01-02
   data_quote_events_per_s   baseline: the replay alone producing full chains (every listed
-                            contract) at the same ticks, per second
+                            contract of every symbol) at the same ticks, per second
   quote_events_ratio        quote_events_per_s / data_quote_events_per_s
   chain_rows_per_tick       mean chain rows read per tick (what the desk asks for)
   session_s                 seconds per backtest session (the same run)
   five_year_15m_s           seconds for five years (2013-11-01 to 2018-10-31) of the replay on
-                            15-minute ticks; the replay has the S&P 500 only, so one symbol
+                            15-minute ticks, SPY and QQQ (the default config's symbols)
   five_year_sessions        sessions in that run
   measured_at               UTC time of the run
 """

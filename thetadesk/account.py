@@ -41,7 +41,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from thetadesk import failpoints
 from thetadesk.chain import NEW_YORK, expiry_instant
@@ -182,6 +182,7 @@ class AccountEngine:
         self._wall: Callable[[], float] = lambda: 0.0
         self._submit_wall = 0.0
         self._prepared: datetime | None = None  # the tick whose first half has run
+        self._day_recorded: date | None = None  # the session whose opening equity is recorded
         self._submitted: list[str] = []
         self._rejected: list[str] = []
         self._session = session_of(now)
@@ -294,8 +295,10 @@ class AccountEngine:
         self._submitted, self._rejected = [], []
         self._session = session_of(now)
         self._prepared = now
-        acct = self.broker.account()
-        self.ledger.start_day(account=self.name, session=self._session, equity=acct.equity)
+        if self._day_recorded != self._session:  # the first tick of a session (or of a run)
+            acct = self.broker.account()
+            self.ledger.start_day(account=self.name, session=self._session, equity=acct.equity)
+            self._day_recorded = self._session
         for fill in self.broker.poll(now):
             self._apply_fill(fill, now)
         self._settle_expired(now)

@@ -287,8 +287,9 @@ class MarketConfig(_Section):
     """Where prices come from and how simulated time moves."""
 
     source: Literal["sim", "replay", "polygon", "alpaca"] = Field(
-        description="sim: the seeded simulator; replay: real S&P 500 history (1999-2018, VIX "
-        "from 2014) from the arch package, traded as SPY at a tenth of the index; polygon or "
+        description="sim: the seeded simulator; replay: real S&P 500 and NASDAQ Composite "
+        "history (1999-2018, VIX from 2014) from the arch package, traded as SPY (a tenth of "
+        "the S&P 500) and QQQ (the NASDAQ Composite / 43); polygon or "
         "alpaca: live option chains from the vendor (keys from the environment), ticks on the "
         "wall clock"
     )

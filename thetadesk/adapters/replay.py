@@ -476,6 +476,7 @@ class HistoricalReplay:
         self._chains = _LRU(16)  # (symbol, now, min_dte, max_dte) -> OptionChain
         self._grids = _LRU(64)
         self._listed = _LRU(128)  # (symbol, expiry) -> {(right, k): Contract}
+        self._listing = _LRU(8)  # day -> ((expiry, its 16:00 close), ...)
         self._singles = _LRU(4096)  # (contract, day, minute) -> Quote, without a surface
         # symbol -> (minute, contracts quoted in it, contracts quoted in the minute before)
         self._asked: dict[str, tuple[tuple[int, int], dict, dict]] = {}
@@ -669,19 +670,24 @@ class HistoricalReplay:
         return _Bar(i, minute, float(path[minute]), int(h.opens[i]) + minute * _MINUTE_NS)
 
     def _expiries(self, bar: _Bar) -> tuple[date, ...]:
-        today = self._h.dates[bar.day]
-        friday = today + timedelta(days=(4 - today.weekday()) % 7)
-        found: set[date] = set()
-        while (friday - today).days <= _MONTHLY_DAYS:
-            third = 15 <= friday.day <= 21
-            if (friday - today).days <= _WEEKLY_DAYS or third:
-                expiry = friday
-                while expiry not in self._h.sessions:
-                    expiry -= timedelta(days=1)
-                if expiry_instant(expiry) > bar.time:
-                    found.add(expiry)
-            friday += timedelta(days=7)
-        return tuple(sorted(found))
+        listed = self._listing.get(bar.day)
+        if listed is None:
+            today = self._h.dates[bar.day]
+            friday = today + timedelta(days=(4 - today.weekday()) % 7)
+            found: set[date] = set()
+            while (friday - today).days <= _MONTHLY_DAYS:
+                third = 15 <= friday.day <= 21
+                if (friday - today).days <= _WEEKLY_DAYS or third:
+                    expiry = friday
+                    while expiry not in self._h.sessions:
+                        expiry -= timedelta(days=1)
+                    if expiry >= today:
+                        found.add(expiry)
+                friday += timedelta(days=7)
+            listed = tuple((e, expiry_instant(e)) for e in sorted(found))
+            self._listing.put(bar.day, listed)
+        at = bar.time
+        return tuple(e for e, close in listed if close > at)
 
     def _grid(self, symbol: str, expiries: tuple[date, ...], lo: int, hi: int) -> _Grid:
         key = (symbol, expiries, lo, hi)
