@@ -9,9 +9,9 @@ Writes ``DIR/results.json`` (every metric; ``thetadesk/backtest/results.py``) an
 ``DIR/report.html`` (self-contained), keeps the run's ledger in ``DIR/state/`` and prints the
 headline figures next to the buy-and-hold and put-write baselines. ``--data replay`` (the
 default) is the real S&P 500 (SPY) and NASDAQ (QQQ) with VIX, 2014-01-02 to 2018-10-31
-unless --start/--end say otherwise; ``sim`` the config's simulator (252 sessions from --start or market.start by
-default); a PATH users' bars and quotes (``thetadesk/backtest/engine.py``). ``--fill-model``:
-natural, mid, mid_slippage (with --slippage-ticks), volume_share (with --display-share and
+unless --start/--end say otherwise; ``sim`` the config's simulator (252 sessions from --start
+or market.start by default); a PATH users' bars and quotes (``thetadesk/backtest/engine.py``).
+``--fill-model``: natural, mid, mid_slippage (with --slippage-ticks), volume_share (with --display-share and
 --open-interest-share); without it the config's own. Exit 2 on a bad config or argument.
 
 ``--walk-forward`` adds rolling walk-forward optimisation (``thetadesk/backtest/walkforward.py``):
