@@ -12,7 +12,8 @@ default) is the real S&P 500 (SPY) and NASDAQ (QQQ) with VIX, 2014-01-02 to 2018
 unless --start/--end say otherwise; ``sim`` the config's simulator (252 sessions from --start
 or market.start by default); a PATH users' bars and quotes (``thetadesk/backtest/engine.py``).
 ``--fill-model``: natural, mid, mid_slippage (with --slippage-ticks), volume_share (with
---display-share and --open-interest-share); without it the config's own. Exit 2 on a bad config or argument.
+--display-share and --open-interest-share); without it the config's own. Exit 2 on a bad
+config or argument.
 
 ``--walk-forward`` adds rolling walk-forward optimisation (``thetadesk/backtest/walkforward.py``):
 windows of --in-sample sessions (default 252) followed by --out-of-sample sessions (default 126),
