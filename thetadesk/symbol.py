@@ -59,6 +59,9 @@ def atm_iv(chain: OptionChain, expiry) -> float:
                              False))
 
 
+NEAR_DAYS = 3  # a weekly listing has an expiry within this many days of most targets
+
+
 class SymbolEngine:
     def __init__(self, symbol: str, rules: BullPutRules, market: MarketData) -> None:
         self.symbol = symbol
@@ -66,16 +69,26 @@ class SymbolEngine:
         self.market = market
         self.log = get_logger("symbol").bind(symbol=symbol)
 
+    def _chain(self, now: datetime) -> OptionChain:
+        """A chain holding the expiry nearest the target DTE (at least ``min_dte`` out), read as
+        narrowly as possible. If any expiry lies within ``NEAR_DAYS`` of the target, the nearest
+        one (and any tie) does too, so the narrow read chooses what the whole chain would;
+        otherwise the expiries that can be nearest (up to twice the target), then the whole
+        chain."""
+        r = self.rules
+        low = max(r.min_dte, r.target_dte - NEAR_DAYS)
+        for window in ((low, r.target_dte + NEAR_DAYS), (r.min_dte, 2 * r.target_dte)):
+            chain = self.market.chain(self.symbol, now, min_dte=window[0], max_dte=window[1])
+            if chain.expiries():
+                return chain
+        return self.market.chain(self.symbol, now)
+
     def tick(self, now: datetime) -> SymbolTick:
         r = self.rules
         if not r.in_entry_window(now):
             return SymbolTick(self.symbol, now, None, None, note="outside the entry window")
         try:
-            # Only the expiries that can be nearest the target; the whole chain if none is.
-            chain = self.market.chain(self.symbol, now, min_dte=r.min_dte,
-                                      max_dte=2 * r.target_dte)
-            if not chain.expiries():
-                chain = self.market.chain(self.symbol, now)
+            chain = self._chain(now)
             expiry = chain.nearest_expiry(r.target_dte, min_dte=r.min_dte)
         except DataError as exc:
             self.log.warning("no_chain", reason=str(exc), at=now.isoformat())

@@ -1,7 +1,7 @@
 """Specifications of the symbol engine's first strategy (bull put credit spread)."""
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from structlog.testing import capture_logs
 
@@ -80,3 +80,55 @@ def test_entry_window_is_the_rules_window_in_new_york_time(market):
         assert inside or engine.tick(now).note == "outside the entry window"
     assert RULES.in_entry_window(MORNING)
     assert not RULES.in_entry_window(MORNING - timedelta(hours=1, minutes=30))
+
+
+class _WideEngine(SymbolEngine):
+    """The engine as it read chains before: every expiry that can be nearest the target."""
+
+    def _chain(self, now):
+        chain = self.market.chain(self.symbol, now, min_dte=self.rules.min_dte,
+                                  max_dte=2 * self.rules.target_dte)
+        return chain if chain.expiries() else self.market.chain(self.symbol, now)
+
+
+class _Counting:
+    def __init__(self, market, keep=None):
+        self.market, self.windows, self.keep = market, [], keep
+
+    def chain(self, symbol, now, min_dte=None, max_dte=None):
+        self.windows.append((min_dte, max_dte))
+        chain = self.market.chain(symbol, now, min_dte=min_dte, max_dte=max_dte)
+        if self.keep is None:
+            return chain
+        from thetadesk.chain import OptionChain
+        rows = [r for e in chain.expiries() if self.keep(e) for r in chain.rows(e)]
+        return OptionChain(chain.underlying, chain.spot, chain.as_of, rows, chain.rate,
+                           chain.dividend_yield)
+
+
+def _monthly(expiry):
+    return expiry.weekday() == 4 and 15 <= expiry.day <= 21
+
+
+def test_the_narrow_chain_read_proposes_exactly_what_the_wide_read_did():
+    from thetadesk.adapters.replay import HistoricalReplay
+    from thetadesk.chain import NEW_YORK
+
+    replay = HistoricalReplay()
+    checked = 0
+    for keep in (None, _monthly):  # weeklies; then monthlies only (the narrow read misses)
+        for rules in (RULES, replace(RULES, target_dte=45, min_dte=30),
+                      replace(RULES, target_dte=25, min_dte=21)):
+            for day in range(1, 28, 3):
+                now = datetime(2016, 3, day, 11, 0, tzinfo=NEW_YORK)
+                if now.weekday() >= 5:
+                    continue
+                narrow = _Counting(replay, keep)
+                a = SymbolEngine("SPY", rules, narrow).tick(now)
+                b = _WideEngine("SPY", rules, _Counting(replay, keep)).tick(now)
+                assert (a.intents, a.note, a.atm_iv) == (b.intents, b.note, b.atm_iv)
+                checked += bool(a.intents)
+                first = narrow.windows[0]
+                assert first == (max(rules.min_dte, rules.target_dte - 3),
+                                 rules.target_dte + 3)
+    assert checked > 5  # the comparison covered real proposals, not only refusals

@@ -381,22 +381,23 @@ class _Grid:
 @dataclass(frozen=True, slots=True)
 class _Surface:
     """One symbol's listed contracts at one minute, priced expiry by expiry as they are asked
-    for (the rows of an expiry not priced yet hold NaN)."""
+    for: ``blocks[j]`` holds expiry ``j``'s rows (puts then calls, strikes ascending)."""
 
     grid: _Grid
     time: datetime
     spot: float
-    years: np.ndarray  # years to each expiry
-    bid: np.ndarray
-    ask: np.ndarray
-    bid_size: np.ndarray
-    ask_size: np.ndarray
-    delta: np.ndarray
-    iv: np.ndarray
-    done: np.ndarray  # bool per expiry: priced
+    years: list[float]  # years to each expiry
+    blocks: dict[int, _Priced]
 
-    def priced(self, i: int) -> bool:
-        return bool(self.done[self.grid.expiry_at[i]])
+    def quote(self, i: int) -> Quote | None:
+        """Row ``i`` of the grid as a Quote, if its expiry is priced."""
+        width = 2 * self.grid.n
+        block = self.blocks.get(i // width)
+        if block is None:
+            return None
+        k = i % width
+        return Quote(float(block.bid[k]), float(block.ask[k]), int(block.bid_size[k]),
+                     int(block.ask_size[k]), self.time)
 
 
 class HistoricalReplay:
@@ -577,9 +578,9 @@ class HistoricalReplay:
             asked[1][contract] = None
             s = self._surfaces.get((symbol, *minute))
             i = None if s is None else s.grid.index(contract)
-            if i is not None and s.priced(i):
-                return Quote(float(s.bid[i]), float(s.ask[i]), int(s.bid_size[i]),
-                             int(s.ask_size[i]), s.time)
+            q = None if i is None else s.quote(i)
+            if q is not None:
+                return q
             q = self._singles.get((contract, *minute))
             if q is None:
                 batch = tuple(dict.fromkeys(
@@ -609,13 +610,33 @@ class HistoricalReplay:
             today = now.astimezone(NEW_YORK).date()
             lo = -math.inf if min_dte is None else min_dte
             hi = math.inf if max_dte is None else max_dte
-            wanted = [j for e, j in s.grid.position.items() if lo <= (e - today).days <= hi]
-            self._fill(symbol, bar, s, wanted)
-            sides = {k: v for k, v in s.grid.sides.items() if lo <= (k[0] - today).days <= hi}
+            g = s.grid
+            wanted = [(e, j) for e, j in g.position.items() if lo <= (e - today).days <= hi]
+            self._fill(symbol, bar, s, [j for _, j in wanted])
+            n = g.n
+            put, call = np.arange(n), np.arange(n, 2 * n)
+            sides = {}
+            for at, (e, _) in enumerate(wanted):
+                sides[(e, Right.PUT)] = put + 2 * n * at
+                sides[(e, Right.CALL)] = call + 2 * n * at
+            blocks = [s.blocks[j] for _, j in wanted]
+            if len(blocks) == 1:
+                j = wanted[0][1]
+                contracts = g.contracts[2 * n * j:2 * n * (j + 1)]
+                b = blocks[0]
+                cols = (b.bid, b.ask, b.bid_size, b.ask_size, b.delta, b.iv)
+            else:
+                js = [j for _, j in wanted]
+                contracts = (g.contracts if js == list(range(len(g.position))) else
+                             tuple(c for j in js for c in g.contracts[2 * n * j:2 * n * (j + 1)]))
+                cols = tuple(
+                    np.concatenate([getattr(b, f) for b in blocks]) if blocks else np.empty(0)
+                    for f in ("bid", "ask", "bid_size", "ask_size", "delta", "iv"))
+            bid, ask, bid_size, ask_size, delta, iv = cols
             chain = OptionChain.from_columns(
-                symbol, s.spot, now, s.grid.contracts, sides, bid=s.bid, ask=s.ask,
-                bid_size=s.bid_size, ask_size=s.ask_size, ts=s.time, delta=s.delta, iv=s.iv,
-                rate=self._rate, dividend_yield=self._qs[symbol],
+                symbol, s.spot, now, contracts, sides, bid=bid, ask=ask, bid_size=bid_size,
+                ask_size=ask_size, ts=s.time, delta=delta, iv=iv, rate=self._rate,
+                dividend_yield=self._qs[symbol],
             )
             self._chains.put(key, chain)
             return chain
@@ -734,30 +755,26 @@ class HistoricalReplay:
             hi = math.floor(_STRIKE_HIGH * listed_at / step + 1e-9)
             expiries = self._expiries(bar)
             grid = self._grid(symbol, expiries, lo, hi)
-            n = len(grid.contracts)
-            s = _Surface(
-                grid, bar.time, spot,
-                np.array([(expiry_instant(e) - bar.time) / _YEAR for e in expiries]),
-                np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64),
-                np.zeros(n, dtype=np.int64), np.full(n, np.nan), np.full(n, np.nan),
-                np.zeros(len(expiries), dtype=np.bool_),
-            )
+            s = _Surface(grid, bar.time, spot,
+                         [(expiry_instant(e) - bar.time) / _YEAR for e in expiries], {})
             self._surfaces.put(key, s)
         return s
 
     def _fill(self, symbol: str, bar: _Bar, s: _Surface, expiries: list[int]) -> None:
         """Price the expiries (positions in the grid) of ``s`` not priced yet, in one call."""
-        todo = [j for j in expiries if not s.done[j]]
+        todo = [j for j in expiries if j not in s.blocks]
         if not todo:
             return
         g = s.grid
-        rows = np.concatenate([np.arange(2 * j * g.n, 2 * (j + 1) * g.n) for j in todo])
-        p = self._price(symbol, bar, g.strike[rows], s.years[g.expiry_at[rows]],
-                        g.is_call[rows])
-        s.bid[rows], s.ask[rows] = p.bid, p.ask
-        s.bid_size[rows], s.ask_size[rows] = p.bid_size, p.ask_size
-        s.delta[rows], s.iv[rows] = p.delta, p.iv
-        s.done[todo] = True
+        width = 2 * g.n
+        strike = g.strike[:width]  # every expiry lists the same strikes
+        K = np.tile(strike, len(todo))
+        T = np.repeat(np.array([s.years[j] for j in todo]), width)
+        p = self._price(symbol, bar, K, T, np.tile(g.is_call[:width], len(todo)))
+        for at, j in enumerate(todo):
+            cut = slice(at * width, (at + 1) * width)
+            s.blocks[j] = _Priced(p.spot, p.bid[cut], p.ask[cut], p.bid_size[cut],
+                                  p.ask_size[cut], p.delta[cut], p.iv[cut], p.time)
 
     def _price(self, symbol: str, bar: _Bar, K: np.ndarray, T: np.ndarray,
                is_call: np.ndarray) -> _Priced:
