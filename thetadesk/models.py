@@ -6,6 +6,7 @@ Prices are per share in the underlying's currency (as exchanges quote options); 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, fields
@@ -86,6 +87,12 @@ class Contract:
         """Parse an OCC symbol, compact (``SPY251219P00450000``) or padded (``SPY   251219...``)."""
         if not isinstance(symbol, str):
             raise DataError(f"OCC symbol must be a string, got {type(symbol).__name__}")
+        if cls is Contract and type(multiplier) is int:
+            return _parsed_occ(symbol, multiplier)  # the ledger and brokers parse the same few
+        return cls._parse_occ(symbol, multiplier)
+
+    @classmethod
+    def _parse_occ(cls, symbol: str, multiplier: int) -> Contract:
         match = _OCC.match(symbol.strip())
         if match is None or (" " in symbol.strip() and len(symbol.strip()) != 21):
             raise DataError(
@@ -118,6 +125,13 @@ class Contract:
     def __str__(self) -> str:
         return self.occ
 
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_occ(symbol: str, multiplier: int) -> Contract:
+    """``Contract.from_occ`` remembered: a Contract is immutable, and a parse that fails raises
+    (and is not remembered)."""
+    return Contract._parse_occ(symbol, multiplier)
 
 @dataclass(frozen=True, slots=True)
 class Quote:

@@ -397,13 +397,14 @@ class BreakerBoard:
                 if current is State.HALTED:
                     continue
                 reset = resets.get(name)
-                reason = self._decide(account, name, limits, levels[0], tick, now, reset)
+                reads: dict[str, Any] = {}  # the ledger reads, shared by the two levels
+                reason = self._decide(account, name, limits, levels[0], tick, now, reset, reads)
                 if reason is not None:
                     alerts.append(self._record(account, name, "tripped", reason, limits, now))
                     continue
                 if levels[1] is None or current is State.REDUCING:
                     continue
-                reason = self._decide(account, name, limits, levels[1], tick, now, reset)
+                reason = self._decide(account, name, limits, levels[1], tick, now, reset, reads)
                 if reason is not None:
                     alerts.append(self._record(account, name, "reducing", reason, limits, now))
         return alerts
@@ -430,9 +431,12 @@ class BreakerBoard:
 
     def _decide(self, account: str, name: str, limits: BreakerLimits, level: float,
                 tick: AccountTick | None, now: datetime,
-                reset: Mapping[str, Any] | None) -> str | None:
+                reset: Mapping[str, Any] | None, reads: dict[str, Any] | None = None,
+                ) -> str | None:
         """Why breaker ``name`` trips at ``level`` now, or None; ``reset`` is its last reset
-        event (what it counts from)."""
+        event (what it counts from). ``reads`` keeps the ledger reads of an earlier level of the
+        same breaker in the same evaluation (the trip level first, then the warning level)."""
+        reads = {} if reads is None else reads
         if name == DAILY_LOSS:
             return daily_loss_tripped(tick.day_pnl, level)
         if name == STALE_DATA:
@@ -442,18 +446,26 @@ class BreakerBoard:
             today = _session(now)
             after = None if reset is None else date.fromisoformat(reset["session"])
             candidates = [tick.equity]
-            past = self.ledger.peak_equity(account, before=today, after=after)
+            if "peak" not in reads:
+                reads["peak"] = self.ledger.peak_equity(account, before=today, after=after)
+            past = reads["peak"]
             if past is not None:
                 candidates.append(past)
             if after is None or after < today:  # today's opening equity, unless reset today
                 candidates.append(tick.equity - tick.day_pnl)
             return drawdown_tripped(tick.equity, max(candidates), level)
         if name == CONSECUTIVE_LOSSES:
-            pnls = self.ledger.latest_closed_pnls(account, after=since, limit=int(level) + 1)
-            return consecutive_losses_tripped(pnls, int(level))
+            need = int(level) + 1
+            got = reads.get("pnls")
+            if got is None or (got[0] < need and len(got[1]) == got[0]):
+                got = reads["pnls"] = (need, self.ledger.latest_closed_pnls(
+                    account, after=since, limit=need))
+            return consecutive_losses_tripped(got[1][:need], int(level))
         if name == REJECTION_RATE:
-            window = self.ledger.latest_submitted_statuses(account, after=since,
-                                                           limit=limits.rejection_window)
+            if "window" not in reads:
+                reads["window"] = self.ledger.latest_submitted_statuses(
+                    account, after=since, limit=limits.rejection_window)
+            window = reads["window"]
             rejected = sum(1 for status in window if status == "rejected")
             return rejection_rate_tripped(rejected, len(window), level,
                                           limits.rejection_min_orders)
@@ -461,8 +473,10 @@ class BreakerBoard:
             start = now - timedelta(seconds=limits.restart_window_s)
             if since is not None and since > start:
                 start = since
-            restarts = self.ledger.actors_with_events(tuple(RESTART_KINDS), after=start,
-                                                      until=now)
+            if "restarts" not in reads:
+                reads["restarts"] = self.ledger.actors_with_events(
+                    tuple(RESTART_KINDS), after=start, until=now)
+            restarts = reads["restarts"]
             return restart_storm_tripped(restarts, limits.restart_window_s, int(level))
         raise ValueError(f"unknown breaker {name!r}")
 
