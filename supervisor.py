@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import statistics
@@ -94,6 +95,7 @@ class RunStats:
     sim_minutes: float = 0.0
     tick_wall_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    tick_ms: list[float] = field(default_factory=list)  # wall time of each tick's round
 
 
 class SupervisorDesk:
@@ -644,7 +646,10 @@ class Supervisor:
         self._notify(alerts)
         self.stats.ticks += done
         self.stats.sim_minutes += done * self.config.market.tick_seconds / 60
-        self.stats.tick_wall_s += time.monotonic() - started
+        took = time.monotonic() - started
+        self.stats.tick_wall_s += took
+        if done:  # a quiet call's ticks share its time
+            self.stats.tick_ms.extend([1000.0 * took / done] * done)
         return done
 
     def _hedge_due(self, at: datetime) -> bool:
@@ -797,8 +802,18 @@ class Supervisor:
             "intent_to_broker_p50_ms": statistics.median(lat) if lat else None,
             "intent_to_broker_p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))]
             if lat else None,
+            "tick_p50_ms": _percentile(s.tick_ms, 50),
+            "tick_p99_ms": _percentile(s.tick_ms, 99),
         }
         (self.state_dir / RUN_STATS).write_text(json.dumps(stats, indent=1))
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (nearest rank) of ``values``; None if there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

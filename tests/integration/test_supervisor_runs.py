@@ -1,6 +1,7 @@
 """The supervised system end to end: real supervisor processes, real Ray actors, real SIGKILLs,
 and the ledger checked against the paper broker's own files afterwards."""
 
+import json
 import os
 import re
 import signal
@@ -81,6 +82,10 @@ def test_sim_days_trade_end_to_end_and_same_seed_gives_same_trades(tmp_path, run
     started = {e["actor"] for e in ledger.actor_events() if e["kind"] == "started"}
     assert started == {"notification", "risk", "symbol-SPY", "symbol-QQQ", "account-paper"}
     assert ledger.verdicts(ACCOUNT.name), "every order passes the risk gate"
+    stats = json.loads((tmp_path / "a" / "run_stats.json").read_text())
+    assert stats["ticks"] > 0
+    assert 0 < stats["tick_p50_ms"] <= stats["tick_p99_ms"]
+    assert stats["tick_p99_ms"] <= 1000 * stats["tick_wall_s"]
 
 
 def test_sigkill_of_account_actor_mid_run_restarts_it_without_duplicates(tmp_path,
