@@ -169,10 +169,10 @@ class Supervisor:
         from thetadesk.logging import get_logger
         from thetadesk.risk.breakers import BreakerWatch, breaker_limits_from_config
         from thetadesk.store import LEDGER_FILE, Ledger
-        from thetadesk.symbol import BullPutRules
+        from thetadesk.symbol import Profiles
 
         self.ray = ray
-        self.entry_rules = BullPutRules.from_config(self.config.strategy)
+        self.entry_rules = Profiles.from_config(self.config)
         self.log = get_logger("supervisor")
         self.ledger = Ledger(self.state_dir / LEDGER_FILE)
         self.breakers = BreakerWatch(self.ledger, breaker_limits_from_config(self.config))
@@ -607,7 +607,9 @@ class Supervisor:
         calls = []
         for slot in accounts:
             account = cfg_accounts[slot.name.removeprefix("account-")]
-            mine = [i for i in intents if i.symbol in account.symbols] if not self.stopping else []
+            mine = [i for i in intents
+                    if i.symbol in account.symbols and i.profile in account.strategies
+                    ] if not self.stopping else []
             wall = min((walls[i.symbol] for i in mine), default=None)
             calls.append(slot.send("rounds", now, mine, wall, upcoming[:quiet + 1], quiet,
                                    hedges.get(account.name, ())))

@@ -30,7 +30,7 @@ from thetadesk.messages import (
 )
 from thetadesk.risk.breakers import BreakerWatch, breaker_limits_from_config
 from thetadesk.risk.engine import update_needed
-from thetadesk.symbol import BullPutRules
+from thetadesk.symbol import Profiles
 from thetadesk.wiring import build_broker, build_market, dividend_yields_of
 
 
@@ -52,7 +52,7 @@ class AccountActor:
         self.engine = AccountEngine(rules, ledger, broker, market, self._gate,
                                     current_time(ledger, created_at))
         # What the supervisor would look at between two ticks (see ``rounds``).
-        self.entry_rules = BullPutRules.from_config(config.strategy)
+        self.entry_rules = Profiles.from_config(config, account.strategies)
         self.breakers = BreakerWatch(ledger, {name: breaker_limits_from_config(config)[name]})
         settle()
 

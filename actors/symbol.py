@@ -9,14 +9,14 @@ from pathlib import Path
 from actors._common import pid, settle, start_process
 from thetadesk.config import Config
 from thetadesk.messages import SymbolTick
-from thetadesk.symbol import BullPutRules, SymbolEngine
+from thetadesk.symbol import Profiles, SymbolEngine
 from thetadesk.wiring import build_market
 
 
 class SymbolActor:
     def __init__(self, symbol: str, config: Config, state_dir: Path, console: bool) -> None:
         start_process(config, state_dir, f"symbol-{symbol}", console)
-        self.engine = SymbolEngine(symbol, BullPutRules.from_config(config.strategy),
+        self.engine = SymbolEngine(symbol, Profiles.for_symbol(config, symbol),
                                    build_market(config, state_dir=state_dir))
         settle()
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from thetadesk import failpoints
+from thetadesk.config import DEFAULT_PROFILE
 from thetadesk.chain import NEW_YORK, expiry_instant
 from thetadesk.errors import AmbiguousOrderState, DataError, OrderRejected, TemporaryError
 from thetadesk.exits import ExitRules
@@ -133,8 +134,10 @@ def client_order_id(*parts: object) -> str:
 
 def entry_order_id(account: str, intent: TradeIntent) -> str:
     legs = ",".join(f"{leg.ratio:+d}{leg.contract.occ}" for leg in intent.spread.legs)
+    # The default profile's ids are what they were before profiles existed (resumed ledgers).
+    profile = () if intent.profile == DEFAULT_PROFILE else (intent.profile,)
     return client_order_id(account, intent.symbol, intent.strategy, legs,
-                           intent.decided_at.isoformat())
+                           intent.decided_at.isoformat(), *profile)
 
 
 def _reversed(legs: Iterable[Leg]) -> tuple[Leg, ...]:

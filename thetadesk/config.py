@@ -74,6 +74,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 
 SYMBOL_PATTERN = r"^[A-Z]{1,6}$"
 ACCOUNT_NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
+PROFILE_NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
+DEFAULT_PROFILE = "default"  # the top-level ``strategy`` section, as a profile name
 
 Loc = tuple[str | int, ...]
 
@@ -716,6 +718,14 @@ class AccountConfig(_Section):
         description="assign in-the-money short calls before ex-dividend dates, using "
         "market.symbols[].dividend_yield",
     )
+    strategies: tuple[Annotated[str, StringConstraints(pattern=PROFILE_NAME_PATTERN)], ...] = (
+        Field(default=(DEFAULT_PROFILE,), min_length=1,
+              description="the strategy profiles it trades: 'default' (the strategy section) "
+              "and names from the strategies section"))
+    live: StrictBool = Field(
+        default=False,
+        description="whether it may trade real money: required (true) for an Alpaca account "
+        "with alpaca.paper false, refused anywhere else")
 
     @model_validator(mode="before")
     @classmethod
@@ -742,6 +752,9 @@ class AccountConfig(_Section):
         for j, symbol in enumerate(self.symbols):
             if symbol in self.symbols[:j]:
                 problems.append((("symbols", j), f"duplicate symbol '{symbol}'"))
+        for j, profile in enumerate(self.strategies):
+            if profile in self.strategies[:j]:
+                problems.append((("strategies", j), f"duplicate strategy profile '{profile}'"))
         fees = self.fees
         if (fees is not None and fees.commission_per_contract is not None
                 and fees.commission_per_contract != self.commission_per_contract):
@@ -855,12 +868,34 @@ class Config(_Section):
     seed: int = Field(ge=0)
     market: MarketConfig
     strategy: StrategyConfig
+    strategies: dict[Annotated[str, StringConstraints(pattern=PROFILE_NAME_PATTERN)],
+                     StrategyConfig] = Field(
+        default_factory=dict,
+        description="named variants of the strategy section: each gives only what differs "
+        "from it; accounts[].strategies picks them")
     exits: ExitsConfig
     accounts: tuple[AccountConfig, ...] = Field(min_length=1)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     risk_reports: RiskReportsConfig = Field(default_factory=RiskReportsConfig)
     hedging: HedgingConfig = Field(default_factory=HedgingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_profiles(cls, data: Any) -> Any:
+        # strategies.<name> gives only what differs from the strategy section: fill in the rest.
+        if not isinstance(data, Mapping):
+            return data
+        base, profiles = data.get("strategy"), data.get("strategies")
+        if not isinstance(base, Mapping) or not isinstance(profiles, Mapping):
+            return data
+        merged = {name: ({**base, **profile} if isinstance(profile, Mapping) else profile)
+                  for name, profile in profiles.items()}
+        return {**data, "strategies": merged}
+
+    def strategy_profiles(self) -> dict[str, StrategyConfig]:
+        """Every strategy profile by name: 'default' (the strategy section) and the named."""
+        return {DEFAULT_PROFILE: self.strategy, **self.strategies}
 
     @model_validator(mode="before")
     @classmethod
@@ -891,6 +926,14 @@ class Config(_Section):
                     "or every new position would be closed at once",
                 )
             )
+        if DEFAULT_PROFILE in self.strategies:
+            problems.append((("strategies", DEFAULT_PROFILE), (
+                "is the strategy section's own name: give the variant another name")))
+        for name, profile in self.strategies.items():
+            if self.exits.close_dte >= profile.min_dte:
+                problems.append((("strategies", name, "min_dte"), (
+                    f"must be > exits.close_dte ({self.exits.close_dte}), or every new "
+                    "position would be closed at once")))
         first_index: dict[str, int] = {}
         alpaca_keys: dict[tuple[str, str], int] = {}
         known = ", ".join(sorted(self.market.symbols))
@@ -908,6 +951,21 @@ class Config(_Section):
                     )
                 )
             first_index.setdefault(account.name, i)
+            profiles = self.strategy_profiles()
+            for j, profile in enumerate(account.strategies):
+                if profile not in profiles:
+                    problems.append((("accounts", i, "strategies", j), (
+                        f"unknown strategy profile '{profile}' (there are: "
+                        f"{', '.join(profiles)})")))
+            real_money = account.broker == "alpaca" and not account.alpaca.paper
+            if real_money and not account.live:
+                problems.append((("accounts", i, "live"), (
+                    "must be true to trade real money (alpaca.paper is false): set live: true "
+                    "for this account, or alpaca.paper: true for a paper account")))
+            elif account.live and not real_money:
+                problems.append((("accounts", i, "live"), (
+                    "is for Alpaca accounts with alpaca.paper false (real money); this one "
+                    "trades on paper: leave live out")))
             if account.broker == "alpaca":
                 keys = (account.alpaca.api_key_env, account.alpaca.secret_key_env)
                 if keys in alpaca_keys:

@@ -28,7 +28,7 @@ from thetadesk.risk.breakers import breaker_limits_from_config
 from thetadesk.risk.engine import RiskEngine, limits_from_config
 from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
 from thetadesk.store import LEDGER_FILE, Ledger
-from thetadesk.symbol import BullPutRules, SymbolEngine
+from thetadesk.symbol import Profiles, SymbolEngine
 from thetadesk.wiring import build_broker, build_hedge_engine, build_market, dividend_yields_of
 
 __all__ = ["DayResult", "LockstepDesk"]
@@ -73,8 +73,8 @@ class LockstepDesk:
             SnapshotBuilder.from_config(config, self.market),
             beta_window=config.risk_reports.beta_window,
             breakers=breaker_limits_from_config(config))
-        self.entry_rules = BullPutRules.from_config(config.strategy)
-        self.symbols = {s: SymbolEngine(s, self.entry_rules, self.market)
+        self.entry_rules = Profiles.from_config(config)
+        self.symbols = {s: SymbolEngine(s, Profiles.for_symbol(config, s), self.market)
                         for s in config.market.symbols}
         yields = dividend_yields_of(config)
         start = self.calendar.session_open(self._first_session())
@@ -112,7 +112,8 @@ class LockstepDesk:
             self._hedge_checked = now
         ticks = {}
         for account in self.config.accounts:
-            mine = [i for i in intents if i.symbol in account.symbols]
+            mine = [i for i in intents
+                    if i.symbol in account.symbols and i.profile in account.strategies]
             ticks[account.name] = self.accounts[account.name].enter(
                 now, mine, hedges=hedges.get(account.name, ()))
         self.risk.update(now, ticks.values())

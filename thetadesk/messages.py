@@ -33,6 +33,9 @@ class TradeIntent:
     margin_per_spread: float
     decided_at: datetime
     context: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # The strategy profile that proposed it (config: strategies, accounts[].strategies); only
+    # the accounts that trade that profile receive it.
+    profile: str = "default"
 
     @property
     def strategy(self) -> str:

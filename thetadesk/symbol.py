@@ -9,12 +9,14 @@ take an intent (they skip symbols where they already hold a position) and how ma
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
 
 import numpy as np
 
 from thetadesk.chain import NEW_YORK, OptionChain
+from thetadesk.config import DEFAULT_PROFILE
 from thetadesk.errors import DataError
 from thetadesk.logging import get_logger
 from thetadesk.messages import SymbolTick, TradeIntent
@@ -47,6 +49,30 @@ class BullPutRules:
         return self.entry_start <= now.astimezone(NEW_YORK).time() <= self.entry_end
 
 
+class Profiles(dict):
+    """Strategy profiles by name (``BullPutRules`` each): the ones a symbol engine proposes
+    for, or an account trades. Its entry window is the union of theirs."""
+
+    @classmethod
+    def from_config(cls, config, names: Iterable[str] | None = None) -> Profiles:
+        """``names`` (every profile if None) as rules, in the order given."""
+        profiles = config.strategy_profiles()
+        return cls((n, BullPutRules.from_config(profiles[n]))
+                   for n in (profiles if names is None else names))
+
+    @classmethod
+    def for_symbol(cls, config, symbol: str) -> Profiles:
+        """The profiles of the accounts that trade ``symbol`` (the default one if none do)."""
+        names: list[str] = []
+        for account in config.accounts:
+            if symbol in account.symbols:
+                names.extend(n for n in account.strategies if n not in names)
+        return cls.from_config(config, names or [DEFAULT_PROFILE])
+
+    def in_entry_window(self, now: datetime) -> bool:
+        return any(rules.in_entry_window(now) for rules in self.values())
+
+
 def atm_iv(chain: OptionChain, expiry) -> float:
     """Implied volatility of the put nearest the money at ``expiry`` (vendor IV if given)."""
     row = chain.nearest(expiry, Right.PUT, chain.spot)
@@ -63,19 +89,27 @@ NEAR_DAYS = 3  # a weekly listing has an expiry within this many days of most ta
 
 
 class SymbolEngine:
-    def __init__(self, symbol: str, rules: BullPutRules, market: MarketData) -> None:
+    """``rules``: one profile's rules (the default profile), or several profiles by name; each
+    tick proposes at most one intent per profile, tagged with the profile's name."""
+
+    def __init__(self, symbol: str, rules: BullPutRules | Mapping[str, BullPutRules],
+                 market: MarketData) -> None:
         self.symbol = symbol
-        self.rules = rules
+        self.profiles = ({DEFAULT_PROFILE: rules} if isinstance(rules, BullPutRules)
+                         else dict(rules))
+        if not self.profiles:
+            raise ValueError("a symbol engine needs at least one strategy profile")
+        self.rules = next(iter(self.profiles.values()))
         self.market = market
         self.log = get_logger("symbol").bind(symbol=symbol)
 
-    def _chain(self, now: datetime) -> OptionChain:
+    def _chain(self, now: datetime, rules: BullPutRules | None = None) -> OptionChain:
         """A chain holding the expiry nearest the target DTE (at least ``min_dte`` out), read as
         narrowly as possible. If any expiry lies within ``NEAR_DAYS`` of the target, the nearest
         one (and any tie) does too, so the narrow read chooses what the whole chain would;
         otherwise the expiries that can be nearest (up to twice the target), then the whole
         chain."""
-        r = self.rules
+        r = self.rules if rules is None else rules
         low = max(r.min_dte, r.target_dte - NEAR_DAYS)
         for window in ((low, r.target_dte + NEAR_DAYS), (r.min_dte, 2 * r.target_dte)):
             chain = self.market.chain(self.symbol, now, min_dte=window[0], max_dte=window[1])
@@ -84,11 +118,23 @@ class SymbolEngine:
         return self.market.chain(self.symbol, now)
 
     def tick(self, now: datetime) -> SymbolTick:
-        r = self.rules
+        """Every profile's proposal at ``now``: their intents, or (none) why not."""
+        if len(self.profiles) == 1:
+            name, rules = next(iter(self.profiles.items()))
+            return self._propose(now, name, rules)
+        ticks = [self._propose(now, n, r) for n, r in self.profiles.items()]
+        seen = next((t for t in ticks if t.spot is not None), ticks[0])
+        intents = tuple(i for t in ticks for i in t.intents)
+        # Why each profile that proposed nothing did not (None when every one proposed).
+        note = "; ".join(f"{n}: {t.note}" for n, t in zip(self.profiles, ticks, strict=True)
+                         if not t.intents) or None
+        return SymbolTick(self.symbol, now, seen.spot, seen.atm_iv, intents, note)
+
+    def _propose(self, now: datetime, profile: str, r: BullPutRules) -> SymbolTick:
         if not r.in_entry_window(now):
             return SymbolTick(self.symbol, now, None, None, note="outside the entry window")
         try:
-            chain = self._chain(now)
+            chain = self._chain(now, r)
             expiry = chain.nearest_expiry(r.target_dte, min_dte=r.min_dte)
         except DataError as exc:
             self.log.warning("no_chain", reason=str(exc), at=now.isoformat())
@@ -128,8 +174,10 @@ class SymbolEngine:
             # The legs' mids as this chain quoted them: the risk gate prices the trade with them.
             "leg_mids": {c.occ: q.mid for c, q in quotes.items()},
         }
+        tag = "" if profile == DEFAULT_PROFILE else f"{profile}:"
         intent = TradeIntent(
-            intent_id=f"{self.symbol}:{spread.kind.value}:{now.astimezone(NEW_YORK):%Y%m%dT%H%M}",
+            intent_id=(f"{self.symbol}:{spread.kind.value}:{tag}"
+                       f"{now.astimezone(NEW_YORK):%Y%m%dT%H%M}"),
             symbol=self.symbol,
             spread=spread,
             limit_price=limit,
@@ -138,7 +186,8 @@ class SymbolEngine:
             max_profit_per_spread=spread.max_profit(limit),
             margin_per_spread=spread.margin(),
             decided_at=now,
-            context=context,
+            context={**context, "profile": profile},
+            profile=profile,
         )
         self.log.debug("intent", intent_id=intent.intent_id, **{k: v for k, v in context.items()})
         return SymbolTick(**base, intents=(intent,))

@@ -85,9 +85,10 @@ def test_entry_window_is_the_rules_window_in_new_york_time(market):
 class _WideEngine(SymbolEngine):
     """The engine as it read chains before: every expiry that can be nearest the target."""
 
-    def _chain(self, now):
-        chain = self.market.chain(self.symbol, now, min_dte=self.rules.min_dte,
-                                  max_dte=2 * self.rules.target_dte)
+    def _chain(self, now, rules=None):
+        rules = rules or self.rules
+        chain = self.market.chain(self.symbol, now, min_dte=rules.min_dte,
+                                  max_dte=2 * rules.target_dte)
         return chain if chain.expiries() else self.market.chain(self.symbol, now)
 
 
