@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from thetadesk import failpoints
-from thetadesk.config import DEFAULT_PROFILE
 from thetadesk.chain import NEW_YORK, expiry_instant
+from thetadesk.config import DEFAULT_PROFILE
 from thetadesk.errors import AmbiguousOrderState, DataError, OrderRejected, TemporaryError
 from thetadesk.exits import ExitRules
 from thetadesk.logging import get_logger

@@ -38,7 +38,7 @@ def test_a_profile_gives_only_what_differs_and_takes_the_rest_from_the_strategy_
     assert [a.strategies for a in config.accounts] == [(DEFAULT_PROFILE,), ("wide",)]
 
 
-@pytest.mark.parametrize("mutate, text", [
+@pytest.mark.parametrize(("mutate", "text"), [
     (lambda d: d["accounts"][0].update(strategies=["nope"]),
      "accounts[0].strategies[0]: unknown strategy profile 'nope' (there are: default)"),
     (lambda d: d["accounts"][0].update(strategies=["default", "default"]),
@@ -68,7 +68,8 @@ def test_real_money_needs_live_true_and_live_true_needs_real_money():
             in str(_error(real)))
     real["accounts"][0]["live"] = True
     config = parse_config(real, env={})
-    assert config.accounts[0].live and not config.accounts[0].alpaca.paper
+    assert config.accounts[0].live
+    assert not config.accounts[0].alpaca.paper
     paper = _data()
     paper["accounts"][0]["live"] = True
     assert "accounts[0].live: is for Alpaca accounts with alpaca.paper false" in str(
@@ -87,7 +88,8 @@ def test_one_engine_proposes_once_per_profile_each_tagged_and_with_its_own_ids()
     assert [i.profile for i in both.intents] == ["default", "wide"]
     default, other = both.intents
     # The default profile's intent is exactly the single-profile engine's (ids unchanged).
-    assert default == alone.intents[0] and default.intent_id == alone.intents[0].intent_id
+    assert default == alone.intents[0]
+    assert default.intent_id == alone.intents[0].intent_id
     assert other.intent_id == "SPY:bull_put_credit:wide:20250106T1100"
     assert other.context["profile"] == "wide"
     short, long = sorted(leg.contract.strike for leg in other.spread.legs)[::-1]
@@ -121,6 +123,7 @@ def test_each_account_receives_only_the_intents_of_its_own_profiles(tmp_path):
         intents = {name: desk.ledger.intents(name) for name in ("paper", "ira")}
     finally:
         desk.close()
-    assert intents["paper"] and intents["ira"]
+    assert intents["paper"]
+    assert intents["ira"]
     assert all(":wide:" not in row["intent_id"] for row in intents["paper"])
     assert all(":wide:" in row["intent_id"] for row in intents["ira"])
