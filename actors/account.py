@@ -19,7 +19,7 @@ from actors._common import (
     start_process,
 )
 from thetadesk.account import AccountEngine, AccountRules
-from thetadesk.config import Config
+from thetadesk.config import ALL_ACCOUNTS, Config
 from thetadesk.messages import (
     AccountRound,
     AccountTick,
@@ -53,7 +53,9 @@ class AccountActor:
                                     current_time(ledger, created_at))
         # What the supervisor would look at between two ticks (see ``rounds``).
         self.entry_rules = Profiles.from_config(config, account.strategies)
-        self.breakers = BreakerWatch(ledger, {name: breaker_limits_from_config(config)[name]})
+        limits = breaker_limits_from_config(config)  # its own breakers, and the global one
+        self.breakers = BreakerWatch(ledger, {k: v for k, v in limits.items()
+                                              if k in (name, ALL_ACCOUNTS)})
         settle()
 
     def _gate(self, request: RiskRequest) -> RiskVerdict:

@@ -11,12 +11,8 @@ from actors.stress import run_stress
 from thetadesk.config import Config
 from thetadesk.errors import DataError
 from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict
-from thetadesk.risk.breakers import breaker_limits_from_config
-from thetadesk.risk.engine import RiskEngine, limits_from_config
-from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
-from thetadesk.risk.scenarios import DEFAULT_SCENARIOS, scenarios_from_config
 from thetadesk.store import legs_from_json
-from thetadesk.wiring import build_market
+from thetadesk.wiring import build_market, build_risk_engine
 
 
 class RiskActor:
@@ -24,14 +20,8 @@ class RiskActor:
         start_process(config, state_dir, "risk", console)
         # The market is a pure function of (seed, time) in simulation, so the risk actor prices
         # the books it gates from its own copy, with no extra Ray hop.
-        snapshots = SnapshotBuilder.from_config(config, build_market(config, state_dir=state_dir))
-        reports = config.risk_reports
-        stress = (DEFAULT_SCENARIOS if reports.stress_scenarios is None
-                  else scenarios_from_config(reports.stress_scenarios))
-        self.engine = RiskEngine(ledger_for(state_dir), limits_from_config(config),
-                                 portfolio_limits_from_config(config), snapshots,
-                                 beta_window=reports.beta_window, stress=stress,
-                                 breakers=breaker_limits_from_config(config))
+        self.engine = build_risk_engine(config, ledger_for(state_dir),
+                                        build_market(config, state_dir=state_dir))
         self.reports = config.risk_reports
         self.seed = config.seed
         settle()

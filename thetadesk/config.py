@@ -76,6 +76,7 @@ SYMBOL_PATTERN = r"^[A-Z]{1,6}$"
 ACCOUNT_NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
 PROFILE_NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
 DEFAULT_PROFILE = "default"  # the top-level ``strategy`` section, as a profile name
+ALL_ACCOUNTS = "all"  # the accounts together: global breakers, risk figures and totals
 
 Loc = tuple[str | int, ...]
 
@@ -522,15 +523,10 @@ class HedgingConfig(_Section):
     dynamic: DynamicHedgeConfig = Field(default_factory=DynamicHedgeConfig)
 
 
-class RiskConfig(_Section):
-    """Per-account limits the risk gate enforces. Dollars throughout."""
+class PortfolioLimitsConfig(_Section):
+    """Portfolio limits, checked with the trade's effect; absent (null) means no limit. An
+    order that leaves a measure no worse than before passes even when it is already over."""
 
-    max_loss_per_trade: float = Field(gt=0)
-    max_open_positions: int = Field(ge=1)
-    min_buying_power: float = Field(ge=0, description="must remain after a new trade")
-    daily_loss_limit: float = Field(gt=0, description="breaker trips when day P&L <= -limit")
-    # Portfolio limits, checked with the trade's effect; absent (null) means no limit. An order
-    # that leaves a measure no worse than before passes even when it is already over its limit.
     max_total_loss: float | None = Field(
         default=None, gt=0, description="open positions' max loss plus the new trade's"
     )
@@ -556,6 +552,35 @@ class RiskConfig(_Section):
     max_var99: float | None = Field(default=None, gt=0, description="1-day 99% VaR, dollars")
     max_es95: float | None = Field(default=None, gt=0, description="1-day 95% ES, dollars")
     max_es99: float | None = Field(default=None, gt=0, description="1-day 99% ES, dollars")
+
+
+class RiskConfig(PortfolioLimitsConfig):
+    """Per-account limits the risk gate enforces. Dollars throughout."""
+
+    max_loss_per_trade: float = Field(gt=0)
+    max_open_positions: int = Field(ge=1)
+    min_buying_power: float = Field(ge=0, description="must remain after a new trade")
+    daily_loss_limit: float = Field(gt=0, description="breaker trips when day P&L <= -limit")
+
+
+class GlobalRiskConfig(PortfolioLimitsConfig):
+    """Limits across every account together, checked by the risk gate on top of each
+    account's own: the same portfolio limits over the sum of the accounts' books, and the
+    global breaker, which halts new entries in every account."""
+
+    daily_loss_limit: float | None = Field(
+        default=None, gt=0,
+        description="the global breaker trips when the accounts' day P&L together <= -limit")
+    reducing_at: float | None = Field(
+        default=0.75, gt=0, lt=1,
+        description="at this fraction of daily_loss_limit: REDUCING in every account for the "
+        "rest of the session; null: no REDUCING level")
+
+    @property
+    def any(self) -> bool:
+        """Whether any global limit is set."""
+        return any(getattr(self, n) is not None for n in type(self).model_fields
+                   if n != "reducing_at")
 
 
 class FillModelConfig(_Section):
@@ -878,6 +903,7 @@ class Config(_Section):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     risk_reports: RiskReportsConfig = Field(default_factory=RiskReportsConfig)
+    global_risk: GlobalRiskConfig = Field(default_factory=GlobalRiskConfig)
     hedging: HedgingConfig = Field(default_factory=HedgingConfig)
 
     @model_validator(mode="before")
@@ -951,6 +977,10 @@ class Config(_Section):
                     )
                 )
             first_index.setdefault(account.name, i)
+            if account.name == ALL_ACCOUNTS:
+                problems.append((("accounts", i, "name"), (
+                    f"'{ALL_ACCOUNTS}' is reserved for the accounts together (global limits, "
+                    "totals): choose another name")))
             profiles = self.strategy_profiles()
             for j, profile in enumerate(account.strategies):
                 if profile not in profiles:

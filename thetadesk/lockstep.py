@@ -24,12 +24,15 @@ from thetadesk.errors import ConfigError
 from thetadesk.hedging import hedge_book
 from thetadesk.messages import AccountTick
 from thetadesk.ports import MarketData
-from thetadesk.risk.breakers import breaker_limits_from_config
-from thetadesk.risk.engine import RiskEngine, limits_from_config
-from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
 from thetadesk.store import LEDGER_FILE, Ledger
 from thetadesk.symbol import Profiles, SymbolEngine
-from thetadesk.wiring import build_broker, build_hedge_engine, build_market, dividend_yields_of
+from thetadesk.wiring import (
+    build_broker,
+    build_hedge_engine,
+    build_market,
+    build_risk_engine,
+    dividend_yields_of,
+)
 
 __all__ = ["DayResult", "LockstepDesk"]
 
@@ -68,11 +71,7 @@ class LockstepDesk:
         self.market = market if market is not None else build_market(config,
                                                                      state_dir=self.state_dir)
         self.ledger = Ledger(self.state_dir / LEDGER_FILE, durable=durable)
-        self.risk = RiskEngine(
-            self.ledger, limits_from_config(config), portfolio_limits_from_config(config),
-            SnapshotBuilder.from_config(config, self.market),
-            beta_window=config.risk_reports.beta_window,
-            breakers=breaker_limits_from_config(config))
+        self.risk = build_risk_engine(config, self.ledger, self.market)
         self.entry_rules = Profiles.from_config(config)
         self.symbols = {s: SymbolEngine(s, Profiles.for_symbol(config, s), self.market)
                         for s in config.market.symbols}

@@ -184,16 +184,36 @@ def _alpaca_broker(account: AccountConfig, env: Mapping[str, str],
     return broker
 
 
+def build_risk_engine(config: Config, ledger, market, *, breakers: bool = True):
+    """The risk gate (``thetadesk.risk.engine.RiskEngine``) over ``ledger``, pricing books from
+    ``market``: every account's limits and breakers, the global limits and breaker, the stress
+    scenarios of ``risk_reports``. ``breakers`` False: the daily loss breaker only (a hedge
+    engine measuring books needs no other)."""
+    from thetadesk.risk.breakers import breaker_limits_from_config
+    from thetadesk.risk.engine import RiskEngine, limits_from_config
+    from thetadesk.risk.gate import (
+        SnapshotBuilder,
+        global_limits_from_config,
+        portfolio_limits_from_config,
+    )
+    from thetadesk.risk.scenarios import DEFAULT_SCENARIOS, scenarios_from_config
+
+    reports = config.risk_reports
+    stress = (DEFAULT_SCENARIOS if reports.stress_scenarios is None
+              else scenarios_from_config(reports.stress_scenarios))
+    return RiskEngine(ledger, limits_from_config(config), portfolio_limits_from_config(config),
+                      SnapshotBuilder.from_config(config, market),
+                      beta_window=reports.beta_window, stress=stress,
+                      breakers=breaker_limits_from_config(config) if breakers else None,
+                      global_limits=global_limits_from_config(config))
+
+
 def build_hedge_engine(config: Config, ledger, market):
     """The hedging logic (``thetadesk.hedging.HedgeEngine``) over ``ledger`` and ``market``,
     measuring books with the risk gate's own engine (same limits, snapshots and betas)."""
     from thetadesk.hedging import HedgeEngine, HedgeRules
-    from thetadesk.risk.engine import RiskEngine, limits_from_config
-    from thetadesk.risk.gate import SnapshotBuilder, portfolio_limits_from_config
 
-    risk = RiskEngine(ledger, limits_from_config(config), portfolio_limits_from_config(config),
-                      SnapshotBuilder.from_config(config, market),
-                      beta_window=config.risk_reports.beta_window)
+    risk = build_risk_engine(config, ledger, market, breakers=False)
     return HedgeEngine(ledger, risk, market, HedgeRules.from_config(config.hedging),
                        {a.name: a.risk.max_var99 for a in config.accounts},
                        {s: c.vol for s, c in config.market.symbols.items()})

@@ -53,6 +53,7 @@ from enum import StrEnum
 from typing import Any
 
 from thetadesk.chain import NEW_YORK
+from thetadesk.config import ALL_ACCOUNTS
 from thetadesk.messages import AccountTick, Alert, RiskRequest, Severity
 from thetadesk.risk.limits import Rejection
 
@@ -142,17 +143,36 @@ def restart_storm_tripped(restarts: Sequence[str], window_s: float, limit: int) 
     return None
 
 
+def _who(account: str) -> str:
+    return "all accounts" if account == ALL_ACCOUNTS else account
+
+
 def halted(account: str, reason: str, name: str = DAILY_LOSS) -> Rejection:
+    """``account`` ALL_ACCOUNTS: the global breaker (check name ``global_<name>``)."""
+    check = f"global_{name}" if account == ALL_ACCOUNTS else name
     return Rejection(
-        name, f"{account}: new entries halted by the {LABELS[name]} breaker ({reason})"
+        check, f"{_who(account)}: new entries halted by the {LABELS[name]} breaker ({reason})"
     )
 
 
 def reducing(account: str, reason: str, name: str) -> Rejection:
+    check = f"global_{name}" if account == ALL_ACCOUNTS else name
     return Rejection(
-        name, f"{account}: the {LABELS[name]} breaker is reducing ({reason}); only orders that "
-        "reduce risk pass"
+        check, f"{_who(account)}: the {LABELS[name]} breaker is reducing ({reason}); only "
+        "orders that reduce risk pass"
     )
+
+
+def aggregate_tick(ticks: Iterable[AccountTick], now: datetime) -> AccountTick:
+    """The accounts' ticks added together, as the ALL_ACCOUNTS tick the global breaker reads
+    (money summed; no data age: the stale-data breaker is per account)."""
+    ticks = list(ticks)
+    return AccountTick(
+        ALL_ACCOUNTS, now, equity=sum(t.equity for t in ticks), cash=sum(t.cash for t in ticks),
+        buying_power=sum(t.buying_power for t in ticks),
+        day_pnl=sum(t.day_pnl for t in ticks),
+        open_positions=sum(t.open_positions for t in ticks),
+        opened=sum(t.opened for t in ticks), closed=sum(t.closed for t in ticks))
 
 
 # -- limits ---------------------------------------------------------------------------------------
@@ -196,8 +216,13 @@ class BreakerLimits:
 
 def breaker_limits_from_config(config) -> dict[str, BreakerLimits]:
     """Each configured account's breakers (``accounts[].breakers``; the daily loss limit is
-    ``accounts[].risk.daily_loss_limit``)."""
+    ``accounts[].risk.daily_loss_limit``), and under ALL_ACCOUNTS the global breaker
+    (``global_risk.daily_loss_limit``) when one is set."""
     out = {}
+    g = config.global_risk
+    if g.daily_loss_limit is not None:
+        out[ALL_ACCOUNTS] = BreakerLimits(daily_loss_limit=g.daily_loss_limit,
+                                          reducing_at=g.reducing_at)
     for a in config.accounts:
         b = a.breakers
         sections = {DAILY_LOSS: b.daily_loss, DRAWDOWN: b.drawdown,
@@ -252,6 +277,10 @@ class BreakerWatch:
         return cached[1]
 
     def needed(self, ticks: Iterable[AccountTick]) -> bool:
+        ticks = [t for t in ticks if t.account != ALL_ACCOUNTS]
+        if ALL_ACCOUNTS in self.limits and ticks and self._needed(
+                aggregate_tick(ticks, max(t.now for t in ticks))):
+            return True
         return any(self._needed(tick) for tick in ticks)
 
     def _needed(self, tick: AccountTick) -> bool:
@@ -422,12 +451,13 @@ class BreakerBoard:
         if kind == "tripped":
             until = (f"for {session}" if name in limits.next_session
                      else "until a person resets it")
+            where = " in every account" if account == ALL_ACCOUNTS else ""
             return Alert(Severity.CRITICAL, "breaker_tripped", f"{account}:{name}:{session}",
-                         f"{account}: {label} breaker tripped, {reason}; new entries halted "
-                         f"{until}, exits continue", now)
+                         f"{_who(account)}: {label} breaker tripped, {reason}; new entries "
+                         f"halted{where} {until}, exits continue", now)
         return Alert(Severity.WARNING, "breaker_reducing", f"{account}:{name}:{session}:reducing",
-                     f"{account}: {label} breaker reducing, {reason} (the warning level); no new "
-                     f"risk for {session}, exits and hedges continue", now)
+                     f"{_who(account)}: {label} breaker reducing, {reason} (the warning level); "
+                     f"no new risk for {session}, exits and hedges continue", now)
 
     def _decide(self, account: str, name: str, limits: BreakerLimits, level: float,
                 tick: AccountTick | None, now: datetime,

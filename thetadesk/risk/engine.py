@@ -9,11 +9,13 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 
 import numpy as np
 
 from thetadesk.chain import NEW_YORK
+from thetadesk.config import ALL_ACCOUNTS
 from thetadesk.errors import DataError
 from thetadesk.logging import get_logger
 from thetadesk.messages import AccountTick, Alert, RiskRequest, RiskVerdict
@@ -23,6 +25,7 @@ from thetadesk.risk.breakers import (
     BreakerLimits,
     BreakerReading,
     BreakerWatch,
+    aggregate_tick,
     daily_loss_tripped,
 )
 from thetadesk.risk.gate import (
@@ -91,9 +94,14 @@ class RiskEngine:
                  snapshots: SnapshotBuilder | None = None,
                  beta_window: int = 60,
                  stress: Sequence[StressScenario] = DEFAULT_SCENARIOS, *,
-                 breakers: Mapping[str, BreakerLimits] | None = None) -> None:
+                 breakers: Mapping[str, BreakerLimits] | None = None,
+                 global_limits: PortfolioLimits | None = None) -> None:
         self.ledger = ledger
         self.limits = dict(limits)
+        # Limits over every account's book together (config global_risk), on top of each
+        # account's own; the global breaker is the board's ALL_ACCOUNTS entry.
+        self.global_limits = global_limits
+        self._ticks: dict[str, AccountTick] = {}  # each account's latest tick (global breaker)
         # Circuit breakers (thetadesk.risk.breakers); without config, the daily loss breaker.
         self.breakers = BreakerBoard(ledger, breakers if breakers is not None else {
             name: BreakerLimits(daily_loss_limit=lim.daily_loss_limit)
@@ -116,6 +124,8 @@ class RiskEngine:
         else:
             plimits = self.portfolio_limits.get(req.account)
             rejection = self.breakers.blocking(req)
+            if rejection is None and ALL_ACCOUNTS in self.breakers.limits:
+                rejection = self.breakers.blocking(replace(req, account=ALL_ACCOUNTS))
             if (rejection is not None and plimits is not None
                     and self.breakers.blocking(req, measured_reduction=True) is None):
                 # A REDUCING breaker (or, for a hedge, a HALTED one) stands in the way: an
@@ -128,6 +138,10 @@ class RiskEngine:
                 rejection = pre_trade(req, limits)
             if rejection is None and req.opening and plimits is not None and figures is None:
                 rejection, figures = self._portfolio_check(req, plimits)
+            if rejection is None and req.opening and self.global_limits is not None:
+                rejection, whole = self._portfolio_check(req, self.global_limits,
+                                                         every_account=True)
+                figures = {**(figures or {}), "global": whole}
             verdict = (RiskVerdict(True) if rejection is None
                        else RiskVerdict(False, rejection.check, rejection.reason))
         request = req.as_dict()
@@ -239,7 +253,26 @@ class RiskEngine:
                                          for name, pnl in stress_table(portfolio, self.stress)]
             self.ledger.set_state(RISK_FIGURES + account, json.dumps(figures, sort_keys=True))
             out[account] = figures
+        if len(self.limits) > 1:  # the accounts together (the global limits' measures)
+            out[ALL_ACCOUNTS] = self._total_figures(now, betas, at_close)
+            self.ledger.set_state(RISK_FIGURES + ALL_ACCOUNTS,
+                                  json.dumps(out[ALL_ACCOUNTS], sort_keys=True))
         return out
+
+    def _total_figures(self, now: datetime, betas: Mapping[str, float], at_close: bool) -> dict:
+        options, shares, total, counts = self._book_of_all()
+        figures: dict = {"at": now.isoformat()}
+        portfolio = None
+        if self.snapshots is not None:
+            try:
+                portfolio = self.snapshots.build(options, shares, now)
+            except DataError as exc:
+                figures["error"] = f"cannot price the book: {exc}"
+        figures.update(exposure(portfolio, total, counts, betas).as_dict())
+        if at_close and portfolio is not None and portfolio.holdings:
+            figures["stress"] = [[name, round(pnl, 2)]
+                                 for name, pnl in stress_table(portfolio, self.stress)]
+        return figures
 
     def figures(self, account: str) -> dict | None:
         """The latest figures ``refresh`` kept for ``account``."""
@@ -252,18 +285,48 @@ class RiskEngine:
         portfolio = None if self.snapshots is None else self.snapshots.build(options, shares, now)
         return exposure(portfolio, total, counts, self.betas(now))
 
+    def _book_of_all(self) -> tuple[dict[Contract, int], dict[str, int], float, dict[str, int]]:
+        """Every configured account's book added together (``_book``'s four parts)."""
+        options: dict[Contract, int] = defaultdict(int)
+        shares: dict[str, int] = defaultdict(int)
+        counts: dict[str, int] = defaultdict(int)
+        total = 0.0
+        for account in sorted(self.limits):
+            o, sh, t, c = self._book(account)
+            for contract, q in o.items():
+                options[contract] += q
+            for symbol, q in sh.items():
+                shares[symbol] += q
+            for symbol, q in c.items():
+                counts[symbol] += q
+            total += t
+        return dict(options), dict(shares), total, dict(counts)
+
     def _portfolio_check(self, req: RiskRequest, limits: PortfolioLimits,
-                         measure: bool = False) -> tuple[Rejection | None, dict | None]:
+                         measure: bool = False, every_account: bool = False,
+                         ) -> tuple[Rejection | None, dict | None]:
         """The first portfolio limit the order breaks (or None) and the figures before and
-        after it; ``measure`` prices the book even if no limit needs it."""
-        options, shares, total, counts = self._book(req.account)
+        after it; ``measure`` prices the book even if no limit needs it. ``every_account``:
+        the book is every account's together (the global limits, check names ``global_...``)."""
+        if every_account:
+            rejection, figures = self._measured_check(req, limits, measure, self._book_of_all(),
+                                                      "all accounts")
+            if rejection is not None:
+                rejection = Rejection(f"global_{rejection.check}", rejection.reason)
+            return rejection, figures
+        return self._measured_check(req, limits, measure, self._book(req.account), req.account)
+
+    def _measured_check(self, req: RiskRequest, limits: PortfolioLimits, measure: bool,
+                        book: tuple[dict[Contract, int], dict[str, int], float, dict[str, int]],
+                        who: str) -> tuple[Rejection | None, dict | None]:
+        options, shares, total, counts = book
         after_counts = dict(counts)
         if req.legs and req.adds_to is None and not req.reduces_risk:
             after_counts[req.symbol] = after_counts.get(req.symbol, 0) + 1
         before_p = after_p = None
         if limits.needs_measures or measure:
             if self.snapshots is None:
-                return Rejection("risk_data", f"{req.account}: no market data to measure the "
+                return Rejection("risk_data", f"{who}: no market data to measure the "
                                  "portfolio against its limits"), None
             after_shares = dict(shares)
             if req.shares:
@@ -274,24 +337,36 @@ class RiskEngine:
                      (add_legs(options, req.legs, req.quantity), after_shares)], req.now,
                     dict(req.marks), dict(req.spots))
             except DataError as exc:
-                return Rejection("risk_data", f"{req.account}: cannot measure the portfolio "
+                return Rejection("risk_data", f"{who}: cannot measure the portfolio "
                                  f"with this order: {exc}"), None
         betas = self.betas(req.now)
         after = exposure(after_p, total + req.max_loss, after_counts, betas)
         figures = {"after": after.as_dict()}
         # Within every limit, the book before the order does not matter (a limit refuses only
         # what ends beyond it), so it is measured only when needed: beyond a limit, or asked.
-        if not measure and check_portfolio(req.account, req.symbol, limits,
+        if not measure and check_portfolio(who, req.symbol, limits,
                                            Exposure(0.0, {}), after) is None:
             return None, figures
         before = exposure(before_p, total, counts, betas)
-        self.latest[req.account] = (req.now, before)
+        if who == req.account:
+            self.latest[req.account] = (req.now, before)
         figures["before"] = before.as_dict()
-        return check_portfolio(req.account, req.symbol, limits, before, after), figures
+        return check_portfolio(who, req.symbol, limits, before, after), figures
 
     def update(self, now: datetime, ticks: Iterable[AccountTick]) -> list[Alert]:
         """Evaluate the breakers on the accounts' latest state: a critical alert per new trip, a
         warning per breaker newly REDUCING (recorded, so a restarted engine does not repeat)."""
+        ticks = list(ticks)
+        if ALL_ACCOUNTS in self.breakers.limits:
+            session = session_of(now)
+            for tick in ticks:
+                self._ticks[tick.account] = tick
+            latest = [t for a in self.limits if (t := self._ticks.get(a)) is not None
+                      and session_of(t.now) == session]
+            # The global breaker reads every account's day together: only once each has
+            # reported this session (after a restart of the risk actor, the next round).
+            if latest and len(latest) == len(self.limits):
+                ticks.append(aggregate_tick(latest, now))
         return self.breakers.evaluate(now, ticks)
 
     def halt(self, account: str, by: str, now: datetime,

@@ -48,6 +48,7 @@ __all__ = [
     "add_legs",
     "check_portfolio",
     "exposure",
+    "global_limits_from_config",
     "portfolio_limits_from_config",
 ]
 
@@ -84,6 +85,13 @@ def portfolio_limits_from_config(config) -> dict[str, PortfolioLimits]:
     names = PortfolioLimits.__dataclass_fields__
     return {a.name: PortfolioLimits(**{n: getattr(a.risk, n) for n in names})
             for a in config.accounts}
+
+
+def global_limits_from_config(config) -> PortfolioLimits | None:
+    """The limits over every account's book together (``global_risk``); None if none is set."""
+    names = PortfolioLimits.__dataclass_fields__
+    limits = PortfolioLimits(**{n: getattr(config.global_risk, n) for n in names})
+    return None if all(getattr(limits, n) is None for n in names) else limits
 
 
 @dataclass(frozen=True)
