@@ -257,10 +257,11 @@ class Supervisor:
             return
         from actors.notification import ENV_TELEGRAM_BASE_URL
         from thetadesk.adapters.telegram import TelegramChannel, TelegramSettings
+        from thetadesk.config import ALL_ACCOUNTS
         from thetadesk.errors import DataError
         from thetadesk.notify.bot import BotLoop, desk_handlers
         from thetadesk.notify.commands import CommandRouter
-        from thetadesk.risk.gate import portfolio_limits_from_config
+        from thetadesk.risk.gate import global_limits_from_config, portfolio_limits_from_config
         from thetadesk.store import LEDGER_FILE, Ledger
 
         chat_ids = self.config.notifications.telegram_chat_ids
@@ -275,9 +276,13 @@ class Supervisor:
             return
         ledger = Ledger(self.state_dir / LEDGER_FILE)
         accounts = [a.name for a in self.config.accounts]
+        limits = dict(portfolio_limits_from_config(self.config))
+        glimits = global_limits_from_config(self.config)
+        if glimits is not None:
+            limits[ALL_ACCOUNTS] = glimits
         handlers = desk_handlers(
             ledger, accounts, SupervisorDesk(self, ledger), lambda: f"telegram:{router.chat_id}",
-            portfolio_limits_from_config(self.config))
+            limits)
         router = CommandRouter(settings.allowed_chat_ids, handlers)
         self._bot = (BotLoop(channel, router, ledger), ledger)
         if self._bot[0].step(timeout_s=0) >= 0:  # what arrived while the desk was down
@@ -718,7 +723,13 @@ class Supervisor:
         lines = ["", "opened, closed, realized and open count the strategies' positions; P&L and "
                  "equity are the account's (hedges included)", header, "-" * len(header)]
         for session in sessions:
-            for r in self._day_rows(session):
+            rows = self._day_rows(session)
+            if len(self.config.accounts) > 1 and rows:  # the accounts together
+                rows.append({"session": session, "account": "total",
+                             **{k: sum(r[k] for r in rows)
+                                for k in ("opened", "closed", "realized", "pnl", "equity",
+                                          "open")}})
+            for r in rows:
                 lines.append(
                     f"{r['session']!s:<10}  {r['account']:<12} {r['opened']:>6} {r['closed']:>6} "
                     f"{r['realized']:>10,.2f} {r['pnl']:>10,.2f} {r['equity']:>12,.2f} "
@@ -726,21 +737,26 @@ class Supervisor:
         return "\n".join(lines)
 
     def risk_table(self) -> str:
-        """Each account's latest risk figures, as the risk actor measured them."""
+        """Each account's latest risk figures, as the risk actor measured them (and, with
+        several accounts, the figures of their books together: ``all``)."""
+        from thetadesk.config import ALL_ACCOUNTS
         from thetadesk.risk.engine import RISK_FIGURES
 
         lines = ["", "risk (latest measured; 1-day VaR/ES in dollars of loss)"]
-        for account in self.config.accounts:
-            text = self.ledger.get_state(RISK_FIGURES + account.name)
+        names = [a.name for a in self.config.accounts]
+        if len(names) > 1:
+            names.append(ALL_ACCOUNTS)  # the accounts' books together
+        for name in names:
+            text = self.ledger.get_state(RISK_FIGURES + name)
             if text is None:
-                lines.append(f"  {account.name}: not measured yet")
+                lines.append(f"  {name}: not measured yet")
                 continue
             f = json.loads(text)
             mc = f.get("monte_carlo")
             mc_text = (f"; Monte Carlo ({mc['scenarios']:,} scenarios, {mc['workers']} tasks) "
                        f"VaR99 {mc['var99']:,.2f} ES99 {mc['es99']:,.2f}" if mc else "")
             lines.append(
-                f"  {account.name} at {f['at']}: VaR95 {f.get('var95') or 0:,.2f} "
+                f"  {name} at {f['at']}: VaR95 {f.get('var95') or 0:,.2f} "
                 f"VaR99 {f.get('var99') or 0:,.2f} ES99 {f.get('es99') or 0:,.2f} "
                 f"(delta-gamma-vega); beta-weighted delta "
                 f"{f.get('beta_weighted_delta') or 0:+,.1f} SPY shares; vega "

@@ -10,7 +10,9 @@
   (halts entries, then every account closes everything from its next round) and ``/ack``
   (acknowledges the open alerts, which stops escalation calls). ``/start`` and ``/closeall``
   ask for confirmation first (``CommandRouter``). Who acted (``telegram:<chat id>``) is recorded
-  with every change.
+  with every change. The read commands take an account's name (``/pnl ira``: that account
+  alone) or ``all`` (the accounts together alone); without one they cover every account and,
+  with several, the total (``/risk``: the global limits' usage and the global breaker).
 * ``BotLoop`` long-polls ``getUpdates`` on a daemon thread and answers each message
   (``thetadesk.adapters.telegram.dispatch_updates``). The update offset is kept in the ledger
   (run state ``telegram_offset``) after each batch, so a restart neither loses a command sent
@@ -28,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from thetadesk.config import ALL_ACCOUNTS
 from thetadesk.errors import DataError, TemporaryError
 from thetadesk.logging import get_logger
 from thetadesk.notify.commands import CommandRouter, Handler, text_reply
@@ -88,18 +91,50 @@ def desk_handlers(ledger: Ledger, accounts: Sequence[str], control: DeskControl,
     ``/risk``'s usage column."""
     accounts = tuple(accounts)
 
-    def status(_args: tuple[str, ...]) -> str:
+    def pick(name: str, args: tuple[str, ...]) -> tuple[tuple[str, ...], bool] | str:
+        """The accounts a read command covers and whether it adds the total: no argument,
+        every account (and, with several, the total); ``all``, the total alone; an account's
+        name, that account alone. A reply instead for anything else."""
+        if not args:
+            return accounts, len(accounts) > 1
+        wanted = args[0].lower()
+        if len(args) == 1 and wanted == ALL_ACCOUNTS:
+            return (), True
+        if len(args) == 1 and wanted in accounts:
+            return (wanted,), False
+        return text_reply(f"/{name} takes one account name or 'all' (the accounts are "
+                          f"{', '.join(accounts)}); got {' '.join(args)[:40]!r}.")
+
+    def status(args: tuple[str, ...]) -> str:
+        chosen = pick("status", args)
+        if isinstance(chosen, str):
+            return chosen
+        shown, total = chosen
         readings = _guarded("breakers", control.breaker_readings)
-        return status_reply(ledger, accounts, control.now(), readings)
+        return status_reply(ledger, shown, control.now(), readings,
+                            total=accounts if total else ())
 
-    def positions(_args: tuple[str, ...]) -> str:
-        return positions_reply(ledger, accounts, _guarded("values", control.position_values))
+    def positions(args: tuple[str, ...]) -> str:
+        chosen = pick("positions", args)
+        if isinstance(chosen, str):
+            return chosen
+        shown, total = chosen
+        return positions_reply(ledger, shown, _guarded("values", control.position_values),
+                               total=total)
 
-    def pnl(_args: tuple[str, ...]) -> str:
-        return pnl_reply(ledger, accounts, control.now())
+    def pnl(args: tuple[str, ...]) -> str:
+        chosen = pick("pnl", args)
+        if isinstance(chosen, str):
+            return chosen
+        shown, total = chosen
+        return pnl_reply(ledger, shown, control.now(), total=accounts if total else ())
 
-    def risk(_args: tuple[str, ...]) -> str:
-        return risk_reply(ledger, accounts, limits,
+    def risk(args: tuple[str, ...]) -> str:
+        chosen = pick("risk", args)
+        if isinstance(chosen, str):
+            return chosen
+        shown, total = chosen
+        return risk_reply(ledger, (*shown, ALL_ACCOUNTS) if total else shown, limits,
                           _guarded("breakers", control.breaker_readings))
 
     def stop(_args: tuple[str, ...]) -> str:

@@ -40,10 +40,10 @@ Handler = Callable[[tuple[str, ...]], str]
 
 # Name -> what it does, in the order /help lists them.
 COMMANDS: dict[str, str] = {
-    "status": "run state, breaker state, equity, today's P&L",
-    "positions": "open spreads with P&L and Greeks",
-    "pnl": "P&L today, this week, this month, by strategy",
-    "risk": "portfolio Greeks, VaR/ES, limit usage, breakers",
+    "status": "run state, breaker state, equity, today's P&L (/status ACCOUNT, /status all)",
+    "positions": "open spreads with P&L and Greeks (/positions ACCOUNT, /positions all)",
+    "pnl": "P&L today, this week, this month, by strategy (/pnl ACCOUNT, /pnl all)",
+    "risk": "portfolio Greeks, VaR/ES, limit usage, breakers (/risk ACCOUNT, /risk all)",
     "stop": "halt new entries now",
     "start": "resume entries; resets a tripped breaker (asks for confirmation)",
     "closeall": "close every open position (asks for confirmation)",

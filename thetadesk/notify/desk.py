@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from thetadesk.config import ALL_ACCOUNTS
 from thetadesk.notify.commands import table_reply, text_reply
 from thetadesk.risk.engine import RISK_FIGURES, session_of
 from thetadesk.store import Ledger, legs_from_json
@@ -74,6 +75,16 @@ def _num(value: Any, fmt: str = "{:+,.2f}") -> str:
 
 def _join(parts: Iterable[str]) -> str:
     return "\n\n".join(parts)
+
+
+def _label(account: str) -> str:
+    return "all accounts" if account == ALL_ACCOUNTS else account
+
+
+def _sum(values: Iterable[float | None]) -> float | None:
+    """The sum of the known values (None if none is known)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 # --- ledger readings ---------------------------------------------------------------------------
@@ -128,11 +139,12 @@ def _not_active(breaker_states: Mapping[str, Mapping[str, Any]] | None, account:
 def _breaker_block(breaker_states: Mapping[str, Mapping[str, Any]] | None, account: str,
                    ) -> str:
     rows = _not_active(breaker_states, account)
+    label = _label(account)
     if rows is None:
-        return text_reply(f"{account} breakers: unknown")
+        return text_reply(f"{label} breakers: unknown")
     if not rows:
-        return text_reply(f"{account} breakers: all active")
-    return table_reply(f"{account} breakers", rows, ["breaker", "state", "reason"])
+        return text_reply(f"{label} breakers: all active")
+    return table_reply(f"{label} breakers", rows, ["breaker", "state", "reason"])
 
 
 def _run_state(ledger: Ledger) -> str:
@@ -147,23 +159,33 @@ def _run_state(ledger: Ledger) -> str:
 # --- replies -----------------------------------------------------------------------------------
 
 def status_reply(ledger: Ledger, accounts: Iterable[str], now: datetime,
-                 breaker_states: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+                 breaker_states: Mapping[str, Mapping[str, Any]] | None = None,
+                 total: Iterable[str] = ()) -> str:
     """``/status``: the run state, then per account its equity, today's P&L (the New York
     session of ``now``) and the breakers that are not ACTIVE (``breaker_states``: account ->
-    breaker name -> reading with ``.state`` and ``.reason``; None: unknown)."""
-    accounts, session = tuple(accounts), session_of(now)
+    breaker name -> reading with ``.state`` and ``.reason``; None: unknown). ``total``: the
+    accounts to add up in a ``total`` row (all of them), with the global breakers."""
+    accounts, total, session = tuple(accounts), tuple(total), session_of(now)
     parts = [text_reply(_run_state(ledger), "ThetaDesk status")]
-    rows = []
-    for account in accounts:
+    rows, sums = [], []
+    for account in dict.fromkeys((*accounts, *total)):
         row = ledger.day(account, session)
         equity = None if row is None else (row["end_equity"] if row["end_equity"] is not None
                                            else row["start_equity"])
-        rows.append([account, _money(equity), _signed(None if row is None else _change(row))])
+        pnl = None if row is None else _change(row)
+        if account in accounts:
+            rows.append([account, _money(equity), _signed(pnl)])
+        if account in total:
+            sums.append((equity, pnl))
+    if total:
+        rows.append(["total", _money(_sum(e for e, _ in sums)), _signed(_sum(p for _, p in sums))])
     if rows:
         parts.append(table_reply(f"Session {session.isoformat()}", rows,
                                  ["account", "equity", "today P&L"]))
     for account in accounts:
         parts.append(_breaker_block(breaker_states, account))
+    if total and breaker_states is not None and ALL_ACCOUNTS in breaker_states:
+        parts.append(_breaker_block(breaker_states, ALL_ACCOUNTS))
     return _join(parts)
 
 
@@ -199,8 +221,10 @@ def _greek_rows(figures: Mapping[str, Any]) -> list[list[str]]:
 
 
 def positions_reply(ledger: Ledger, accounts: Iterable[str],
-                    figures: Mapping[str, Mapping[str, float]] | None = None) -> str:
-    """``/positions``: each account's open positions and its latest Greeks.
+                    figures: Mapping[str, Mapping[str, float]] | None = None,
+                    total: bool = False) -> str:
+    """``/positions``: each account's open positions and its latest Greeks; ``total``: then
+    the open positions of every account together and their Greeks.
 
     ``figures``: account -> position id -> the position's current value, the net price per
     share it would cost to close (> 0 debit). Where known, the reply shows it and the
@@ -230,27 +254,31 @@ def positions_reply(ledger: Ledger, accounts: Iterable[str],
         else:
             parts.append(table_reply(f"{account} Greeks at {risk.get('at', NA)}",
                                      _greek_rows(risk), ["measure", "value"]))
+    if total:
+        count = len(ledger.positions(None, status="open"))
+        risk = risk_figures(ledger, ALL_ACCOUNTS)
+        title = f"all accounts: {count} open position{'s' if count != 1 else ''}"
+        if risk is None:
+            parts.append(text_reply("Greeks: no risk figures yet", title))
+        else:
+            parts.append(table_reply(f"{title}, Greeks at {risk.get('at', NA)}",
+                                     _greek_rows(risk), ["measure", "value"]))
     return _join(parts) if parts else text_reply("no accounts")
 
 
-def pnl_reply(ledger: Ledger, accounts: Iterable[str], now: datetime) -> str:
-    """``/pnl``: per account the P&L of today, the week to date (from Monday) and the month to
-    date (from the 1st) of ``now``'s New York session, then realised P&L and trade counts by
-    strategy (closed or partly closed positions; share positions from assignment as
-    ``shares``)."""
-    session = session_of(now)
+def _pnl_parts(ledger: Ledger, accounts: Iterable[str], label: str, session: date) -> list[str]:
+    """The period and by-strategy tables of ``accounts`` added together, under ``label``."""
+    accounts = tuple(accounts)
     week = session - timedelta(days=session.weekday())
     month = session.replace(day=1)
-    parts = []
+    rows = [[period, _signed(_sum(period_pnl(ledger, a, first, session) for a in accounts))]
+            for period, first in (("today", session), ("week to date", week),
+                                  ("month to date", month))]
+    parts = [table_reply(f"{label} P&L ({session.isoformat()})", rows, ["period", "P&L"])]
+    realized: dict[str, float] = defaultdict(float)
+    opened: dict[str, int] = defaultdict(int)
+    closed: dict[str, int] = defaultdict(int)
     for account in accounts:
-        rows = [[label, _signed(period_pnl(ledger, account, first, session))]
-                for label, first in (("today", session), ("week to date", week),
-                                     ("month to date", month))]
-        parts.append(table_reply(f"{account} P&L ({session.isoformat()})", rows,
-                                 ["period", "P&L"]))
-        realized: dict[str, float] = defaultdict(float)
-        opened: dict[str, int] = defaultdict(int)
-        closed: dict[str, int] = defaultdict(int)
         for pos in ledger.positions(account, status=None):
             opened[pos["strategy"]] += 1
             if pos["status"] == "closed":
@@ -260,16 +288,32 @@ def pnl_reply(ledger: Ledger, accounts: Iterable[str], now: datetime) -> str:
         for shares in ledger.share_positions(account, open_only=False):
             if shares["realized_pnl"]:
                 realized["shares"] += float(shares["realized_pnl"])
-        names = sorted(set(opened) | set(realized))
-        if names:
-            table = [[n, opened.get(n, 0), closed.get(n, 0), _signed(realized.get(n, 0.0))]
-                     for n in names]
-            table.append(["total", sum(opened.values()), sum(closed.values()),
-                          _signed(sum(realized.values()))])
-            parts.append(table_reply(f"{account} realised P&L by strategy", table,
-                                     ["strategy", "opened", "closed", "realised"]))
-        else:
-            parts.append(text_reply(f"{account}: no trades yet"))
+    names = sorted(set(opened) | set(realized))
+    if names:
+        table = [[n, opened.get(n, 0), closed.get(n, 0), _signed(realized.get(n, 0.0))]
+                 for n in names]
+        table.append(["total", sum(opened.values()), sum(closed.values()),
+                      _signed(sum(realized.values()))])
+        parts.append(table_reply(f"{label} realised P&L by strategy", table,
+                                 ["strategy", "opened", "closed", "realised"]))
+    else:
+        parts.append(text_reply(f"{label}: no trades yet"))
+    return parts
+
+
+def pnl_reply(ledger: Ledger, accounts: Iterable[str], now: datetime,
+              total: Iterable[str] = ()) -> str:
+    """``/pnl``: per account the P&L of today, the week to date (from Monday) and the month to
+    date (from the 1st) of ``now``'s New York session, then realised P&L and trade counts by
+    strategy (closed or partly closed positions; share positions from assignment as
+    ``shares``). ``total``: the same for these accounts added together, last."""
+    session = session_of(now)
+    parts = []
+    for account in accounts:
+        parts.extend(_pnl_parts(ledger, (account,), account, session))
+    total = tuple(total)
+    if total:
+        parts.extend(_pnl_parts(ledger, total, "all accounts", session))
     return _join(parts) if parts else text_reply("no accounts")
 
 
@@ -288,10 +332,13 @@ def risk_reply(ledger: Ledger, accounts: Iterable[str],
     """``/risk``: per account the latest figures (VaR/ES, Greeks), each configured limit's
     usage (``|figure| / limit`` in percent; per underlying for delta, gamma and positions per
     symbol) and the breakers not ACTIVE. ``limits``: account -> ``PortfolioLimits``-like
-    (attributes ``max_var95`` ... ; None: no limit)."""
+    (attributes ``max_var95`` ... ; None: no limit). ALL_ACCOUNTS among ``accounts``: the
+    accounts together (their book's figures, the global limits and breakers)."""
     parts = []
     for account in accounts:
         risk = risk_figures(ledger, account)
+        name = account
+        account = _label(account)
         if risk is None:
             parts.append(text_reply(f"{account}: no risk figures yet"))
         else:
@@ -303,7 +350,7 @@ def risk_reply(ledger: Ledger, accounts: Iterable[str],
                                      ["measure", "value"]))
             if risk.get("error"):
                 parts.append(text_reply(str(risk["error"])))
-        account_limits = (limits or {}).get(account)
+        account_limits = (limits or {}).get(name)
         usage = []
         if account_limits is not None:
             for attr, label, key, per in _LIMITS:
@@ -322,5 +369,5 @@ def risk_reply(ledger: Ledger, accounts: Iterable[str],
                                      ["limit", "figure", "limit", "used"]))
         else:
             parts.append(text_reply(f"{account}: no portfolio limits configured"))
-        parts.append(_breaker_block(breaker_states, account))
+        parts.append(_breaker_block(breaker_states, name))
     return _join(parts) if parts else text_reply("no accounts")
