@@ -26,13 +26,28 @@ from pathlib import Path
 from typing import Any
 
 from thetadesk.config import DEFAULT_CONFIG, Config, load_config
-from thetadesk.errors import ConfigError
+from thetadesk.errors import ConfigError, OperationalError
 
 ACTOR_MAX_RESTARTS = 3
 QUIET_TICKS = 12  # at most this many more ticks in one account call (see Supervisor._tick)
 PING_TIMEOUT_S = 60.0
 COMMAND_TIMEOUT_S = 30.0  # a Telegram command's actor call; the reply says it failed after this
 RUN_STATS = "run_stats.json"
+# An account whose broker fails (bad keys, a reconciliation that cannot run, a broken paper
+# broker file) is isolated: its actor is stopped and the other accounts trade on. After this
+# many failed rounds in a row (at once for an OperationalError: a person must step in) ...
+ISOLATE_AFTER_FAILURES = 3
+# ... and it is tried again every this many minutes of market time.
+ISOLATION_RETRY_MINUTES = 30
+
+
+@dataclass
+class Isolation:
+    """An isolated account: its slot (to re-create it), why, and when to try it again."""
+
+    slot: ActorSlot
+    reason: str
+    retry_at: datetime
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -159,6 +174,8 @@ class Supervisor:
         self._prepared: tuple[datetime, dict[str, tuple[str, ...]]] | None = None
         self._last_done: datetime | None = None  # the last finished tick, not yet in the ledger
         self._restarted = False  # an actor restarted: the risk update checks the restart storm
+        self.isolated: dict[str, Isolation] = {}  # account slot name -> why and when to retry
+        self._failures: dict[str, int] = {}  # account slot name -> failed rounds in a row
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -356,8 +373,14 @@ class Supervisor:
                 f"account-{account.name}",
                 lambda a=account.name: remote(AccountActor, f"account-{a}").remote(
                     a, cfg, sd, self.slots["risk"].handle, now, console)))
-        for slot in self.slots.values():
-            slot.pid = ray.get(slot.handle.ping.remote())
+        for slot in list(self.slots.values()):
+            try:
+                slot.pid = ray.get(slot.handle.ping.remote(), timeout=PING_TIMEOUT_S)
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
+                if not slot.name.startswith("account-"):
+                    raise  # the desk cannot run without its shared actors
+                self._isolate(slot, exc, now)
+                continue
             self.ledger.record_actor_event(actor=slot.name, kind="started", now=now,
                                            pid=slot.pid)
 
@@ -416,19 +439,96 @@ class Supervisor:
 
     def _call(self, calls: list[tuple[ActorSlot, Any, int]]) -> dict[str, Any]:
         """Wait for one call per actor; a dead actor is recovered (once, however many of its
-        calls failed with it) and its result omitted."""
+        calls failed with it) and its result omitted. An account whose calls keep failing, or
+        whose recovery fails, is isolated (``_isolate``)."""
         results = {}
         for slot, ref, generation in calls:
+            account = slot.name.startswith("account-")
             try:
                 results[slot.name] = self.ray.get(ref)
+                if account:
+                    self._failures.pop(slot.name, None)
             except self.ray.exceptions.RayActorError as exc:
-                if generation == slot.generation:
+                if generation != slot.generation or slot.name not in self.slots:
+                    continue
+                try:
                     self._recover_actor(slot, exc)
+                except (self.ray.exceptions.RayError, self.ray.exceptions.GetTimeoutError) as err:
+                    if not account:
+                        raise
+                    self._isolate(slot, err, self._sim_now())
             except self.ray.exceptions.RayTaskError as exc:
                 self.log.error("actor_call_failed", actor=slot.name, error=str(exc)[:2000])
-                self._alert_critical("actor_call_failed", slot.name,
-                                     f"{slot.name} failed a tick: {str(exc).splitlines()[-1]}")
+                if not account or slot.name not in self.slots:
+                    self._alert_critical("actor_call_failed", slot.name,
+                                         f"{slot.name} failed a tick: {_last_line(exc)}")
+                    continue
+                failures = self._failures[slot.name] = self._failures.get(slot.name, 0) + 1
+                if (failures >= ISOLATE_AFTER_FAILURES
+                        or isinstance(getattr(exc, "cause", None), OperationalError)):
+                    self._isolate(slot, exc, self._sim_now())
+                else:
+                    self._alert_critical("actor_call_failed", slot.name,
+                                         f"{slot.name} failed a tick: {_last_line(exc)}")
         return results
+
+    def _isolate(self, slot: ActorSlot, error: BaseException, now: datetime) -> None:
+        """Stop an account whose broker fails, so that the others keep trading: its actor is
+        killed and left out of every round, the ledger records why (actor_events: isolated),
+        a critical alert says so, and it is tried again every ISOLATION_RETRY_MINUTES of
+        market time (``_retry_isolated``). Its ledger rows are left as they are."""
+        reason = _last_line(error)[:300]
+        self.slots.pop(slot.name, None)
+        self._failures.pop(slot.name, None)
+        self._prepared = None  # the next round prepares afresh, without this account
+        try:
+            self.ray.kill(slot.handle, no_restart=True)
+        except Exception as exc:  # already dead
+            self.log.info("actor_kill_failed", actor=slot.name, reason=str(exc)[:200])
+        self.isolated[slot.name] = Isolation(
+            slot, reason, now + timedelta(minutes=ISOLATION_RETRY_MINUTES))
+        self.ledger.record_actor_event(actor=slot.name, kind="isolated", now=now, pid=slot.pid,
+                                       detail=reason)
+        self.log.error("account_isolated", actor=slot.name, reason=reason)
+        account = slot.name.removeprefix("account-")
+        self._alert_critical(
+            "account_isolated", f"{account}:isolated",
+            f"{account}: isolated, its broker fails ({reason}). Its open positions are NOT "
+            f"managed until it is back; the other accounts keep trading. Tried again every "
+            f"{ISOLATION_RETRY_MINUTES} market minutes; fix the cause (keys, broker) or close "
+            "its positions at the broker.")
+
+    def _retry_isolated(self, now: datetime) -> None:
+        """Try each isolated account whose retry is due: re-created and answering, it rejoins
+        the rounds (its constructor reconciles with the broker first); else it waits again."""
+        for name, iso in list(self.isolated.items()):
+            if iso.retry_at > now or self.stopping:
+                continue
+            slot = iso.slot
+            try:
+                slot.handle = slot.make()
+                slot.pid = self.ray.get(slot.handle.ping.remote(), timeout=PING_TIMEOUT_S)
+            except (self.ray.exceptions.RayError, self.ray.exceptions.GetTimeoutError) as exc:
+                iso.reason = _last_line(exc)[:300]
+                iso.retry_at = now + timedelta(minutes=ISOLATION_RETRY_MINUTES)
+                self.log.warning("account_still_isolated", actor=name, reason=iso.reason)
+                try:
+                    self.ray.kill(slot.handle, no_restart=True)
+                except Exception as err:  # already dead
+                    self.log.info("actor_kill_failed", actor=name, reason=str(err)[:200])
+                continue
+            del self.isolated[name]
+            slot.generation += 1
+            self.slots[name] = slot
+            self._prepared = None
+            self.ledger.record_actor_event(actor=name, kind="rejoined", now=now, pid=slot.pid)
+            account = name.removeprefix("account-")
+            from thetadesk.messages import Alert, Severity
+
+            found = self._call([slot.send("take_alerts")]).get(name, [])
+            self._notify([Alert(Severity.WARNING, "account_rejoined", f"{account}:rejoined",
+                                f"{account}: its broker answers again; the account is back "
+                                "and trading", now), *found])
 
     def _alert_critical(self, kind: str, key: str, message: str) -> None:
         from thetadesk.messages import Alert, Severity
@@ -555,6 +655,8 @@ class Supervisor:
         from thetadesk.risk.engine import update_needed
 
         started = time.monotonic()
+        if self.isolated:
+            self._retry_isolated(now)
         # The tick starts (sim_now, for restarted actors) and the previous one is done
         # (sim_last_tick, where a new supervisor resumes): one commit, made while the first
         # calls of the tick run (a restarted actor reads sim_now seconds later, not sooner),
@@ -824,6 +926,12 @@ class Supervisor:
             "tick_p99_ms": _percentile(s.tick_ms, 99),
         }
         (self.state_dir / RUN_STATS).write_text(json.dumps(stats, indent=1))
+
+
+def _last_line(error: BaseException) -> str:
+    """The last line of an error's text (a Ray error's is the original exception's)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:

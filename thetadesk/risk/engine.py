@@ -361,11 +361,12 @@ class RiskEngine:
             session = session_of(now)
             for tick in ticks:
                 self._ticks[tick.account] = tick
+            # The global breaker reads the accounts' day together: the latest tick this
+            # session of each account that reported one (an isolated account's last; after a
+            # restart of the risk actor, those of the round at hand).
             latest = [t for a in self.limits if (t := self._ticks.get(a)) is not None
                       and session_of(t.now) == session]
-            # The global breaker reads every account's day together: only once each has
-            # reported this session (after a restart of the risk actor, the next round).
-            if latest and len(latest) == len(self.limits):
+            if latest:
                 ticks.append(aggregate_tick(latest, now))
         return self.breakers.evaluate(now, ticks)
 

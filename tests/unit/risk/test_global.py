@@ -120,12 +120,18 @@ def test_global_breaker_trips_on_the_accounts_day_together_and_halts_every_accou
     assert engine.check(replace(request(spread.legs, cid="t"), now=tomorrow)).approved
 
 
-def test_the_global_breaker_waits_for_every_account_to_report(ledger):
+def test_the_global_breaker_adds_each_accounts_latest_tick_of_the_session(ledger):
     limits = {"ira": BreakerLimits(), "paper": BreakerLimits(),
               ALL_ACCOUNTS: BreakerLimits(daily_loss_limit=1000.0)}
     engine = gate(ledger, make_market(), breakers=limits)
-    assert engine.update(MORNING, [tick("ira", -5000.0)]) == []  # paper has not reported
-    alerts = engine.update(MORNING, [tick("paper", 100.0)])  # ira's last tick still counts
+    yesterday = MORNING - timedelta(days=3)
+    assert engine.update(yesterday, [tick("ira", -900.0, now=yesterday)]) == []
+    # Yesterday's -900 does not count today; ira's -600 of this morning still counts when only
+    # paper reports later (an account that stopped reporting, as an isolated one).
+    assert engine.update(MORNING, [tick("paper", -300.0)]) == []
+    assert engine.update(MORNING, [tick("ira", -600.0)]) == []  # -900 together
+    later = MORNING + timedelta(minutes=5)
+    alerts = engine.update(later, [tick("paper", -450.0, now=later)])  # -1,050 together
     assert [a.key for a in alerts] == [f"{ALL_ACCOUNTS}:daily_loss:2025-01-06"]
 
 
