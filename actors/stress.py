@@ -29,7 +29,7 @@ from thetadesk.risk.portfolio import Portfolio, PortfolioArrays
 __all__ = ["StressResult", "ensure_ray", "run_stress", "warm_up"]
 
 
-@ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
+@ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")  # retried if its node goes
 def _chunks_task(arrays: PortfolioArrays, plan: MonteCarloPlan, start: int,
                  stop: int) -> tuple[np.ndarray, float]:
     cpu = time.process_time()

@@ -12,14 +12,16 @@ seeded simulation or backtest is reproducible. Every instant is a timezone-aware
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import json
+import os
 import warnings
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
-
-import exchange_calendars
 
 __all__ = [
     "CALENDAR_FIRST",
@@ -91,9 +93,57 @@ class _Sessions:
     hours: dict[date, tuple[datetime, datetime]]
 
 
+def _cache_file() -> Path | None:
+    """Where the session table is kept between processes: exchange_calendars (and the pandas it
+    loads) costs each process ~40 MB and ~0.7 s, and every Ray actor needs the calendar. The
+    file is named by the library's version and the range, so an upgrade rebuilds it."""
+    try:
+        version = importlib.metadata.version("exchange_calendars")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    base = os.environ.get("THETADESK_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "thetadesk")
+    return Path(base) / f"xnys-{version}-{CALENDAR_FIRST}-{CALENDAR_LAST}.json"
+
+
+def _from_rows(rows: list) -> _Sessions:
+    days = [date.fromisoformat(d) for d, _, _ in rows]
+    opens = [datetime.fromtimestamp(o, UTC) for _, o, _ in rows]
+    closes = [datetime.fromtimestamp(c, UTC) for _, _, c in rows]
+    return _Sessions(days, dict(zip(days, zip(opens, closes, strict=True), strict=True)))
+
+
 @functools.cache
 def _nyse() -> _Sessions:
-    # Built once per process: exchange_calendars takes ~0.1 s to construct a calendar.
+    """The session table: from the cache file when a process built it already (checked for
+    shape), else from exchange_calendars, then written there (atomically; an unwritable cache
+    only costs the next process the build)."""
+    path = _cache_file()
+    if path is not None:
+        try:
+            rows = json.loads(path.read_text())
+            if (isinstance(rows, list) and rows and all(
+                    isinstance(r, list) and len(r) == 3 for r in rows)):
+                return _from_rows(rows)
+        except (OSError, ValueError, TypeError):
+            pass
+    built = _build_nyse()
+    if path is not None:
+        rows = [[d.isoformat(), built.hours[d][0].timestamp(), built.hours[d][1].timestamp()]
+                for d in built.days]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(rows))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return built
+
+
+def _build_nyse() -> _Sessions:
+    import exchange_calendars
+
     with warnings.catch_warnings():
         # exchange_calendars 4.13 trips a pandas 3.1 deprecation inside its constructor.
         warnings.filterwarnings(

@@ -23,8 +23,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Fill, Leg, Settlement
 
@@ -370,14 +368,26 @@ class Ledger:
         conn = sqlite3.connect(
             self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
-        self.db = sqlite_utils.Database(conn)
         self._conn = conn
+        self._db = None
+        self._durable = durable
         self._lock = threading.RLock()
         self._depth = 0
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+
+    @property
+    def db(self):
+        """The ledger as a ``sqlite_utils.Database`` over the same connection (for inspection
+        and tools). Imported on first use: sqlite-utils imports pandas when it is installed,
+        ~35 MB in every actor process that only needs the ledger."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self._conn)
+        return self._db
 
     def close(self) -> None:
         self._conn.close()
@@ -441,6 +451,21 @@ class Ledger:
     def _exec(self, sql: str, params: tuple | Mapping = ()) -> int:
         with self.transaction():
             return self._conn.execute(sql, params).rowcount
+
+    def _exec_mark(self, sql: str, params: tuple | Mapping = ()) -> int:
+        """A write of a mark that the next tick writes again (the daily row's end equity):
+        committed at ``synchronous=NORMAL``, atomic and safe from a process crash (WAL) but not
+        waited onto the disk, so a power cut may take the latest marks, never an order, a fill
+        or an intent (the next commit at FULL syncs the marks before it too). Inside a
+        transaction it commits with that transaction."""
+        with self._lock:
+            if self._depth or not self._durable:
+                return self._exec(sql, params)
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                return self._exec(sql, params)
+            finally:
+                self._conn.execute("PRAGMA synchronous=FULL")
 
     # -- intents and orders -----------------------------------------------------------------
 
@@ -933,7 +958,8 @@ class Ledger:
 
     def end_day(self, *, account: str, session: date, equity: float, cash: float,
                 open_positions: int) -> None:
-        self._exec(
+        """The session's latest equity, cash and open positions (every tick: a mark)."""
+        self._exec_mark(
             "UPDATE daily SET end_equity = ?, cash = ?, open_positions = ?"
             " WHERE account = ? AND session = ?",
             (equity, cash, open_positions, account, session.isoformat()),

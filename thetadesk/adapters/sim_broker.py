@@ -75,7 +75,10 @@ An opening order needs buying power for its own defined-risk margin (for a verti
 multiplier x quantity) less the credit it receives, or plus the debit it pays, plus its fees
 (a market order is priced at the natural less slippage when it is submitted); a partial fill
 releases the filled share of the reservation. ``account()`` marks positions at the broker's
-clock: the latest ``now`` it was given by ``submit``, ``cancel``, ``replace`` or ``poll``.
+clock: the latest ``now`` it was given by ``submit``, ``cancel``, ``replace`` or ``poll``. A poll
+that changes nothing else keeps its clock in memory rather than committing a write of its own
+(an fsync per tick and account): a restarted broker may find its clock a few polls behind,
+which only moves the marks of an ``account()`` asked before its first poll.
 """
 
 from __future__ import annotations
@@ -506,6 +509,7 @@ class SimBroker:
         durable: bool = True,
     ) -> None:
         # durable=False: synchronous=OFF, for a backtest's scratch books only (see Ledger).
+        self._clock_unsaved: datetime | None = None  # a poll's clock not yet in the file
         if not isinstance(account, str) or not account:
             raise DataError(f"SimBroker account must be a non-empty string, got {account!r}")
         _number("SimBroker", "starting_cash", starting_cash)
@@ -571,8 +575,15 @@ class SimBroker:
                 )
 
     def close(self) -> None:
-        """Close the database connection (the state is already durable)."""
+        """Close the database connection (the state is already durable; a poll's clock kept in
+        memory is written first)."""
         with self._lock:
+            if self._clock_unsaved is not None:
+                try:
+                    with self._tx():
+                        self._advance_clock(self._clock_unsaved)
+                except sqlite3.Error:  # the clock only moves marks; closing matters more
+                    pass
             self._db.close()
 
     # -- the Broker port ------------------------------------------------------------------
@@ -751,7 +762,7 @@ class SimBroker:
         oldest first."""
         now = _aware(now)
         with self._tx() as db:
-            self._advance_clock(now)
+            changes = db.total_changes
             if self._early is not None:
                 self._assign_early(now)
             self._settle_expired(now)
@@ -780,6 +791,10 @@ class SimBroker:
             ).fetchall()
             if rows:
                 db.execute("UPDATE book SET fill_cursor = ? WHERE id = 1", (rows[-1]["seq"],))
+            if db.total_changes != changes:  # a write anyway: the clock goes with it
+                self._advance_clock(now)
+            elif self._clock_unsaved is None or self._clock_unsaved < now:
+                self._clock_unsaved = now
             return [self._fill(row) for row in rows]
 
     def positions(self) -> list[BrokerPosition]:
@@ -805,6 +820,9 @@ class SimBroker:
         with self._lock:
             book = self._db.execute("SELECT cash, clock FROM book WHERE id = 1").fetchone()
             clock = None if book["clock"] is None else _time(book["clock"])
+            if self._clock_unsaved is not None and (clock is None
+                                                     or self._clock_unsaved > clock):
+                clock = self._clock_unsaved
             return self._capital(book["cash"], clock)
 
     # -- extras for tests and reconciliation ------------------------------------------------
@@ -849,6 +867,9 @@ class SimBroker:
 
     def _advance_clock(self, now: datetime) -> None:
         clock = self._db.execute("SELECT clock FROM book WHERE id = 1").fetchone()[0]
+        if self._clock_unsaved is not None and self._clock_unsaved > now:
+            now = self._clock_unsaved  # a later poll's clock, kept in memory until now
+        self._clock_unsaved = None
         if clock is None or _time(clock) < now:
             self._db.execute("UPDATE book SET clock = ? WHERE id = 1", (_iso(now),))
 

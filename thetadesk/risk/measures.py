@@ -36,7 +36,6 @@ from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
-from scipy.signal import lfilter
 
 from thetadesk.errors import DataError
 from thetadesk.pricing import bsm_greeks
@@ -166,6 +165,8 @@ def ewma_rescale(returns: np.ndarray, lam: float = 0.94) -> np.ndarray:
     r = np.asarray(returns, dtype=np.float64)
     r2 = r * r
     seed = r2.mean(axis=0)
+    from scipy.signal import lfilter  # here: scipy.signal costs every actor ~40 MB and ~1 s
+
     y, _ = lfilter([1.0 - lam], [1.0, -lam], r2, axis=0, zi=(lam * seed)[None, :])
     before = np.vstack([seed[None, :], y[:-1]])  # the forecast for each day, made the day before
     forecast = y[-1]
@@ -297,6 +298,8 @@ def gjr_garch_filter(returns, params: GjrGarchParams,
         raise DataError(f"the GARCH filter needs a positive seed variance, got {s0!r}")
     shock = params.omega + (params.alpha + params.gamma * (e < 0.0)) * e2
     # sigma2[t + 1] = shock[t] + beta sigma2[t]: linear in sigma2, so one IIR filter.
+    from scipy.signal import lfilter
+
     y, _ = lfilter([1.0], [1.0, -params.beta], shock, zi=[params.beta * s0])
     sigma2 = np.concatenate([[s0], y[:-1]])
     return sigma2, float(y[-1])
