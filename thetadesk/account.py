@@ -699,9 +699,15 @@ class AccountEngine:
                            f"{self._close_all['requested_at']}"})
                 self._close(pos, legs, quotes, action, now, submitted, rejected)
                 continue
-            view = self._view(pos, legs, quotes, now)
+            # The short legs' deltas (an implied volatility each) only where a rule reads them;
+            # else only for the record of a decision, which they cannot change.
+            needs_deltas = self._rules_read_deltas()
+            view = self._view(pos, legs, quotes, now, deltas=needs_deltas)
             self._track_peak(pos, view)
             action = decide(view, self.rules.management)
+            if action is not None and not needs_deltas:
+                view = self._view(pos, legs, quotes, now)
+                action = decide(view, self.rules.management)
             plan: RollPlan | str | None = None
             if action is not None and action.kind == "roll":
                 plan = self._plan_roll(pos, legs, quotes, view, now)
@@ -724,10 +730,15 @@ class AccountEngine:
 
     # -- position management --------------------------------------------------------------------
 
+    def _rules_read_deltas(self) -> bool:
+        """Whether position management decides on short legs' deltas (a delta stop, rolls)."""
+        m = self.rules.management
+        return m.short_delta_stop is not None or m.roll.enabled
+
     def _view(self, pos: dict, legs: tuple[Leg, ...], quotes: dict, now: datetime,
-              ) -> PositionView:
+              deltas: bool = True) -> PositionView:
         """The position as ``decide`` sees it: prices at mid, short legs' deltas from their
-        mids' implied volatility."""
+        mids' implied volatility (NaN with ``deltas`` False)."""
         value = sum(leg.ratio * quotes[leg.contract].mid for leg in legs)
         multiplier = legs[0].contract.multiplier
         dte = (legs[0].contract.expiry - now.astimezone(NEW_YORK).date()).days
@@ -740,7 +751,7 @@ class AccountEngine:
             if leg.ratio >= 0:
                 continue
             delta = math.nan
-            if spot is not None:
+            if spot is not None and deltas:
                 c = leg.contract
                 years = max((expiry_instant(c.expiry) - now).total_seconds(), 60.0) / (
                     365.0 * 86400.0)

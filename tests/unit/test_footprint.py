@@ -86,3 +86,38 @@ def test_a_poll_that_changes_nothing_writes_nothing_and_marks_at_its_clock(marke
     broker.close()  # a clean close writes the clock it kept
     stored = sqlite3.connect(path).execute("SELECT clock FROM book").fetchone()[0]
     assert stored.startswith(later.isoformat()[:19])
+
+
+def test_deltas_computed_only_for_decisions_change_no_decision(tmp_path, monkeypatch):
+    import copy
+
+    import yaml
+
+    from thetadesk.account import AccountEngine
+    from thetadesk.config import DEFAULT_CONFIG, parse_config
+    from thetadesk.lockstep import LockstepDesk
+
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    data["market"]["tick_seconds"] = 1800
+
+    def run(where, always):
+        if always:
+            monkeypatch.setattr(AccountEngine, "_rules_read_deltas", lambda self: True)
+        else:
+            monkeypatch.undo()
+        desk = LockstepDesk(parse_config(copy.deepcopy(data), env={}), tmp_path / where)
+        try:
+            desk.run(6)
+            decisions = [(d["kind"], d["reason"], d["detail"]) for d in desk.ledger.decisions()]
+            orders = [(o["client_order_id"], o["status"]) for o in desk.ledger.orders()]
+        finally:
+            desk.close()
+        return decisions, orders
+
+    lazy, eager = run("lazy", False), run("eager", True)
+    assert lazy[0], "six sessions should manage positions"
+    assert lazy == eager
+    recorded = [json.loads(d[2])["short_deltas"] for d in lazy[0]
+                if "short_deltas" in json.loads(d[2])]
+    assert recorded
+    assert all(0 < x < 1 for deltas in recorded for x in deltas)
