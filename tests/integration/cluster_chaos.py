@@ -8,7 +8,7 @@ only, and the suite's own cluster is another); prints one JSON object.
         with a worker node removed while its tasks run. JSON: both runs' results and whether
         the removal came mid-run (tasks still pending).
     python -m tests.integration.cluster_chaos trading STATE CONFIG
-        ``supervisor.py --sim-days 2`` on the cluster with a worker node removed once the run
+        ``supervisor.py --sim-days 1`` on the cluster with a worker node removed once the run
         has its first fill. JSON: the supervisor's exit code and the nodes at the end.
 """
 
@@ -120,7 +120,7 @@ def trading(state: str, config: str) -> dict:
     cluster, workers = start_cluster()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "supervisor.py"), "--state-dir", state, "--config", config,
-         "--address", cluster.address, "--sim-days", "2"],
+         "--address", cluster.address, "--sim-days", "1"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ))
     ledger_path = Path(state) / LEDGER_FILE

@@ -37,7 +37,7 @@ def test_losing_a_worker_node_mid_stress_and_mid_backtest_changes_no_result():
 def test_losing_a_worker_node_mid_trading_run_keeps_the_ledger_and_the_trades(
         tmp_path, run_supervisor):
     # The run without the failure, on the suite's own cluster, alongside the one with it.
-    baseline = run_supervisor(tmp_path / "whole", "--sim-days", "2")
+    baseline = run_supervisor(tmp_path / "whole", "--sim-days", "1")
     out = chaos("trading", str(tmp_path / "cut"), str(DEFAULT_CONFIG))
     code, _, err = baseline.wait()
     assert code == 0, err[-3000:]
