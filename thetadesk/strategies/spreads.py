@@ -24,7 +24,6 @@ from itertools import pairwise
 from typing import Literal
 
 import numpy as np
-from scipy.special import ndtr
 
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Leg, Quote, Right
@@ -227,7 +226,8 @@ class Spread:
                 return 1.0
             if math.isinf(a):
                 return 0.0
-            return float(ndtr((math.log(spot / a) + (r - q - 0.5 * sigma * sigma) * T) / vol))
+            d2 = (math.log(spot / a) + (r - q - 0.5 * sigma * sigma) * T) / vol
+            return 0.5 * math.erfc(-d2 / math.sqrt(2.0))  # N(d2), as scipy's ndtr
 
         total = 0.0
         for lo, hi in pairwise(edges):
