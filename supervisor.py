@@ -924,6 +924,7 @@ class Supervisor:
             if lat else None,
             "tick_p50_ms": _percentile(s.tick_ms, 50),
             "tick_p99_ms": _percentile(s.tick_ms, 99),
+            "tick_ms": [round(t, 2) for t in s.tick_ms],  # each tick's round, in order
         }
         (self.state_dir / RUN_STATS).write_text(json.dumps(stats, indent=1))
 

@@ -17,6 +17,7 @@ from actors._common import (
     pid,
     settle,
     start_process,
+    warm_market,
 )
 from thetadesk.account import AccountEngine, AccountRules
 from thetadesk.config import ALL_ACCOUNTS, Config
@@ -56,6 +57,7 @@ class AccountActor:
         limits = breaker_limits_from_config(config)  # its own breakers, and the global one
         self.breakers = BreakerWatch(ledger, {k: v for k, v in limits.items()
                                               if k in (name, ALL_ACCOUNTS)})
+        warm_market(config, market, account.symbols[0])
         settle()
 
     def _gate(self, request: RiskRequest) -> RiskVerdict:

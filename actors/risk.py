@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from actors._common import ledger_for, pid, settle, start_process
+from actors._common import ledger_for, pid, settle, start_process, warm_market
 from actors.stress import run_stress
 from thetadesk.config import Config
 from thetadesk.errors import DataError
@@ -24,6 +24,7 @@ class RiskActor:
                                         build_market(config, state_dir=state_dir))
         self.reports = config.risk_reports
         self.seed = config.seed
+        warm_market(config, self.engine.snapshots.market, next(iter(config.market.symbols)))
         settle()
 
     def check(self, request: RiskRequest) -> RiskVerdict:

@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from actors._common import pid, settle, start_process
+from actors._common import pid, settle, start_process, warm_market
 from thetadesk.config import Config
 from thetadesk.messages import SymbolTick
 from thetadesk.symbol import Profiles, SymbolEngine
@@ -18,6 +18,7 @@ class SymbolActor:
         start_process(config, state_dir, f"symbol-{symbol}", console)
         self.engine = SymbolEngine(symbol, Profiles.for_symbol(config, symbol),
                                    build_market(config, state_dir=state_dir))
+        warm_market(config, self.engine.market, symbol)
         settle()
 
     def tick(self, now: datetime) -> tuple[SymbolTick, float]:
