@@ -86,6 +86,10 @@ def test_sim_days_trade_end_to_end_and_same_seed_gives_same_trades(tmp_path, run
     assert stats["ticks"] > 0
     assert 0 < stats["tick_p50_ms"] <= stats["tick_p99_ms"]
     assert stats["tick_p99_ms"] <= 1000 * stats["tick_wall_s"]
+    assert len(stats["tick_ms"]) == stats["ticks"]
+    assert max(stats["tick_ms"]) >= stats["tick_p99_ms"] - 0.01  # kept to 0.01 ms
+    assert abs(sum(stats["tick_ms"]) - 1000 * stats["tick_wall_s"]) < 1 + 0.01 * len(
+        stats["tick_ms"])
 
 
 def test_sigkill_of_account_actor_mid_run_restarts_it_without_duplicates(tmp_path,
