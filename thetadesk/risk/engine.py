@@ -235,32 +235,21 @@ class RiskEngine:
         betas = self.betas(now)
         out = {}
         for account in sorted(self.limits):
-            options, shares, total, counts = self._book(account)
-            figures: dict = {"at": now.isoformat()}
-            portfolio = None
-            if self.snapshots is not None:
-                try:
-                    portfolio = self.snapshots.build(options, shares, now)
-                except DataError as exc:
-                    figures["error"] = f"cannot price the book: {exc}"
-            figures.update(exposure(portfolio, total, counts, betas).as_dict())
+            figures = self._figures(self._book(account), now, at_close, monte_carlo)
             figures["betas"] = {k: round(v, 4) for k, v in betas.items()}
-            if portfolio is not None and portfolio.holdings:
-                if monte_carlo is not None:
-                    figures["monte_carlo"] = monte_carlo(portfolio)
-                if at_close:
-                    figures["stress"] = [[name, round(pnl, 2)]
-                                         for name, pnl in stress_table(portfolio, self.stress)]
             self.ledger.set_state(RISK_FIGURES + account, json.dumps(figures, sort_keys=True))
             out[account] = figures
         if len(self.limits) > 1:  # the accounts together (the global limits' measures)
-            out[ALL_ACCOUNTS] = self._total_figures(now, betas, at_close)
+            out[ALL_ACCOUNTS] = self._figures(self._book_of_all(), now, at_close)
             self.ledger.set_state(RISK_FIGURES + ALL_ACCOUNTS,
                                   json.dumps(out[ALL_ACCOUNTS], sort_keys=True))
         return out
 
-    def _total_figures(self, now: datetime, betas: Mapping[str, float], at_close: bool) -> dict:
-        options, shares, total, counts = self._book_of_all()
+    def _figures(self, book: tuple[dict[Contract, int], dict[str, int], float, dict[str, int]],
+                 now: datetime, at_close: bool,
+                 monte_carlo: Callable[[Portfolio], dict] | None = None) -> dict:
+        """The measured figures of one book (``_book``'s four parts) for ``refresh``."""
+        options, shares, total, counts = book
         figures: dict = {"at": now.isoformat()}
         portfolio = None
         if self.snapshots is not None:
@@ -268,10 +257,13 @@ class RiskEngine:
                 portfolio = self.snapshots.build(options, shares, now)
             except DataError as exc:
                 figures["error"] = f"cannot price the book: {exc}"
-        figures.update(exposure(portfolio, total, counts, betas).as_dict())
-        if at_close and portfolio is not None and portfolio.holdings:
-            figures["stress"] = [[name, round(pnl, 2)]
-                                 for name, pnl in stress_table(portfolio, self.stress)]
+        figures.update(exposure(portfolio, total, counts, self.betas(now)).as_dict())
+        if portfolio is not None and portfolio.holdings:
+            if monte_carlo is not None:
+                figures["monte_carlo"] = monte_carlo(portfolio)
+            if at_close:
+                figures["stress"] = [[name, round(pnl, 2)]
+                                     for name, pnl in stress_table(portfolio, self.stress)]
         return figures
 
     def figures(self, account: str) -> dict | None:
