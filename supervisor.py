@@ -406,10 +406,7 @@ class Supervisor:
             slot.pid = self._ping_through_restart(slot)
             kind = "restarted"
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            try:
-                ray.kill(slot.handle, no_restart=True)
-            except Exception as exc:
-                self.log.warning("actor_kill_failed", actor=slot.name, reason=str(exc))
+            self._kill(slot)
             slot.handle = slot.make()
             slot.pid = ray.get(slot.handle.ping.remote(), timeout=PING_TIMEOUT_S)
             kind = "recreated"
@@ -472,6 +469,13 @@ class Supervisor:
                                          f"{slot.name} failed a tick: {_last_line(exc)}")
         return results
 
+    def _kill(self, slot: ActorSlot) -> None:
+        """Kill the slot's actor for good (no Ray restart); one that is already dead is fine."""
+        try:
+            self.ray.kill(slot.handle, no_restart=True)
+        except Exception as exc:  # already dead, or never created
+            self.log.warning("actor_kill_failed", actor=slot.name, reason=str(exc)[:200])
+
     def _isolate(self, slot: ActorSlot, error: BaseException, now: datetime) -> None:
         """Stop an account whose broker fails, so that the others keep trading: its actor is
         killed and left out of every round, the ledger records why (actor_events: isolated),
@@ -481,10 +485,7 @@ class Supervisor:
         self.slots.pop(slot.name, None)
         self._failures.pop(slot.name, None)
         self._prepared = None  # the next round prepares afresh, without this account
-        try:
-            self.ray.kill(slot.handle, no_restart=True)
-        except Exception as exc:  # already dead
-            self.log.info("actor_kill_failed", actor=slot.name, reason=str(exc)[:200])
+        self._kill(slot)
         self.isolated[slot.name] = Isolation(
             slot, reason, now + timedelta(minutes=ISOLATION_RETRY_MINUTES))
         self.ledger.record_actor_event(actor=slot.name, kind="isolated", now=now, pid=slot.pid,
@@ -512,10 +513,7 @@ class Supervisor:
                 iso.reason = _last_line(exc)[:300]
                 iso.retry_at = now + timedelta(minutes=ISOLATION_RETRY_MINUTES)
                 self.log.warning("account_still_isolated", actor=name, reason=iso.reason)
-                try:
-                    self.ray.kill(slot.handle, no_restart=True)
-                except Exception as err:  # already dead
-                    self.log.info("actor_kill_failed", actor=name, reason=str(err)[:200])
+                self._kill(slot)
                 continue
             del self.isolated[name]
             slot.generation += 1

@@ -105,37 +105,25 @@ def desk_handlers(ledger: Ledger, accounts: Sequence[str], control: DeskControl,
         return text_reply(f"/{name} takes one account name or 'all' (the accounts are "
                           f"{', '.join(accounts)}); got {' '.join(args)[:40]!r}.")
 
-    def status(args: tuple[str, ...]) -> str:
-        chosen = pick("status", args)
-        if isinstance(chosen, str):
-            return chosen
-        shown, total = chosen
-        readings = _guarded("breakers", control.breaker_readings)
-        return status_reply(ledger, shown, control.now(), readings,
-                            total=accounts if total else ())
+    def read(name: str, reply: Callable[[tuple[str, ...], bool], str]) -> Handler:
+        """A read command: its account argument checked by ``pick``, then ``reply(shown,
+        total)``."""
+        def handler(args: tuple[str, ...]) -> str:
+            chosen = pick(name, args)
+            return chosen if isinstance(chosen, str) else reply(*chosen)
 
-    def positions(args: tuple[str, ...]) -> str:
-        chosen = pick("positions", args)
-        if isinstance(chosen, str):
-            return chosen
-        shown, total = chosen
-        return positions_reply(ledger, shown, _guarded("values", control.position_values),
-                               total=total)
+        return handler
 
-    def pnl(args: tuple[str, ...]) -> str:
-        chosen = pick("pnl", args)
-        if isinstance(chosen, str):
-            return chosen
-        shown, total = chosen
-        return pnl_reply(ledger, shown, control.now(), total=accounts if total else ())
-
-    def risk(args: tuple[str, ...]) -> str:
-        chosen = pick("risk", args)
-        if isinstance(chosen, str):
-            return chosen
-        shown, total = chosen
-        return risk_reply(ledger, (*shown, ALL_ACCOUNTS) if total else shown, limits,
-                          _guarded("breakers", control.breaker_readings))
+    status = read("status", lambda shown, total: status_reply(
+        ledger, shown, control.now(), _guarded("breakers", control.breaker_readings),
+        total=accounts if total else ()))
+    positions = read("positions", lambda shown, total: positions_reply(
+        ledger, shown, _guarded("values", control.position_values), total=total))
+    pnl = read("pnl", lambda shown, total: pnl_reply(
+        ledger, shown, control.now(), total=accounts if total else ()))
+    risk = read("risk", lambda shown, total: risk_reply(
+        ledger, (*shown, ALL_ACCOUNTS) if total else shown, limits,
+        _guarded("breakers", control.breaker_readings)))
 
     def stop(_args: tuple[str, ...]) -> str:
         done = control.halt(who())
