@@ -328,6 +328,22 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Each underlying's market regime history (thetadesk/signals/regime.py): one row per
+        # change of the regime in force, with the inputs that confirmed it.
+        9,
+        [
+            """CREATE TABLE regimes (
+                symbol TEXT NOT NULL,
+                at TEXT NOT NULL,
+                trend TEXT NOT NULL CHECK (trend IN ('up', 'down', 'range')),
+                volatility TEXT NOT NULL CHECK (volatility IN ('low', 'normal', 'high')),
+                previous TEXT,
+                inputs TEXT NOT NULL,
+                PRIMARY KEY (symbol, at)
+            )""",
+        ],
+    ),
 ]
 
 HEDGE_PREFIX = "hedge"  # strategies and order purposes of hedges start with it
@@ -936,6 +952,36 @@ class Ledger:
             "SELECT session, price FROM closes WHERE symbol = ? ORDER BY session DESC LIMIT ?",
             (symbol, -1 if limit is None else limit)).fetchall()
         return [(date.fromisoformat(d), float(p)) for d, p in reversed(rows)]
+
+    def record_regime(self, *, symbol: str, at: datetime, trend: str, volatility: str,
+                      inputs: dict, previous: str | None = None) -> bool:
+        """A change of ``symbol``'s regime in force at ``at`` (``previous``: the regime it
+        replaced, ``trend/volatility``; None for the first); False if that instant is recorded
+        already (a re-run tick), which keeps the first record."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO regimes (symbol, at, trend, volatility, previous, inputs)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (symbol, _iso(at), trend, volatility, previous,
+                 json.dumps(inputs, sort_keys=True)))
+            return cursor.rowcount == 1
+
+    def regimes(self, symbol: str, since: datetime | None = None) -> list[dict[str, Any]]:
+        """``symbol``'s regime changes, oldest first (from ``since`` on, if given)."""
+        rows = self._rows("SELECT * FROM regimes WHERE symbol = ? AND at >= ? ORDER BY at",
+                          (symbol, "" if since is None else _iso(since)))
+        for row in rows:
+            row["inputs"] = json.loads(row["inputs"])
+        return rows
+
+    def latest_regime(self, symbol: str, at: datetime | None = None) -> dict[str, Any] | None:
+        """The regime in force for ``symbol`` at ``at`` (now if None): its latest change then."""
+        rows = self._rows("SELECT * FROM regimes WHERE symbol = ? AND at <= ? ORDER BY at DESC "
+                          "LIMIT 1", (symbol, "9999" if at is None else _iso(at)))
+        if not rows:
+            return None
+        rows[0]["inputs"] = json.loads(rows[0]["inputs"])
+        return rows[0]
 
     def record_actor_event(self, *, actor: str, kind: str, now: datetime, pid: int | None = None,
                            detail: str | None = None) -> None:

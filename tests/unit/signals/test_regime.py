@@ -118,3 +118,36 @@ def test_regime_names_round_trip_and_bad_rules_are_refused():
         RegimeRules(fast=50, slow=20)
     with pytest.raises(ValueError, match="confirm"):
         RegimeRules(confirm=0)
+
+
+def test_the_regime_history_is_kept_in_the_ledger_and_restores_a_tracker(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from thetadesk.store import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.db")
+    t = RegimeTracker(RegimeRules(confirm=2))
+    start = datetime(2025, 1, 6, 21, 0, tzinfo=UTC)
+    readings = [obs(), obs(), obs(close=95.0, fast=97.0), obs(close=95.0, fast=97.0), obs()]
+    previous = None
+    for i, x in enumerate(readings):
+        regime, changed = t.update(x)
+        if changed:
+            at = start + timedelta(days=i)
+            assert ledger.record_regime(symbol="SPY", at=at, trend=regime.trend.value,
+                                        volatility=regime.volatility.value,
+                                        inputs=x.as_dict(), previous=previous)
+            assert not ledger.record_regime(symbol="SPY", at=at, trend="range",
+                                            volatility="low", inputs={})  # a re-run tick
+            previous = regime.name
+    history = ledger.regimes("SPY")
+    assert [(h["trend"], h["volatility"], h["previous"]) for h in history] == [
+        ("up", "normal", None), ("down", "normal", "up/normal")]
+    assert history[1]["inputs"]["close"] == 95.0
+    assert ledger.regimes("QQQ") == []
+    assert ledger.latest_regime("SPY", start + timedelta(days=2))["trend"] == "up"
+    last = ledger.latest_regime("SPY")
+    restored = RegimeTracker(RegimeRules(confirm=2))
+    restored.restore(Regime.parse(f"{last['trend']}/{last['volatility']}"))
+    assert restored.regime == t.regime
+    ledger.close()
