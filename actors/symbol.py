@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from actors._common import pid, settle, start_process, warm_market
+from actors._common import ledger_for, pid, settle, start_process, warm_market
 from thetadesk.config import Config
 from thetadesk.messages import SymbolTick
 from thetadesk.symbol import Profiles, SymbolEngine
@@ -16,8 +16,11 @@ from thetadesk.wiring import build_market
 class SymbolActor:
     def __init__(self, symbol: str, config: Config, state_dir: Path, console: bool) -> None:
         start_process(config, state_dir, f"symbol-{symbol}", console)
-        self.engine = SymbolEngine(symbol, Profiles.for_symbol(config, symbol),
-                                   build_market(config, state_dir=state_dir))
+        profiles = Profiles.for_symbol(config, symbol)
+        # The adaptive strategy records its regime changes in the ledger.
+        ledger = ledger_for(state_dir) if profiles.adaptive() else None
+        self.engine = SymbolEngine(symbol, profiles, build_market(config, state_dir=state_dir),
+                                   ledger)
         warm_market(config, self.engine.market, symbol)
         settle()
 

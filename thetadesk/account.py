@@ -482,11 +482,18 @@ class AccountEngine:
             self.log.warning("intent_rejected", intent_id=intent.intent_id,
                              reason=f"max loss per spread {intent.max_loss_per_spread} unusable")
             return
-        quantity = int(self.rules.max_risk_per_trade // intent.max_loss_per_spread)
+        size = intent.size_multiplier
+        if not (isinstance(size, int | float) and math.isfinite(size) and 0 < size <= 2):
+            self.log.warning("intent_rejected", intent_id=intent.intent_id,
+                             reason=f"size multiplier {size!r} outside (0, 2]")
+            return
+        budget = self.rules.max_risk_per_trade * size
+        quantity = int(budget // intent.max_loss_per_spread)
         if quantity < 1:
             self.log.info("intent_skipped", intent_id=intent.intent_id, reason=(
                 f"one spread risks ${intent.max_loss_per_spread:,.2f}, more than the "
-                f"${self.rules.max_risk_per_trade:,.2f} budget per trade"))
+                f"${budget:,.2f} budget per trade"
+                + ("" if size == 1 else f" (x{size:g} for the regime)")))
             return
         cid = entry_order_id(self.name, intent)
         if self.ledger.order(cid) is not None:

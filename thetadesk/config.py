@@ -374,7 +374,9 @@ class MarketConfig(_Section):
 class StrategyConfig(_Section):
     """What to trade and when to enter."""
 
-    kind: Literal["bull_put_credit"]
+    # bull_put_credit: the plain first strategy (thetadesk/symbol.py); adaptive: the decision
+    # layer picks the structure from the regime and IV rank (the decision section).
+    kind: Literal["bull_put_credit", "adaptive"]
     target_dte: int = Field(ge=1, le=365, description="calendar days to expiry to aim for")
     min_dte: int = Field(ge=0, le=365, description="fewest calendar days to expiry to enter")
     short_delta: float = Field(gt=0, lt=0.5, description="absolute delta of the short strike")
@@ -394,6 +396,130 @@ class StrategyConfig(_Section):
                 (("entry_end",), f"must be after entry_start ({self.entry_start:%H:%M})")
             )
         _raise_problems(problems)
+        return self
+
+
+class RegimeRulesConfig(_Section):
+    """Trend x volatility regimes with hysteresis (thetadesk/signals/regime.py)."""
+
+    fast: int = Field(default=20, ge=1, le=250, description="sessions in the fast average")
+    slow: int = Field(default=50, ge=2, le=250, description="sessions in the slow average")
+    adx_period: int = Field(default=14, ge=2, le=100)
+    adx_trend: float = Field(default=25.0, ge=0, le=100,
+                             description="ADX from which a new trend is recognised")
+    adx_range: float = Field(default=20.0, ge=0, le=100,
+                             description="ADX below which a trend in force becomes a range")
+    low_enter: float = Field(default=20.0, ge=0, le=100)
+    low_exit: float = Field(default=30.0, ge=0, le=100)
+    high_enter: float = Field(default=80.0, ge=0, le=100)
+    high_exit: float = Field(default=70.0, ge=0, le=100)
+    confirm: int = Field(default=3, ge=1, le=20,
+                         description="sessions a new regime must hold before it takes effect")
+
+    @model_validator(mode="after")
+    def _bands(self) -> RegimeRulesConfig:
+        from thetadesk.signals.regime import RegimeRules
+
+        try:
+            RegimeRules(**self.model_dump())
+        except ValueError as exc:
+            raise PydanticCustomError("regime_rules", "{reason}", {"reason": str(exc)}) from None
+        return self
+
+
+class SelectorConfig(_Section):
+    credit_min_rank: float = Field(default=50.0, ge=0, le=100,
+                                   description="IV rank from which premium is sold")
+    debit_max_rank: float = Field(default=25.0, ge=0, le=100,
+                                  description="IV rank up to which premium is bought")
+
+    @model_validator(mode="after")
+    def _order(self) -> SelectorConfig:
+        if not self.debit_max_rank < self.credit_min_rank:
+            _raise_problems([(("debit_max_rank",),
+                              f"must be below credit_min_rank ({self.credit_min_rank:g})")])
+        return self
+
+
+class TimingConfig(_Section):
+    windows: tuple[tuple[NewYorkTime, NewYorkTime], ...] = Field(
+        default=((time(10, 0), time(11, 30)), (time(14, 0), time(15, 30))), min_length=1,
+        description="entry windows, New York time, in order: [[start, end], ...]")
+    close_buffer: int = Field(default=30, ge=0, le=390,
+                              description="no entry in the session's last N minutes")
+    max_width_fraction: float = Field(default=0.25, gt=0, le=2,
+                                      description="most bid/ask width of the spread / its mid")
+
+    @model_validator(mode="after")
+    def _windows(self) -> TimingConfig:
+        from thetadesk.signals.timing import EntryTiming
+
+        try:
+            EntryTiming(self.windows, self.close_buffer, self.max_width_fraction)
+        except ValueError as exc:
+            _raise_problems([(("windows",), str(exc))])
+        return self
+
+
+class BlackoutConfig(_Section):
+    before_hours: float = Field(ge=0, le=24 * 14)
+    after_hours: float = Field(ge=0, le=24 * 14)
+
+
+def _default_blackouts() -> dict[str, BlackoutConfig]:
+    return {"fomc": BlackoutConfig(before_hours=24, after_hours=2),
+            "cpi": BlackoutConfig(before_hours=18, after_hours=1),
+            "jobs": BlackoutConfig(before_hours=18, after_hours=1),
+            "earnings": BlackoutConfig(before_hours=24, after_hours=24)}
+
+
+class EventsConfig(_Section):
+    """No new entries around scheduled events (thetadesk/signals/events.py)."""
+
+    enabled: StrictBool = True
+    shipped: StrictBool = Field(default=True, description="use the shipped FOMC/CPI/jobs dates")
+    files: tuple[Path, ...] = Field(default=(), description="more events files, same format")
+    blackout: dict[Literal["fomc", "cpi", "jobs", "earnings"], BlackoutConfig] = Field(
+        default_factory=_default_blackouts)
+
+
+class RegimeParamsConfig(_Section):
+    size: float | None = Field(default=None, gt=0, le=2,
+                               description="multiplies the account's budget per trade")
+    short_delta: float | None = Field(default=None, gt=0, lt=0.5)
+    target_dte: int | None = Field(default=None, ge=1, le=365)
+    width: float | None = Field(default=None, gt=0)
+    strategies: tuple[Literal["bull_put_credit", "bear_call_credit", "iron_condor",
+                              "bull_call_debit", "bear_put_debit"], ...] | None = None
+
+
+_TRENDS, _VOLATILITIES = ("up", "down", "range"), ("low", "normal", "high")
+REGIME_KEYS = (*_TRENDS, *_VOLATILITIES, *(f"{t}/{v}" for t in _TRENDS for v in _VOLATILITIES))
+
+
+class DecisionConfig(_Section):
+    """The adaptive strategy's decision layer (strategy.kind: adaptive)."""
+
+    history_sessions: int = Field(default=300, ge=60, le=2000,
+                                  description="sessions of daily history read for the regime")
+    debit_delta: float = Field(default=0.45, gt=0, lt=1,
+                               description="|delta| of a debit spread's long leg")
+    max_debit_fraction: float = Field(default=0.6, gt=0, lt=1,
+                                      description="most a debit spread may cost / its width")
+    min_pop: float = Field(default=0.0, ge=0, lt=1,
+                           description="least probability of profit of a candidate")
+    regime: RegimeRulesConfig = Field(default_factory=RegimeRulesConfig)
+    selector: SelectorConfig = Field(default_factory=SelectorConfig)
+    timing: TimingConfig = Field(default_factory=TimingConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    regimes: dict[str, RegimeParamsConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _regime_keys(self) -> DecisionConfig:
+        bad = [k for k in self.regimes if k not in REGIME_KEYS]
+        if bad:
+            _raise_problems([(("regimes", k), "not a regime key: a trend (up, down, range), a "
+                              "volatility (low, normal, high) or trend/volatility") for k in bad])
         return self
 
 
@@ -905,6 +1031,7 @@ class Config(_Section):
     risk_reports: RiskReportsConfig = Field(default_factory=RiskReportsConfig)
     global_risk: GlobalRiskConfig = Field(default_factory=GlobalRiskConfig)
     hedging: HedgingConfig = Field(default_factory=HedgingConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -73,7 +73,8 @@ class LockstepDesk:
         self.ledger = Ledger(self.state_dir / LEDGER_FILE, durable=durable)
         self.risk = build_risk_engine(config, self.ledger, self.market)
         self.entry_rules = Profiles.from_config(config)
-        self.symbols = {s: SymbolEngine(s, Profiles.for_symbol(config, s), self.market)
+        self.symbols = {s: SymbolEngine(s, Profiles.for_symbol(config, s), self.market,
+                                        self.ledger)
                         for s in config.market.symbols}
         yields = dividend_yields_of(config)
         start = self.calendar.session_open(self._first_session())

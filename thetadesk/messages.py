@@ -36,6 +36,9 @@ class TradeIntent:
     # The strategy profile that proposed it (config: strategies, accounts[].strategies); only
     # the accounts that trade that profile receive it.
     profile: str = "default"
+    # The share of the account's budget per trade to size it with: 1.0 for the plain
+    # strategy; the adaptive strategy's regime parameters set it (0 < size <= 2).
+    size_multiplier: float = 1.0
 
     @property
     def strategy(self) -> str:

@@ -2,8 +2,10 @@
 
 The first strategy sells a bull put credit spread: short put near a target delta at the expiry
 nearest a target DTE, long put ``width`` dollars lower, when at-the-money implied volatility is
-rich enough and the credit is a large enough fraction of the width. Accounts decide whether to
-take an intent (they skip symbols where they already hold a position) and how many to trade.
+rich enough and the credit is a large enough fraction of the width. A profile of ``kind:
+adaptive`` is the decision layer's instead (``thetadesk/strategies/adaptive.py``: regime, IV
+rank, structure, timing, event calendar). Accounts decide whether to take an intent (they skip
+symbols where they already hold a position) and how many to trade.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +27,9 @@ from thetadesk.models import Right
 from thetadesk.ports import MarketData
 from thetadesk.pricing import implied_vol
 from thetadesk.strategies.spreads import bull_put_credit
+
+if TYPE_CHECKING:
+    from thetadesk.strategies.adaptive import AdaptiveRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +55,59 @@ class BullPutRules:
         return self.entry_start <= now.astimezone(NEW_YORK).time() <= self.entry_end
 
 
+def adaptive_rules(strategy, decision) -> AdaptiveRules:
+    """An adaptive profile's rules: its strategy section and the config's decision section."""
+    from thetadesk.signals.events import Blackout, EventCalendar
+    from thetadesk.signals.regime import RegimeRules
+    from thetadesk.signals.timing import EntryTiming
+    from thetadesk.strategies.adaptive import AdaptiveRules, RegimeParams
+    from thetadesk.strategies.selector import SelectorRules
+    from thetadesk.strategies.spreads import SpreadKind
+
+    ev = decision.events
+    events = None
+    if ev.enabled:
+        events = EventCalendar.from_files(ev.files, shipped=ev.shipped, blackouts={
+            k: Blackout(timedelta(hours=b.before_hours), timedelta(hours=b.after_hours))
+            for k, b in ev.blackout.items()})
+    t = decision.timing
+    return AdaptiveRules(
+        target_dte=strategy.target_dte, min_dte=strategy.min_dte,
+        short_delta=strategy.short_delta, width=strategy.width, min_iv=strategy.min_iv,
+        min_credit_fraction=strategy.min_credit_fraction, entry_start=strategy.entry_start,
+        entry_end=strategy.entry_end, debit_delta=decision.debit_delta,
+        max_debit_fraction=decision.max_debit_fraction, min_pop=decision.min_pop,
+        history_sessions=decision.history_sessions,
+        regime=RegimeRules(**decision.regime.model_dump()),
+        selector=SelectorRules(**decision.selector.model_dump()),
+        timing=EntryTiming(t.windows, t.close_buffer, t.max_width_fraction),
+        events=events,
+        regimes={k: RegimeParams(p.size, p.short_delta, p.target_dte, p.width,
+                                 None if p.strategies is None
+                                 else frozenset(SpreadKind(s) for s in p.strategies))
+                 for k, p in decision.regimes.items()})
+
+
 class Profiles(dict):
-    """Strategy profiles by name (``BullPutRules`` each): the ones a symbol engine proposes
-    for, or an account trades. Its entry window is the union of theirs."""
+    """Strategy profiles by name (``BullPutRules`` or ``AdaptiveRules`` each): the ones a
+    symbol engine proposes for, or an account trades. Its entry window is the union of
+    theirs."""
 
     @classmethod
     def from_config(cls, config, names: Iterable[str] | None = None) -> Profiles:
         """``names`` (every profile if None) as rules, in the order given."""
         profiles = config.strategy_profiles()
-        return cls((n, BullPutRules.from_config(profiles[n]))
-                   for n in (profiles if names is None else names))
+
+        def rules(strategy):
+            if strategy.kind == "adaptive":
+                return adaptive_rules(strategy, config.decision)
+            return BullPutRules.from_config(strategy)
+
+        return cls((n, rules(profiles[n])) for n in (profiles if names is None else names))
+
+    def adaptive(self) -> bool:
+        """Whether any profile is the adaptive strategy's."""
+        return any(not isinstance(r, BullPutRules) for r in self.values())
 
     @classmethod
     def for_symbol(cls, config, symbol: str) -> Profiles:
@@ -93,7 +142,7 @@ class SymbolEngine:
     tick proposes at most one intent per profile, tagged with the profile's name."""
 
     def __init__(self, symbol: str, rules: BullPutRules | Mapping[str, BullPutRules],
-                 market: MarketData) -> None:
+                 market: MarketData, ledger=None) -> None:
         self.symbol = symbol
         self.profiles = ({DEFAULT_PROFILE: rules} if isinstance(rules, BullPutRules)
                          else dict(rules))
@@ -102,6 +151,11 @@ class SymbolEngine:
         self.rules = next(iter(self.profiles.values()))
         self.market = market
         self.log = get_logger("symbol").bind(symbol=symbol)
+        self._adaptive = None
+        if any(not isinstance(r, BullPutRules) for r in self.profiles.values()):
+            from thetadesk.strategies.adaptive import AdaptiveEngine
+
+            self._adaptive = AdaptiveEngine(symbol, market, ledger)
 
     def _chain(self, now: datetime, rules: BullPutRules | None = None) -> OptionChain:
         """A chain holding the expiry nearest the target DTE (at least ``min_dte`` out), read as
@@ -131,6 +185,8 @@ class SymbolEngine:
         return SymbolTick(self.symbol, now, seen.spot, seen.atm_iv, intents, note)
 
     def _propose(self, now: datetime, profile: str, r: BullPutRules) -> SymbolTick:
+        if self._adaptive is not None and not isinstance(r, BullPutRules):
+            return self._adaptive.propose(now, profile, r)
         if not r.in_entry_window(now):
             return SymbolTick(self.symbol, now, None, None, note="outside the entry window")
         try:

@@ -70,6 +70,7 @@ import math
 import threading
 import warnings
 import zlib
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -627,6 +628,20 @@ class SimMarket:
         session, the last close outside sessions, the starting spot before the first session."""
         with self._lock:
             return self._bar(symbol, now).spot
+
+    def day_path(self, symbol: str, day: date) -> np.ndarray:
+        """``symbol``'s prices at minutes 0 (the open) .. n (the close) of session ``day``, as
+        the minute bars quote them (rounded to the cent), like the replay's ``day_path``."""
+        self._spec(symbol)  # an unknown symbol is a DataError
+        dates = self._cal.dates
+        i = bisect_left(dates, day)
+        if i >= len(dates) or dates[i] != day:
+            raise DataError(f"{day} is not a session of the simulated calendar")
+        d = i - self._first
+        if d < 0:
+            raise DataError(f"{day} is before the simulation starts ({self._start})")
+        with self._lock:
+            return np.round(self._path(symbol, d).prices[d], 2)
 
     def regime(self, now: datetime) -> str:
         """The market regime of the session at (or last before) ``now``: "calm", "normal" or

@@ -136,6 +136,7 @@ class EventCalendar:
         """The event whose blackout holds ``now`` for ``symbol`` (the earliest, if several)."""
         if now.tzinfo is None or now.utcoffset() is None:
             raise ValueError(f"the event calendar needs a timezone-aware time, got {now!r}")
+        now = now.astimezone(UTC)  # spans in elapsed hours, not New York wall-clock ones
         # Only an event released within the longest "after" behind now, or the longest
         # "before" ahead of it, can hold a blackout now.
         lo = bisect_left(self._times, now - self._after)
@@ -150,6 +151,7 @@ class EventCalendar:
 
     def next_event(self, now: datetime, symbol: str | None = None) -> Event | None:
         """The next event at or after ``now`` that applies to ``symbol``."""
+        now = now.astimezone(UTC)
         for e in self.events[bisect_left(self._times, now):]:
             if e.symbol is None or e.symbol == symbol:
                 return e

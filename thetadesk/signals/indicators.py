@@ -273,9 +273,11 @@ def close_to_close_vol(close, n: int = 20, periods_per_year: float = 252.0) -> n
     """Annualised standard deviation (sample, ``ddof=1``) of the last ``n`` log returns; the
     first value needs ``n + 1`` closes."""
     n = _period(n, minimum=2)
-    r = _log_ratio(_series(close, "close")[1:], _series(close, "close")[:-1])
-    var = np.full(len(r) + 1, np.nan)
-    var[1:] = _rolling(r, n, lambda w, axis: np.var(w, axis=axis, ddof=1))
+    c = _series(close, "close")
+    var = np.full(len(c), np.nan)
+    if len(c) > 1:
+        r = _log_ratio(c[1:], c[:-1])
+        var[1:] = _rolling(r, n, lambda w, axis: np.var(w, axis=axis, ddof=1))
     return _annualise(var, periods_per_year)
 
 

@@ -56,9 +56,10 @@ def resample(bars: Bars, minutes: int | None, now: np.datetime64 | None = None,
     minutes up to the close.
 
     With ``now``: input bars ending after ``now`` are ignored (they are the future), and only
-    complete buckets are returned: a bucket whose nominal end has come, or any bucket of a
-    session older than the newest one in the input. The newest session's daily bar is complete
-    only once ``now`` reaches ``session_close`` (that session's close, from the calendar)."""
+    complete buckets are returned: a bucket whose nominal end has come, any bucket of a session
+    older than the newest one in the input, and every bucket of the newest one (its daily bar
+    too) once ``now`` reaches ``session_close``, which is that session's close (the newest
+    session in the input after the cut, from the calendar; None: not known to have closed)."""
     bars.check()
     if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int)
                                 or minutes < 1):
@@ -92,11 +93,10 @@ def resample(bars: Bars, minutes: int | None, now: np.datetime64 | None = None,
     if t is None:
         return out
     older = out.session != bars.session[-1]
-    if minutes is None:
-        done = session_close is not None and t >= np.datetime64(session_close, "s")
-        complete = older | done
-    else:
-        complete = older | (out.end <= t)
+    closed = session_close is not None and t >= np.datetime64(session_close, "s")
+    complete = older | closed
+    if minutes is not None:
+        complete = complete | (out.end <= t)
     return Bars(*(a[complete] for a in out))
 
 

@@ -11,8 +11,9 @@ order works from mid toward the natural price before giving up.
 - An optional volume-spike confirmation asks that the underlying's latest bar traded at least
   ``volume_spike`` times its recent average (``indicators.volume_ratio``).
 - ``LimitLadder``: the order starts at mid (rounded to the tick in the trader's favour) and every
-  ``step_minutes`` gives one ``tick`` toward natural, never beyond it; after ``max_steps`` steps
-  with no fill it is cancelled.
+  ``step_minutes`` gives one ``tick`` toward natural, stopping at natural rounded to the tick
+  toward the market (so, with a coarse tick, up to one tick past it: still marketable, and
+  filled at natural or better); after ``max_steps`` steps with no fill it is cancelled.
 """
 
 from __future__ import annotations
@@ -71,12 +72,14 @@ class EntryTiming:
                   ) -> tuple[time, time] | None:
         """The window (New York wall times, cut for an early close) holding ``now``, if any.
         ``session_close``: the close of ``now``'s session (the calendar's), which cuts the
-        windows ``close_buffer`` minutes before it; None means a regular 16:00 close."""
+        windows ``close_buffer`` minutes before it; None means a regular 16:00 close
+        (the buffer applies to it just the same)."""
         if now.tzinfo is None or now.utcoffset() is None:
             raise ValueError(f"entry timing needs a timezone-aware time, got {now!r}")
         local = now.astimezone(NEW_YORK)
         t = local.time()
-        cutoff = None
+        cutoff = (datetime.combine(local.date(), time(16, 0)) - timedelta(
+            minutes=self.close_buffer)).time()
         if session_close is not None:
             close_local = session_close.astimezone(NEW_YORK)
             if close_local.date() != local.date():
@@ -84,7 +87,7 @@ class EntryTiming:
                                  f"{local.date()}, the day of {now.isoformat()}")
             cutoff = (close_local - timedelta(minutes=self.close_buffer)).time()
         for start, end in self.windows:
-            if cutoff is not None and end > cutoff:
+            if end > cutoff:
                 end = cutoff
             if start < end and start <= t <= end:
                 return start, end

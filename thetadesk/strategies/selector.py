@@ -112,7 +112,8 @@ class Candidate:
     spread: Spread
     expiry: date
     dte: int
-    short_delta: float  # the short leg's delta (the put side's for an iron condor), signed
+    leg_delta: float  # signed delta of the leg placed at the target delta: the short leg of a
+    # credit spread (the short put of an iron condor), the long leg of a debit spread
     mid: float  # net premium at mid, per share (> 0 credit)
     natural: float
     limit: float  # the opening limit, net premium per share signed as ``mid``
@@ -125,7 +126,7 @@ class Candidate:
     def describe(self) -> dict:
         return {"kind": self.spread.kind.value, "expiry": self.expiry.isoformat(),
                 "dte": self.dte, "strikes": list(self.spread.strikes),
-                "short_delta": round(self.short_delta, 4), "mid": round(self.mid, 4),
+                "leg_delta": round(self.leg_delta, 4), "mid": round(self.mid, 4),
                 "natural": round(self.natural, 4), "limit": self.limit,
                 "max_loss": round(self.max_loss, 2), "max_profit": round(self.max_profit, 2),
                 "pop": round(self.pop, 4), "expected_value": round(self.expected_value, 2),
@@ -147,45 +148,45 @@ def _pair(chain: OptionChain, expiry: date, right: Right, delta: float, width: f
     return near, other
 
 
+# Each vertical's builder takes the leg nearest the target delta first, then the one ``width``
+# further out of the money: (short, long) for a credit spread, (long, short) for a debit.
+_VERTICALS = {SpreadKind.BULL_PUT_CREDIT: (Right.PUT, bull_put_credit),
+              SpreadKind.BEAR_CALL_CREDIT: (Right.CALL, bear_call_credit),
+              SpreadKind.BULL_CALL_DEBIT: (Right.CALL, bull_call_debit),
+              SpreadKind.BEAR_PUT_DEBIT: (Right.PUT, bear_put_debit)}
+
+
 def _build(chain: OptionChain, kind: SpreadKind, expiry: date, delta: float, width: float
            ) -> tuple[Spread, dict, float]:
-    quotes: dict = {}
-    if kind is SpreadKind.BULL_PUT_CREDIT:
-        short, long = _pair(chain, expiry, Right.PUT, delta, width, away=True)
-        spread, signed = bull_put_credit(short.contract, long.contract), short.delta
-        rows = (short, long)
-    elif kind is SpreadKind.BEAR_CALL_CREDIT:
-        short, long = _pair(chain, expiry, Right.CALL, delta, width, away=True)
-        spread, signed = bear_call_credit(short.contract, long.contract), short.delta
-        rows = (short, long)
-    elif kind is SpreadKind.IRON_CONDOR:
+    """The spread, its legs' quotes, and the delta of the leg at the target (the short put's
+    for an iron condor), NaN if the chain gives none."""
+    if kind is SpreadKind.IRON_CONDOR:
         sp, lp = _pair(chain, expiry, Right.PUT, delta, width, away=True)
         sc, lc = _pair(chain, expiry, Right.CALL, delta, width, away=True)
-        spread = iron_condor(lp.contract, sp.contract, sc.contract, lc.contract)
-        signed, rows = sp.delta, (sp, lp, sc, lc)
-    elif kind is SpreadKind.BULL_CALL_DEBIT:
-        long, short = _pair(chain, expiry, Right.CALL, delta, width, away=True)
-        spread, signed = bull_call_debit(long.contract, short.contract), long.delta
-        rows = (long, short)
-    elif kind is SpreadKind.BEAR_PUT_DEBIT:
-        long, short = _pair(chain, expiry, Right.PUT, delta, width, away=True)
-        spread, signed = bear_put_debit(long.contract, short.contract), long.delta
-        rows = (long, short)
-    else:  # pragma: no cover - every kind is handled above
-        raise ValueError(kind)
-    for row in rows:
-        quotes[row.contract] = row.quote
-    return spread, quotes, float(signed) if signed is not None else math.nan
+        spread, rows = iron_condor(lp.contract, sp.contract, sc.contract, lc.contract), (
+            sp, lp, sc, lc)
+    else:
+        right, build = _VERTICALS[kind]
+        near, far = _pair(chain, expiry, right, delta, width, away=True)
+        spread, rows = build(near.contract, far.contract), (near, far)
+    signed = rows[0].delta
+    return (spread, {r.contract: r.quote for r in rows},
+            float(signed) if signed is not None else math.nan)
 
 
 def candidates(chain: OptionChain, kind: SpreadKind, *, target_dte: int, min_dte: int,
                delta: float, width: float, atm_iv: float, real_vol: float,
                deltas: tuple[float, ...] = (-0.05, 0.0, 0.05), expiries: int = 2,
-               tick: float = 0.01) -> tuple[list[Candidate], list[tuple[dict, str]]]:
+               tick: float = 0.01, price_at: str = "mid"
+               ) -> tuple[list[Candidate], list[tuple[dict, str]]]:
     """Candidates of ``kind`` at the ``expiries`` expiries nearest ``target_dte`` (at least
     ``min_dte`` out) and the target ``delta`` shifted by each of ``deltas`` (for a debit
     spread ``delta`` is the long leg's, for the others the short's), ``width`` dollars wide;
-    and the combinations that could not be built or priced, with why."""
+    and the combinations that could not be built or priced, with why. ``price_at``: the
+    opening limit at the mid (to the tick in the trader's favour) or at the natural price
+    (to the tick toward the market: marketable)."""
+    if price_at not in ("mid", "natural"):
+        raise ValueError(f"price_at must be 'mid' or 'natural', got {price_at!r}")
     listed = sorted((e for e in chain.expiries() if chain.dte(e) >= min_dte),
                     key=lambda e: (abs(chain.dte(e) - target_dte), e))[:expiries]
     if not listed:
@@ -212,7 +213,8 @@ def candidates(chain: OptionChain, kind: SpreadKind, *, target_dte: int, min_dte
                 # The opening limit: the mid to the tick in the trader's favour, which for a
                 # net premium signed "> 0 credit, < 0 debit" is always up (more credit, less
                 # debit).
-                limit = round(math.ceil(mid / tick - 1e-9) * tick, 10)
+                limit = round(math.ceil(mid / tick - 1e-9) * tick if price_at == "mid"
+                              else math.floor(natural / tick + 1e-9) * tick, 10)
                 premium = limit
                 if (credit and premium <= 0) or (not credit and premium >= 0):
                     failed.append((where, f"net premium {mid:.2f} at mid has the wrong sign "

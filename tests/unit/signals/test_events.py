@@ -82,3 +82,19 @@ def test_a_missing_or_columnless_file_is_a_config_error(tmp_path):
         load_events(tmp_path / "x.csv")
     with pytest.raises(ValueError, match=">= 0"):
         Blackout(timedelta(hours=-1), timedelta(0))
+
+
+def test_a_new_york_time_across_a_dst_change_finds_a_long_blackout():
+    from thetadesk.chain import NEW_YORK
+    from thetadesk.signals.events import Event
+
+    event = Event(utc(2025, 3, 7, 21, 5), "earnings", "AAPL")  # 16:05 EST, Friday
+    cal = EventCalendar([event], {"earnings": Blackout(timedelta(hours=72),
+                                                       timedelta(hours=72))})
+    # 72 elapsed hours after it is Monday 17:05 EDT (DST began on the Sunday).
+    monday = datetime(2025, 3, 10, 16, 30, tzinfo=NEW_YORK)
+    assert cal.blocking(monday, "AAPL") == event
+    assert cal.blocking(monday.astimezone(UTC), "AAPL") == event
+    assert cal.blocking(datetime(2025, 3, 10, 17, 6, tzinfo=NEW_YORK), "AAPL") is None
+    assert cal.next_event(datetime(2025, 3, 7, 16, 0, tzinfo=NEW_YORK), "AAPL") == event
+    assert cal.next_event(datetime(2025, 3, 7, 16, 0, tzinfo=NEW_YORK)) is None  # not SPY's

@@ -252,5 +252,7 @@ def test_bad_arguments_are_refused_with_the_reason():
         ind.sma([[1.0, 2.0]], 1)
     with pytest.raises(ValueError, match="different lengths"):
         ind.true_range([1.0, 2.0], [1.0], [1.0, 2.0])
+    for f in (ind.close_to_close_vol, ind.sma, ind.ema, ind.rsi):
+        assert len(f([], 3)) == 0  # an empty series gives an empty signal
     with pytest.raises(ValueError, match="periods_per_year"):
         ind.close_to_close_vol([1.0, 2.0, 3.0], 2, periods_per_year=0)

@@ -81,3 +81,23 @@ def test_bad_bars_are_refused():
         resample(bars._replace(close=bars.close[1:]), 5)
     with pytest.raises(ValueError, match="positive integer"):
         resample(bars, 0)
+
+
+def test_the_newest_session_completes_at_its_close():
+    bars = minute_bars(days=1)
+    close = np.datetime64("2025-01-06T21:00:00")  # 16:00 New York
+    next_morning = np.datetime64("2025-01-07T14:00:00")
+    assert len(resample(bars, None, now=next_morning).end) == 0  # not known to have closed
+    daily = resample(bars, None, now=next_morning, session_close=close)
+    assert len(daily.end) == 1
+    assert daily.volume[0] == 390.0
+    at_close = np.datetime64("2025-01-06T21:05:00")
+    assert len(resample(bars, 60, now=at_close).end) == 6  # 15:30-16:00 nominally ends 16:30
+    assert len(resample(bars, 60, now=at_close, session_close=close).end) == 7
+    # A bucket still forming is not a bar: the 09:40-09:45 bucket at 09:42 is absent, and
+    # it appears, whole, at 09:45.
+    early = np.datetime64("2025-01-06T14:42:00")
+    assert resample(bars, 5, now=early).end.tolist() == [
+        np.datetime64("2025-01-06T14:35:00"), np.datetime64("2025-01-06T14:40:00")]
+    at = np.datetime64("2025-01-06T14:45:00")
+    assert resample(bars, 5, now=at).volume[-1] == 5.0

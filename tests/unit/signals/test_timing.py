@@ -85,3 +85,10 @@ def test_the_ladder_steps_from_mid_toward_natural_then_cancels():
         ladder.at(1.0, 0.9, True, placed, placed - timedelta(minutes=1))
     with pytest.raises(ValueError, match="usable prices"):
         ladder.price(float("nan"), 0.9, True, 0)
+
+
+def test_the_close_buffer_applies_to_a_regular_close_when_none_is_given():
+    late = EntryTiming(windows=((time(14, 0), time(15, 50)),), close_buffer=30)
+    assert late.allows_time(utc(2025, 1, 6, 20, 30))  # 15:30 New York
+    assert not late.allows_time(utc(2025, 1, 6, 20, 45))  # 15:45: inside the last 30 minutes
+    assert late.window_at(utc(2025, 1, 6, 20, 30)) == (time(14, 0), time(15, 30))

@@ -77,6 +77,10 @@ def test_candidates_on_a_known_chain_and_their_ranking():
             assert 0 < c.pop < 1
             assert c.max_loss > 0
             assert c.ev_per_risk == pytest.approx(c.expected_value / c.max_loss)
+            # The leg at the target delta: a short put or long put is negative, a call
+            # positive (the iron condor reports its short put).
+            on_puts = kind in (K.BULL_PUT_CREDIT, K.BEAR_PUT_DEBIT, K.IRON_CONDOR)
+            assert (c.leg_delta < 0) == on_puts
         assert len({c.expiry for c in found}) == 2  # the two expiries nearest 35 DTE
         best, rejected = rank(found)
         assert best is not None

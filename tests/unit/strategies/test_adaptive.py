@@ -1,0 +1,128 @@
+"""The adaptive strategy on the simulator: timing, the event blackout, warm-up, the regime and
+IV rank behind each structure, the decision's record, and the ledger's regime history."""
+
+import itertools
+from datetime import UTC, date, datetime, time
+
+import pytest
+
+from thetadesk.adapters.sim_market import SimMarket, SimSymbol
+from thetadesk.chain import NEW_YORK
+from thetadesk.clock import MarketCalendar
+from thetadesk.config import DEFAULT_CONFIG, load_config
+from thetadesk.signals.events import EventCalendar
+from thetadesk.signals.regime import Regime
+from thetadesk.store import Ledger
+from thetadesk.strategies.adaptive import AdaptiveEngine, AdaptiveRules, RegimeParams
+from thetadesk.strategies.selector import structure_for
+from thetadesk.strategies.spreads import SpreadKind
+from thetadesk.symbol import Profiles, SymbolEngine
+
+RULES = AdaptiveRules(target_dte=35, min_dte=21, short_delta=0.25, width=5.0, min_iv=0.0,
+                      min_credit_fraction=0.05, entry_start=time(9, 45),
+                      entry_end=time(15, 45))
+
+
+def market(start=date(2024, 1, 2), seed=7):
+    return SimMarket(seed=seed, symbols={"SPY": SimSymbol(580.0, 0.16, 0.013, 5.0)},
+                     rate=0.04, start=start)
+
+
+def utc(*a):
+    return datetime(*a, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return market()
+
+
+def ny(d, hh=10, mm=30):
+    return datetime.combine(d, time(hh, mm), NEW_YORK)
+
+
+def test_an_intent_follows_from_the_regime_and_iv_rank(sim, tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    engine = AdaptiveEngine("SPY", sim, ledger)
+    days = MarketCalendar().sessions(date(2025, 1, 2), 60)
+    proposals = [engine.propose(ny(d), "default", RULES) for d in days]
+    made = [t for t in proposals if t.intents]
+    assert len({t.intents[0].spread.kind for t in made}) >= 3, [t.note for t in proposals]
+    for tick in proposals:
+        if not tick.intents:
+            continue
+        intent = tick.intents[0]
+        ctx = intent.context
+        regime = Regime.parse(ctx["regime"])
+        rank = float("nan") if ctx["iv_rank"] is None else ctx["iv_rank"]
+        assert structure_for(regime, rank)[0] is intent.spread.kind
+        assert ctx["chosen"]["kind"] == intent.spread.kind.value
+        assert ctx["chosen"]["limit"] == intent.limit_price
+        assert all("why" in r for r in ctx["rejected"])
+        assert set(ctx["regime_inputs"]) >= {"close", "sma_fast", "sma_slow", "adx",
+                                             "vol_percentile", "vol_source"}
+        assert ctx["regime_inputs"]["vol_source"] == "iv_percentile"
+        assert intent.max_loss_per_spread > 0
+        assert (intent.limit_price > 0) == intent.spread.kind.is_credit
+        assert intent.size_multiplier == 1.0
+    history = ledger.regimes("SPY")
+    assert len(history) >= 2  # the regime found first, then each change
+    last = Regime.parse(made[-1].intents[0].context["regime"])
+    assert (history[-1]["trend"], history[-1]["volatility"]) == (last.trend, last.volatility)
+    assert all(h["previous"] == f"{g['trend']}/{g['volatility']}"
+               for g, h in itertools.pairwise(history))
+    ledger.close()
+
+
+def test_timing_blackouts_and_warm_up_say_why_nothing_is_proposed(sim):
+    engine = AdaptiveEngine("SPY", sim)
+    assert engine.propose(utc(2025, 2, 12, 17, 0), "default", RULES).note == \
+        "outside the entry windows"  # 12:00 New York: the lunch lull
+    with_events = AdaptiveRules(**{**{f: getattr(RULES, f) for f in RULES.__slots__},
+                                   "events": EventCalendar.from_files()})
+    # The FOMC statement of 2025-01-29 at 14:00 New York: no entry that morning.
+    tick = engine.propose(utc(2025, 1, 29, 15, 30), "default", with_events)
+    assert tick.note.startswith("event blackout: FOMC at 2025-01-29 14:00")
+    young = AdaptiveEngine("SPY", market(start=date(2025, 1, 2)))
+    note = young.propose(utc(2025, 2, 12, 16, 0), "default", RULES).note
+    assert note.startswith("regime warming up: 27 of 50 sessions")  # Jan 9 was closed
+
+
+def test_regime_parameters_size_and_restrict(sim):
+    engine = AdaptiveEngine("SPY", sim)
+    for d in MarketCalendar().sessions(date(2025, 1, 2), 30):  # the first day with a trade
+        at = ny(d)
+        plain = engine.propose(at, "default", RULES)
+        if plain.intents:
+            break
+    assert plain.intents, plain.note
+    regime = Regime.parse(plain.intents[0].context["regime"])
+    kw = {f: getattr(RULES, f) for f in RULES.__slots__}
+    smaller = AdaptiveRules(**{**kw, "regimes": {
+        regime.trend.value: RegimeParams(size=0.5), regime.volatility.value:
+        RegimeParams(size=0.5, width=10.0)}})
+    tick = engine.propose(at, "default", smaller)
+    intent = tick.intents[0]
+    assert intent.size_multiplier == 0.25  # sizes multiply
+    strikes = intent.spread.strikes
+    assert max(strikes) - min(strikes) >= 10.0 - 1e-9
+    kind = plain.intents[0].spread.kind
+    others = frozenset(SpreadKind) - {kind}
+    barred = AdaptiveRules(**{**kw, "regimes": {regime.name: RegimeParams(strategies=others)}})
+    assert "not allowed in this regime" in engine.propose(at, "default", barred).note
+
+
+def test_the_config_builds_adaptive_profiles_for_the_symbol_engine(tmp_path):
+    path = tmp_path / "c.yaml"
+    text = DEFAULT_CONFIG.read_text().replace("kind: bull_put_credit", "kind: adaptive", 1)
+    path.write_text(text)
+    cfg = load_config(path)
+    profiles = Profiles.from_config(cfg)
+    assert profiles.adaptive()
+    rules = profiles["default"]
+    assert isinstance(rules, AdaptiveRules)
+    assert rules.events is not None
+    assert rules.timing.windows[0] == (time(10, 0), time(11, 30))
+    engine = SymbolEngine("SPY", profiles, market())
+    tick = engine.tick(utc(2025, 1, 29, 15, 30))
+    assert tick.note.startswith("event blackout")

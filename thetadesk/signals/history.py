@@ -1,0 +1,93 @@
+"""Daily history of an underlying for the decision layer: each completed session's open, high,
+low and close, and the 30-day at-the-money implied volatility at its close.
+
+Point in time: ``DailyHistory.before(day)`` holds the sessions before ``day`` only (a session in
+progress is not a bar yet). Sources: a market with ``day_path(symbol, day)`` (the simulator and
+the historical replay: every minute of the session, so high and low are exact) and, where it has
+one, ``atm_iv(symbol, t)``; a market without ``day_path`` has no history here (live sources:
+not yet built), and the caller says so rather than trade on nothing. Sessions are remembered,
+so each is read from the market once per process.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from thetadesk.clock import MarketCalendar
+from thetadesk.errors import DataError
+
+__all__ = ["DailyBars", "DailyHistory"]
+
+
+@dataclass(frozen=True, slots=True)
+class DailyBars:
+    sessions: tuple[date, ...]
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    atm_iv: np.ndarray  # NaN where the source has no implied volatility
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+
+class DailyHistory:
+    """Daily bars of one symbol from ``market``, remembered per session."""
+
+    def __init__(self, market, symbol: str, calendar: MarketCalendar | None = None) -> None:
+        if not callable(getattr(market, "day_path", None)):
+            raise DataError(f"{type(market).__name__} gives no daily history (no day_path): "
+                            "the adaptive strategy needs the simulator or the historical replay")
+        self.market = market
+        self.symbol = symbol
+        self.calendar = calendar or MarketCalendar()
+        self._bars: dict[date, tuple[float, float, float, float, float]] = {}
+        self._missing: set[date] = set()  # sessions before the source's data begins
+
+    def _bar(self, day: date) -> tuple[float, float, float, float, float] | None:
+        if day in self._bars:
+            return self._bars[day]
+        if day in self._missing:
+            return None
+        try:
+            path = np.asarray(self.market.day_path(self.symbol, day), dtype=np.float64)
+        except DataError:
+            self._missing.add(day)
+            return None
+        if path.size == 0 or not np.all(np.isfinite(path)) or np.any(path <= 0):
+            raise DataError(f"{self.symbol} {day}: the source's minute prices are unusable")
+        iv = math.nan
+        atm = getattr(self.market, "atm_iv", None)
+        if callable(atm):
+            try:
+                iv = float(atm(self.symbol, self.calendar.session_close(day)))
+            except DataError:
+                iv = math.nan
+        bar = (float(path[0]), float(path.max()), float(path.min()), float(path[-1]), iv)
+        self._bars[day] = bar
+        return bar
+
+    def before(self, day: date, sessions: int) -> DailyBars:
+        """Up to ``sessions`` completed sessions before ``day``, oldest first; fewer at the
+        start of the source's data (the simulation's first session, the replay's)."""
+        if sessions < 1:
+            raise ValueError(f"sessions must be >= 1, got {sessions}")
+        days: list[date] = []
+        d = self.calendar.previous_session(day)
+        while len(days) < sessions:
+            if self._bar(d) is None:
+                break
+            days.append(d)
+            try:
+                d = self.calendar.previous_session(d)
+            except (DataError, ValueError):
+                break
+        days.reverse()
+        rows = [self._bar(d) for d in days]
+        cols = np.array(rows, dtype=np.float64).reshape(len(rows), 5).T
+        return DailyBars(tuple(days), *cols)
