@@ -146,6 +146,7 @@ class AdaptiveEngine:
         self.calendar = calendar or MarketCalendar()
         self.history = DailyHistory(market, symbol, self.calendar)
         self._days: dict[tuple, _Day] = {}
+        self._years: dict[tuple, tuple[str, ...]] = {}
         self.log = get_logger("symbol").bind(symbol=symbol)
 
     def _day(self, today, r: AdaptiveRules) -> _Day:
@@ -183,6 +184,18 @@ class AdaptiveEngine:
         self._days[key] = day
         return day
 
+    def _unknown_events(self, events: EventCalendar, today) -> tuple[str, ...]:
+        """The event kinds the calendar has no dates for in ``today``'s year, said once a
+        year in the log (a backtest before 2024 runs without blackouts, and says so)."""
+        key = (id(events), today.year)
+        if key not in self._years:
+            self._years[key] = events.missing(today)
+            if self._years[key]:
+                self.log.warning("events_unknown", year=today.year,
+                                 kinds=list(self._years[key]),
+                                 consequence="no blackout for these releases this year")
+        return self._years[key]
+
     def _record(self, regime: Regime, since, inputs: dict) -> None:
         if self.ledger is None:
             return
@@ -208,10 +221,12 @@ class AdaptiveEngine:
         t = now.astimezone(NEW_YORK).time()
         if not (r.entry_start <= t <= r.entry_end) or r.timing.window_at(now, close) is None:
             return SymbolTick(**base, note="outside the entry windows")
+        unknown: tuple[str, ...] = ()
         if r.events is not None:
             event = r.events.blocking(now, self.symbol)
             if event is not None:
                 return SymbolTick(**base, note=f"event blackout: {event.label}")
+            unknown = self._unknown_events(r.events, today)
         try:
             day = self._day(today, r)
         except DataError as exc:
@@ -235,6 +250,7 @@ class AdaptiveEngine:
                    "regime_inputs": day.inputs, "iv_rank": _num(rank_),
                    "atm_iv": _num(current_iv), "realised_vol": _num(day.realised),
                    "structure": why, "size_multiplier": params.size,
+                   "events_unknown": list(unknown),
                    "params": {"short_delta": params.short_delta,
                               "target_dte": params.target_dte, "width": params.width}}
         if kind is None:

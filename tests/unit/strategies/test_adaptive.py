@@ -126,3 +126,49 @@ def test_the_config_builds_adaptive_profiles_for_the_symbol_engine(tmp_path):
     engine = SymbolEngine("SPY", profiles, market())
     tick = engine.tick(utc(2025, 1, 29, 15, 30))
     assert tick.note.startswith("event blackout")
+
+
+def test_a_year_the_calendar_does_not_know_is_said_not_assumed_calm(sim):
+    engine = AdaptiveEngine("SPY", sim)
+    kw = {f: getattr(RULES, f) for f in RULES.__slots__}
+    rules = AdaptiveRules(**{**kw, "events": EventCalendar.from_files()})
+    assert engine._unknown_events(rules.events, date(2025, 6, 2)) == ()
+    assert engine._unknown_events(rules.events, date(2027, 6, 1)) == ("cpi", "jobs")
+    assert engine._unknown_events(rules.events, date(2016, 6, 1)) == ("fomc", "cpi", "jobs")
+    for d in MarketCalendar().sessions(date(2025, 1, 2), 30):
+        tick = engine.propose(ny(d), "default", rules)
+        if tick.intents:
+            assert tick.intents[0].context["events_unknown"] == []
+            break
+    else:
+        pytest.fail("no intent in 30 sessions")
+
+
+def test_the_whole_desk_trades_the_adaptive_strategy_after_its_warm_up(tmp_path):
+    """80 simulated sessions through the lockstep desk: nothing while the regime warms up,
+    then intents the accounts size and the risk gate passes, positions managed to a close."""
+    import json
+
+    from thetadesk.config import load_config_data, parse_config
+    from thetadesk.lockstep import LockstepDesk
+
+    data = load_config_data(DEFAULT_CONFIG)
+    data["strategy"]["kind"] = "adaptive"
+    desk = LockstepDesk(parse_config(data, env={}), tmp_path, durable=False)
+    try:
+        desk.run(80)
+        first = MarketCalendar().sessions(desk.config.market.start, 51)[-1]
+        intents = desk.ledger._rows("SELECT * FROM intents ORDER BY decided_at")
+        assert intents
+        assert all(r["decided_at"] >= first.isoformat() for r in intents)
+        for r in intents:
+            ctx = json.loads(r["context"])
+            assert ctx["profile"] == "default"
+            assert r["strategy"] == ctx["chosen"]["kind"]
+        positions = desk.ledger._rows("SELECT * FROM positions")
+        assert positions
+        assert any(p["status"] == "closed" for p in positions)
+        assert desk.ledger.regimes("SPY")
+        assert desk.ledger.regimes("QQQ")
+    finally:
+        desk.close()
