@@ -238,7 +238,7 @@ def test_parse_config_several_problems_reports_each_on_its_own_line():
 
 def test_load_config_unquoted_time_explains_yaml_reads_a_number(tmp_path):
     file = tmp_path / "config.yaml"
-    file.write_text(DEFAULT_CONFIG.read_text().replace('"10:00"', "10:00"))
+    file.write_text(DEFAULT_CONFIG.read_text().replace('"10:00"', "10:00", 1))
 
     with pytest.raises(ConfigError) as info:
         load_config(file, env={})
