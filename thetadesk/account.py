@@ -40,7 +40,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from thetadesk import failpoints
@@ -182,6 +182,7 @@ class AccountEngine:
         self._opened = 0
         self._closed = 0
         self._order_age: Counter[str] = Counter()
+        self._own_rules: dict[str, ManageRules] = {}  # positions' own exit levels, by JSON
         self._wall: Callable[[], float] = lambda: 0.0
         self._submit_wall = 0.0
         self._prepared: datetime | None = None  # the tick whose first half has run
@@ -711,17 +712,18 @@ class AccountEngine:
             needs_deltas = self._rules_read_deltas()
             view = self._view(pos, legs, quotes, now, deltas=needs_deltas)
             self._track_peak(pos, view)
-            action = decide(view, self.rules.management)
+            rules = self._management_of(pos)
+            action = decide(view, rules)
             if action is not None and not needs_deltas:
                 view = self._view(pos, legs, quotes, now)
-                action = decide(view, self.rules.management)
+                action = decide(view, rules)
             plan: RollPlan | str | None = None
             if action is not None and action.kind == "roll":
                 plan = self._plan_roll(pos, legs, quotes, view, now)
                 if isinstance(plan, str):
                     self.log.info("roll_skipped", position_id=pos["position_id"], reason=plan,
                                   **{k: v for k, v in action.detail.items() if k != "why"})
-                    action = decide(view, self.rules.management, allow_roll=False)
+                    action = decide(view, rules, allow_roll=False)
             if action is None:
                 continue
             if action.kind == "roll" and isinstance(plan, RollPlan):
@@ -736,6 +738,27 @@ class AccountEngine:
             self._quotes_good_at = now  # stale data counts within a session
 
     # -- position management --------------------------------------------------------------------
+
+    def _management_of(self, pos: dict) -> ManageRules:
+        """The exit rules of one position: the account's, with the position's own levels (the
+        adaptive strategy's regime parameters: ``take_profit``, ``stop_multiple``) where it has
+        them. A take-profit level replaces the last rung; earlier rungs at or above it go."""
+        text = pos.get("exit_rules")
+        base = self.rules.management
+        if not text:
+            return base
+        cached = self._own_rules.get(text)
+        if cached is None:
+            own = json.loads(text)
+            cached = base
+            if "stop_multiple" in own:
+                cached = replace(cached, stop_multiple=float(own["stop_multiple"]))
+            if "take_profit" in own:
+                tp = float(own["take_profit"])
+                cached = replace(cached, take_profit=tp,
+                                 ladder=tuple(r for r in cached.ladder if r < tp))
+            self._own_rules[text] = cached
+        return cached
 
     def _rules_read_deltas(self) -> bool:
         """Whether position management decides on short legs' deltas (a delta stop, rolls)."""
@@ -1268,6 +1291,7 @@ class AccountEngine:
                     strategy=intent.get("strategy", "unknown"), legs=legs, quantity=fill.quantity,
                     entry_price=fill.price, max_loss_per_spread=max_loss,
                     max_profit_per_spread=max_profit, commission=fill.commission, now=fill.time,
+                    exit_rules=context.get("exits") or None,
                 )
                 if context.get("rolled_from"):
                     self.ledger.update_position_state(

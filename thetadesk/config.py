@@ -489,6 +489,10 @@ class RegimeParamsConfig(_Section):
     short_delta: float | None = Field(default=None, gt=0, lt=0.5)
     target_dte: int | None = Field(default=None, ge=1, le=365)
     width: float | None = Field(default=None, gt=0)
+    take_profit: float | None = Field(default=None, gt=0, le=1,
+                                      description="close at this fraction of max profit")
+    stop_multiple: float | None = Field(default=None, gt=0, le=10,
+                                        description="stop at this multiple of the premium")
     strategies: tuple[Literal["bull_put_credit", "bear_call_credit", "iron_condor",
                               "bull_call_debit", "bear_put_debit"], ...] | None = None
 

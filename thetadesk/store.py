@@ -344,6 +344,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # A position's own exit levels (JSON: take_profit, stop_multiple), set when it opens
+        # from the adaptive strategy's regime parameters; NULL: the account's exits section.
+        10,
+        ["ALTER TABLE positions ADD COLUMN exit_rules TEXT"],
+    ),
 ]
 
 HEDGE_PREFIX = "hedge"  # strategies and order purposes of hedges start with it
@@ -618,22 +624,25 @@ class Ledger:
         self, *, position_id: str, account: str, symbol: str, strategy: str,
         legs: tuple[Leg, ...], quantity: int, entry_price: float, max_loss_per_spread: float,
         max_profit_per_spread: float, commission: float, now: datetime,
+        exit_rules: Mapping[str, float] | None = None,
     ) -> None:
         """Open a position, or add a further fill of an opening order to it (a later fill of
         the same order, or a repair adding to it): the entry price and the per-spread max loss
         and max profit become quantity-weighted averages (each is linear in the price), and
-        ``initial_quantity`` (what the profit ladder splits) grows with it."""
+        ``initial_quantity`` (what the profit ladder splits) grows with it. ``exit_rules``: the
+        position's own exit levels, kept from its first fill."""
         with self.transaction():
             existing = self.position(position_id)
             if existing is None:
                 self._conn.execute(
                     "INSERT INTO positions (position_id, account, symbol, strategy, legs, quantity,"
                     " entry_price, max_loss_per_spread, max_profit_per_spread, commissions,"
-                    " opened_at, status, initial_quantity)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+                    " opened_at, status, initial_quantity, exit_rules)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
                     (position_id, account, symbol, strategy, legs_to_json(legs), quantity,
                      entry_price, max_loss_per_spread, max_profit_per_spread, commission,
-                     _iso(now), quantity),
+                     _iso(now), quantity,
+                     json.dumps(dict(exit_rules), sort_keys=True) if exit_rules else None),
                 )
                 return
             have = existing["quantity"]

@@ -84,7 +84,8 @@ def adaptive_rules(strategy, decision) -> AdaptiveRules:
         events=events,
         regimes={k: RegimeParams(p.size, p.short_delta, p.target_dte, p.width,
                                  None if p.strategies is None
-                                 else frozenset(SpreadKind(s) for s in p.strategies))
+                                 else frozenset(SpreadKind(s) for s in p.strategies),
+                                 p.take_profit, p.stop_multiple)
                  for k, p in decision.regimes.items()})
 
 

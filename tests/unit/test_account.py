@@ -300,3 +300,47 @@ def test_close_all_on_a_broker_without_a_close_everything_call_names_the_leftove
     assert "close_all_leftovers" in kinds
     assert "close_all_done" in kinds
     assert engine.close_all_pending() is None
+
+
+@pytest.mark.parametrize("own", [None, {"stop_multiple": 0.01}])
+def test_a_positions_own_exit_levels_come_with_its_intent(rec, make_engine, intent, ledger, own):
+    """The adaptive strategy's regime parameters ride on the intent (``context["exits"]``)
+    and stay with the position: a hair-trigger stop of its own closes it on the next tick,
+    where the account's 2x stop leaves the same position open."""
+    if own is not None:
+        intent = replace(intent, context={**intent.context, "exits": own})
+    engine = make_engine(rec)
+    engine.tick(MORNING, [intent])
+    (position,) = ledger.positions("paper")
+    assert position["exit_rules"] == (None if own is None else '{"stop_multiple": 0.01}')
+    engine.tick(MORNING + timedelta(minutes=5), [])
+    if own is None:
+        assert ledger.positions("paper")
+    else:
+        (closed,) = ledger.positions("paper", status="closed")
+        assert closed["exit_reason"] == "stop"
+
+
+def test_own_take_profit_replaces_the_last_rung_and_drops_rungs_above_it(make_engine, rec):
+    from thetadesk.positions import ManageRules
+
+    engine = make_engine(rec)
+    engine.rules = replace(engine.rules, manage=ManageRules(take_profit=0.75,
+                                                            ladder=(0.25, 0.5)))
+    rules = engine._management_of({"exit_rules": '{"take_profit": 0.4, "stop_multiple": 1.5}'})
+    assert rules.rungs == (0.25, 0.4)
+    assert rules.stop_multiple == 1.5
+    assert engine._management_of({"exit_rules": None}) is engine.rules.management
+
+
+@pytest.mark.parametrize(("size", "quantity"), [(0.5, 0.5), (1.5, 1.5), (3.0, None)])
+def test_the_size_multiplier_scales_the_budget_per_trade(rec, make_engine, intent, ledger,
+                                                         size, quantity):
+    engine = make_engine(rec)
+    tick = engine.tick(MORNING, [replace(intent, size_multiplier=size)])
+    if quantity is None:  # outside (0, 2]: refused, nothing sent
+        assert tick.submitted == ()
+        assert ledger.orders("paper") == []
+        return
+    order = ledger.order(entry_order_id("paper", intent))
+    assert order["quantity"] == int(1000 * quantity // intent.max_loss_per_spread)

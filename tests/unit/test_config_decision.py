@@ -28,6 +28,7 @@ def test_the_shipped_decision_section():
     assert d.events.enabled
     assert d.events.blackout["fomc"].before_hours == 24
     assert d.regimes["down"].size == 0.5
+    assert d.regimes["high"].stop_multiple == 1.5
     assert d.regimes["range"].strategies == ("iron_condor",)
     assert parse_config(copy.deepcopy(DEFAULT_DATA), env={}).strategy.kind == "bull_put_credit"
 
@@ -35,6 +36,10 @@ def test_the_shipped_decision_section():
 @pytest.mark.parametrize(("decision", "path", "text"), [
     ({"regimes": {"sideways": {"size": 0.5}}}, "decision.regimes.sideways", "not a regime key"),
     ({"regimes": {"up": {"size": 3}}}, "decision.regimes.up.size", "must be <= 2"),
+    ({"regimes": {"high": {"stop_multiple": 0}}}, "decision.regimes.high.stop_multiple",
+     "must be > 0"),
+    ({"regimes": {"up": {"take_profit": 1.5}}}, "decision.regimes.up.take_profit",
+     "must be <= 1"),
     ({"regimes": {"up": {"strategies": ["straddle"]}}}, "decision.regimes.up.strategies",
      "bull_put_credit"),
     ({"selector": {"credit_min_rank": 20, "debit_max_rank": 30}},

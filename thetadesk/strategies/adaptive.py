@@ -10,7 +10,8 @@ Each proposal, in order (the first that fails is the note of a tick without an i
    one) and IV rank (30-day ATM IV at each close against today's); a change of regime is
    recorded in the ledger's ``regimes`` table;
 4. parameters: the base profile overridden by the regime's (``decision.regimes``: by trend, by
-   volatility, by both; sizes multiply);
+   volatility, by both; sizes multiply); its exit levels (``take_profit``, ``stop_multiple``)
+   go with the intent and stay with the position (the ledger's ``positions.exit_rules``);
 5. structure (``selector.structure_for``) and candidates by target delta and DTE, ranked by
    expected value per unit of risk at the realised volatility, then probability of profit;
 6. the chosen one's quote: bid/ask width within ``max_width_fraction`` of its mid, a credit of
@@ -18,8 +19,9 @@ Each proposal, in order (the first that fails is the note of a tick without an i
 
 The intent's limit is the natural price floored to the cent, marketable like the plain
 strategy's (the mid-to-natural ladder, ``signals.timing.LimitLadder``, is not yet driving
-orders). Its context records the inputs, the regime, the chosen candidate and every rejected
-one with why.
+orders). Its context records the inputs, the regime, the surface at the chosen expiry (ATM IV,
+term slope, 25-delta skew, implied minus realised), the chosen candidate and every rejected one
+with why.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from thetadesk.signals.regime import (
     realised_vol_percentile,
 )
 from thetadesk.signals.timing import EntryTiming
-from thetadesk.signals.volatility import iv_percentile, iv_rank
+from thetadesk.signals.volatility import iv_percentile, iv_rank, surface_context
 from thetadesk.strategies.selector import SelectorRules, candidates, rank, structure_for
 from thetadesk.strategies.spreads import SpreadKind
 
@@ -66,6 +68,8 @@ class RegimeParams:
     target_dte: int | None = None
     width: float | None = None
     strategies: frozenset[SpreadKind] | None = None
+    take_profit: float | None = None  # the position's exits: a fraction of max profit ...
+    stop_multiple: float | None = None  # ... and a multiple of the premium
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,7 @@ class _Effective:
     target_dte: int
     width: float
     strategies: frozenset[SpreadKind] | None
+    exits: tuple[tuple[str, float], ...] = ()  # the position's own exit levels, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +124,11 @@ class AdaptiveRules:
                 short_delta=out.short_delta if p.short_delta is None else p.short_delta,
                 target_dte=out.target_dte if p.target_dte is None else p.target_dte,
                 width=out.width if p.width is None else p.width,
-                strategies=out.strategies if p.strategies is None else p.strategies)
+                strategies=out.strategies if p.strategies is None else p.strategies,
+                exits=tuple(sorted({**dict(out.exits), **{
+                    k: v for k, v in (("take_profit", p.take_profit),
+                                      ("stop_multiple", p.stop_multiple)) if v is not None}
+                }.items())))
         return out
 
 
@@ -250,6 +259,7 @@ class AdaptiveEngine:
                    "regime_inputs": day.inputs, "iv_rank": _num(rank_),
                    "atm_iv": _num(current_iv), "realised_vol": _num(day.realised),
                    "structure": why, "size_multiplier": params.size,
+                   "exits": dict(params.exits),
                    "events_unknown": list(unknown),
                    "params": {"short_delta": params.short_delta,
                               "target_dte": params.target_dte, "width": params.width}}
@@ -286,6 +296,9 @@ class AdaptiveEngine:
         if problem is not None:
             return SymbolTick(**base, note=f"{kind.value}: {problem}")
         context["chosen"] = best.describe()
+        surface = surface_context(chain, best.expiry)
+        context["surface"] = {**surface.as_dict(),
+                              "iv_minus_realised": _num(surface.iv_minus_realised(day.realised))}
         context["leg_mids"] = {leg.contract.occ: chain.find(
             best.expiry, leg.contract.right, leg.contract.strike).quote.mid
             for leg in best.spread.legs}

@@ -62,6 +62,11 @@ def test_an_intent_follows_from_the_regime_and_iv_rank(sim, tmp_path):
         assert set(ctx["regime_inputs"]) >= {"close", "sma_fast", "sma_slow", "adx",
                                              "vol_percentile", "vol_source"}
         assert ctx["regime_inputs"]["vol_source"] == "iv_percentile"
+        surface = ctx["surface"]
+        assert surface["expiry"] == ctx["chosen"]["expiry"]
+        assert surface["skew_25d"] > 0  # the simulator's puts are richer than its calls
+        assert surface["iv_minus_realised"] == pytest.approx(
+            surface["atm_iv"] - ctx["realised_vol"], abs=1e-5)
         assert intent.max_loss_per_spread > 0
         assert (intent.limit_price > 0) == intent.spread.kind.is_credit
         assert intent.size_multiplier == 1.0
@@ -100,10 +105,14 @@ def test_regime_parameters_size_and_restrict(sim):
     kw = {f: getattr(RULES, f) for f in RULES.__slots__}
     smaller = AdaptiveRules(**{**kw, "regimes": {
         regime.trend.value: RegimeParams(size=0.5), regime.volatility.value:
-        RegimeParams(size=0.5, width=10.0)}})
+        RegimeParams(size=0.5, width=10.0, stop_multiple=1.5),
+        regime.name: RegimeParams(take_profit=0.4, stop_multiple=1.2)}})
     tick = engine.propose(at, "default", smaller)
     intent = tick.intents[0]
     assert intent.size_multiplier == 0.25  # sizes multiply
+    # Exit levels: the most specific key wins (trend, then volatility, then both).
+    assert intent.context["exits"] == {"take_profit": 0.4, "stop_multiple": 1.2}
+    assert plain.intents[0].context["exits"] == {}
     strikes = intent.spread.strikes
     assert max(strikes) - min(strikes) >= 10.0 - 1e-9
     kind = plain.intents[0].spread.kind
