@@ -71,14 +71,32 @@ def iv_percentile(history, current: float | None = None, lookback: int = IV_LOOK
 def rolling_iv_rank(history, lookback: int = IV_LOOKBACK, min_observations: int = 20
                     ) -> tuple[np.ndarray, np.ndarray]:
     """IV rank and IV percentile at every point of ``history``, each from the observations up
-    to that point only (for backtests and regime history)."""
+    to that point only (for backtests and regime history): the same numbers as ``iv_rank``
+    and ``iv_percentile`` on each prefix, computed over all windows at once."""
     h = np.asarray(history, dtype=np.float64)
-    rank = np.full(len(h), np.nan)
-    pct = np.full(len(h), np.nan)
-    for i in range(len(h)):
-        window = h[max(0, i + 1 - lookback): i + 1]
-        rank[i] = iv_rank(window, lookback=lookback, min_observations=min_observations)
-        pct[i] = iv_percentile(window, lookback=lookback, min_observations=min_observations)
+    if h.ndim != 1:
+        raise ValueError(f"IV history must be one-dimensional, got shape {h.shape}")
+    _history(h, lookback)  # checks lookback
+    n = len(h)
+    if n == 0:
+        return np.full(0, np.nan), np.full(0, np.nan)
+    padded = np.concatenate([np.full(lookback - 1, np.nan), h])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, lookback)  # row i ends at h[i]
+    cur = windows[:, -1]
+    ok_cur = np.isfinite(cur)
+    finite = np.isfinite(windows)
+    count = finite.sum(axis=1)
+    low = np.min(np.where(finite, windows, np.inf), axis=1)
+    high = np.max(np.where(finite, windows, -np.inf), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rank = np.where(ok_cur & (count >= min_observations) & (high > low),
+                        100.0 * (cur - low) / (high - low), np.nan)
+    prev, prev_finite = windows[:, :-1], finite[:, :-1]
+    prev_count = prev_finite.sum(axis=1)
+    below = np.count_nonzero(prev_finite & (prev < cur[:, None]), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = np.where(ok_cur & (prev_count >= min_observations),
+                       100.0 * below.astype(np.float64) / prev_count, np.nan)
     return rank, pct
 
 

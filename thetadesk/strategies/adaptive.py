@@ -49,7 +49,7 @@ from thetadesk.signals.regime import (
     realised_vol_percentile,
 )
 from thetadesk.signals.timing import EntryTiming
-from thetadesk.signals.volatility import iv_percentile, iv_rank, surface_context
+from thetadesk.signals.volatility import iv_rank, rolling_iv_rank, surface_context
 from thetadesk.strategies.selector import SelectorRules, candidates, rank, structure_for
 from thetadesk.strategies.spreads import SpreadKind
 
@@ -170,7 +170,7 @@ class AdaptiveEngine:
         else:
             iv = bars.atm_iv
             if np.count_nonzero(np.isfinite(iv)) >= need:
-                pct = np.array([iv_percentile(iv[: i + 1]) for i in range(len(iv))])
+                pct = rolling_iv_rank(iv)[1]
                 source = "iv_percentile"
             else:
                 pct = realised_vol_percentile(bars.close)

@@ -45,6 +45,22 @@ def test_rolling_rank_uses_only_the_past():
     assert rank2[200] == 100.0
 
 
+def test_the_rolling_figures_equal_the_scalar_ones_on_every_prefix():
+    rng = np.random.default_rng(8)
+    h = 0.2 + 0.05 * rng.standard_normal(400)
+    h[[5, 60, 61, 250]] = np.nan  # days without a usable IV
+    h[300:310] = 0.2  # ties with the current value
+    rank, pct = rolling_iv_rank(h, lookback=252, min_observations=20)
+    for i in range(len(h)):
+        window = h[max(0, i - 251): i + 1]
+        want_rank = iv_rank(window, lookback=252, min_observations=20)
+        want_pct = iv_percentile(window, lookback=252, min_observations=20)
+        assert (math.isnan(rank[i]) and math.isnan(want_rank)) or rank[i] == want_rank, i
+        assert (math.isnan(pct[i]) and math.isnan(want_pct)) or pct[i] == want_pct, i
+    assert np.isnan(rank[5])  # no IV that day
+    assert rolling_iv_rank([], lookback=10)[0].shape == (0,)
+
+
 def test_surface_context_on_the_simulated_chain():
     market = make_market()
     chain = market.chain("SPY", MORNING, min_dte=20, max_dte=70)
