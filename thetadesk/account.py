@@ -39,9 +39,10 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import Any
 
 from thetadesk import failpoints
 from thetadesk.chain import NEW_YORK, expiry_instant
@@ -73,6 +74,7 @@ from thetadesk.positions import Action, ManageRules, PositionView, RollPlan, cho
 from thetadesk.positions.manage import ShortLeg
 from thetadesk.pricing import bsm_greeks, implied_vol
 from thetadesk.risk.engine import session_of
+from thetadesk.signals.timing import LimitLadder
 from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json
 from thetadesk.strategies.spreads import Spread, SpreadKind
 
@@ -80,6 +82,53 @@ OPEN_STATUSES = ("pending_submit", OrderStatus.NEW.value, OrderStatus.PARTIALLY_
 _FINAL = {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED}
 ENTRY_TIMEOUT_TICKS = 3  # an unfilled opening order is cancelled after this many ticks
 CLOSE_ALL = "close_all:"  # run-state key prefix of an account's pending close-all request
+LADDER = "ladder"  # decision kind: a working entry stepping from mid toward natural
+_KINDS = frozenset(k.value for k in SpreadKind)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ladder:
+    """A working entry's prices (``signals.timing.LimitLadder``), signed like every net
+    premium here: > 0 a credit, < 0 a debit."""
+
+    mid: float
+    natural: float
+    credit: bool
+    rule: LimitLadder
+
+    def price(self, step: int) -> float:
+        if self.credit:
+            return self.rule.price(self.mid, self.natural, True, step)
+        return -self.rule.price(-self.mid, -self.natural, False, step)
+
+    def as_detail(self) -> dict:
+        return {"mid": self.mid, "natural": self.natural, "credit": self.credit,
+                "step_minutes": self.rule.step_minutes, "tick": self.rule.tick,
+                "max_steps": self.rule.max_steps}
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> _Ladder:
+        rule = LimitLadder(int(spec["step_minutes"]), float(spec["tick"]),
+                           int(spec["max_steps"]))
+        ladder = cls(float(spec["mid"]), float(spec["natural"]), bool(spec["credit"]), rule)
+        ladder.price(0)  # unusable prices raise here
+        if (ladder.mid > 0) != ladder.credit or (ladder.natural > 0) != ladder.credit:
+            raise ValueError(f"mid {ladder.mid} and natural {ladder.natural} do not match a "
+                             f"{'credit' if ladder.credit else 'debit'}")
+        return ladder
+
+
+def _ladder_of(context: Mapping[str, Any]) -> _Ladder | None:
+    """The working-order ladder an intent asks for (``context["ladder"]``), if any."""
+    spec = context.get("ladder")
+    return None if not spec else _Ladder.parse(spec)
+
+
+def _step_of(decision_id: str, client_order_id: str) -> int:
+    """A ladder order's step: 0 for the first (its id is the decision's), k for ``<id>.k``."""
+    if client_order_id == decision_id:
+        return 0
+    return int(client_order_id.rsplit(".", 1)[1])
 
 
 _DONE = (OrderStatus.CANCELED.value, OrderStatus.REJECTED.value, "not_submitted")
@@ -308,6 +357,7 @@ class AccountEngine:
         self._settle_expired(now)
         for order in self.ledger.orders(self.name, OPEN_STATUSES):
             self._upkeep(order, now)
+        self._advance_ladders(now, self._submitted, self._rejected)
         self._close_shares(now, self._submitted, self._rejected)
         self._manage_exits(now, self._submitted, self._rejected)
         if self._close_all is not None:
@@ -473,6 +523,9 @@ class AccountEngine:
         busy |= {o["symbol"] for o in self.ledger.orders(self.name, OPEN_STATUSES)
                  if not o["purpose"].startswith(HEDGE_PREFIX)}
         busy |= {p["symbol"] for p in self.ledger.share_positions(self.name)}
+        # A working entry between two steps (the old order cancelled, the next not yet sent).
+        busy |= {d["symbol"] for d in self.ledger.decisions(self.name, status="open",
+                                                            kind=LADDER)}
         return busy
 
     def _enter(self, intent: TradeIntent, now: datetime, submitted: list[str],
@@ -495,6 +548,17 @@ class AccountEngine:
                 f"one spread risks ${intent.max_loss_per_spread:,.2f}, more than the "
                 f"${budget:,.2f} budget per trade"
                 + ("" if size == 1 else f" (x{size:g} for the regime)")))
+            return
+        try:
+            ladder = _ladder_of(intent.context)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.log.warning("intent_rejected", intent_id=intent.intent_id,
+                             reason=f"unusable limit ladder: {exc}")
+            return
+        if ladder is not None and abs(ladder.price(0) - intent.limit_price) > 1e-9:
+            self.log.warning("intent_rejected", intent_id=intent.intent_id, reason=(
+                f"limit {intent.limit_price} is not its ladder's first step "
+                f"{ladder.price(0)}"))
             return
         cid = entry_order_id(self.name, intent)
         if self.ledger.order(cid) is not None:
@@ -522,14 +586,138 @@ class AccountEngine:
         context = {**intent.context, "quantity": quantity,
                    "max_loss_per_spread": intent.max_loss_per_spread,
                    "max_profit_per_spread": intent.max_profit_per_spread}
-        self.ledger.record_intent_and_order(
-            intent_id=intent.intent_id, account=self.name, symbol=intent.symbol,
-            strategy=intent.strategy, decided_at=intent.decided_at, context=context,
-            client_order_id=cid, position_id=cid, opening=True, purpose="entry",
-            legs=intent.spread.legs, quantity=quantity, limit_price=intent.limit_price, now=now,
-        )
+        with self.ledger.transaction():
+            if ladder is not None:  # a working order: its steps are one decision
+                self.ledger.record_decision(
+                    decision_id=cid, account=self.name, symbol=intent.symbol,
+                    position_id=cid, kind=LADDER, reason="entry at mid, stepping to natural",
+                    detail={**ladder.as_detail(), "quantity": quantity,
+                            "intent_id": intent.intent_id}, now=now, status="open",
+                    open_order_id=cid)
+            self.ledger.record_intent_and_order(
+                intent_id=intent.intent_id, account=self.name, symbol=intent.symbol,
+                strategy=intent.strategy, decided_at=intent.decided_at, context=context,
+                client_order_id=cid, position_id=cid, opening=True, purpose="entry",
+                legs=intent.spread.legs, quantity=quantity, limit_price=intent.limit_price,
+                now=now, decision_id=cid if ladder is not None else None,
+            )
         failpoints.hit("account.after_write_ahead")
         self._submit(order, now, submitted, rejected, intent=intent)
+
+    # -- working entries: the limit ladder ----------------------------------------------------
+
+    def _advance_ladders(self, now: datetime, submitted: list[str], rejected: list[str]) -> None:
+        for decision in self.ledger.decisions(self.name, status="open", kind=LADDER):
+            try:
+                self._advance_ladder(decision, now, submitted, rejected)
+            except (TemporaryError, AmbiguousOrderState, OSError) as exc:
+                # The broker did not answer: the ledger says where the ladder stands, and the
+                # next tick takes it from there.
+                self.log.warning("ladder_waiting", decision_id=decision["decision_id"],
+                                 reason=str(exc))
+
+    def _ladder_end(self, did: str, filled: int, total: int, now: datetime, why: str) -> None:
+        status = "done" if filled else "abandoned"
+        self.ledger.update_decision(did, now=now, status=status,
+                                    new_position_id=did if filled else None,
+                                    note=f"{why} ({filled} of {total} filled)")
+        self.log.info("ladder_end", decision_id=did, status=status, filled=filled, why=why)
+
+    def _advance_ladder(self, decision: dict, now: datetime, submitted: list[str],
+                        rejected: list[str]) -> None:
+        """One working entry's step: every ``step_minutes`` since the decision, cancel the
+        working order and send the rest of the quantity one tick nearer natural; after
+        ``max_steps``, cancel and stop. Each step's order is written ahead (id ``<id>.k``), the
+        decision's note says which cancel is the ladder's own, so a restart anywhere in a step
+        continues it or ends it, never sends a step twice."""
+        did = decision["decision_id"]
+        detail = json.loads(decision["detail"])
+        ladder = _Ladder.parse(detail)
+        total = int(detail["quantity"])
+        cur = self.ledger.order(decision["open_order_id"] or "")
+        if cur is None:
+            self._ladder_end(did, 0, total, now, "its order was never written")
+            return
+        cid = cur["client_order_id"]
+        step = _step_of(did, cid)
+
+        def filled() -> int:
+            return sum(o["filled_quantity"] or 0 for o in self.ledger.orders(self.name)
+                       if o.get("decision_id") == did)
+
+        if filled() >= total:
+            self._ladder_end(did, total, total, now, "filled")
+            return
+        started = datetime.fromisoformat(decision["decided_at"])
+        due = int((now - started).total_seconds() // (60 * ladder.rule.step_minutes))
+        cancelling = f"step {step}: cancelling {cid}"
+        if cur["status"] in OPEN_STATUSES:
+            if cur["status"] == "pending_submit" or due <= step:
+                return  # not sent yet (upkeep resolves it), or not yet time to step
+            if self._close_all is not None or self.fail_closed is not None:
+                return  # no new order now; close-all cancels the working one
+            self.ledger.update_decision(did, now=now, note=cancelling)
+            found = self.broker.cancel(cid, now)
+            self._sync(found, now)
+            for fill in self.broker.fills(cid):
+                self._apply_fill(fill, now)
+            cur = self.ledger.order(cid)
+            if cur["status"] in OPEN_STATUSES:
+                return  # the cancel is not final yet: the next tick looks again
+            failpoints.hit("account.ladder_after_cancel")
+        done = filled()
+        if done >= total:
+            self._ladder_end(did, total, total, now, "filled")
+            return
+        note = (self.ledger.decision(did) or {}).get("note") or ""
+        if cur["status"] != OrderStatus.CANCELED.value or note != cancelling:
+            self._ladder_end(did, done, total, now, f"{cid} ended {cur['status']}")
+            return
+        nxt = max(due, step + 1)
+        if nxt > ladder.rule.max_steps:
+            self._ladder_end(did, done, total, now,
+                             f"unfilled after {ladder.rule.max_steps} steps of "
+                             f"{ladder.rule.step_minutes} minutes: cancelled")
+            return
+        if self._close_all is not None or self.fail_closed is not None:
+            self._ladder_end(did, done, total, now, "entries halted")
+            return
+        new_cid = f"{did}.{nxt}"
+        if self.ledger.order(new_cid) is not None:  # written before a restart: carry on
+            self.ledger.update_decision(did, now=now, open_order_id=new_cid,
+                                        note=f"step {nxt}")
+            return
+        intent = self.ledger.intent_for_order(did) or {}
+        legs = legs_from_json(cur["legs"])
+        spread = Spread(SpreadKind(intent.get("strategy", "")), legs)
+        price = ladder.price(nxt)
+        remaining = total - done
+        acct = self.broker.account()
+        verdict = self.risk_gate(RiskRequest(
+            account=self.name, client_order_id=new_cid, intent_id=intent.get("intent_id"),
+            symbol=cur["symbol"], opening=True, quantity=remaining,
+            max_loss=remaining * spread.max_loss(price),
+            buying_power_needed=remaining * (spread.margin() - price * spread.multiplier),
+            buying_power=acct.buying_power, open_positions=self._open_count(), now=now,
+            legs=legs, **self._marks(legs, now),
+        ))
+        if not verdict.approved:
+            rejected.append(new_cid)
+            self._ladder_end(did, done, total, now,
+                             f"the risk gate refused step {nxt}: {verdict.reason}")
+            return
+        with self.ledger.transaction():
+            self.ledger.record_intent_and_order(
+                intent_id=None, account=self.name, symbol=cur["symbol"],
+                strategy=intent.get("strategy", spread.kind.value), decided_at=now, context={},
+                client_order_id=new_cid, position_id=did, opening=True, purpose="entry",
+                legs=legs, quantity=remaining, limit_price=price, now=now, decision_id=did)
+            self.ledger.update_decision(did, now=now, open_order_id=new_cid,
+                                        note=f"step {nxt}")
+        self.log.info("ladder_step", decision_id=did, step=nxt, limit=price,
+                      quantity=remaining)
+        self._submit(OrderRequest(new_cid, self.name, legs, remaining, price, opening=True),
+                     now, submitted, rejected)
 
     # -- hedges -------------------------------------------------------------------------------
 
@@ -1258,6 +1446,9 @@ class AccountEngine:
         if found.status.is_open and order["opening"] and self._close_all is not None:
             found = self.broker.cancel(cid, now)
             self.log.info("entry_cancelled", client_order_id=cid, reason="close-all requested")
+        elif found.status.is_open and order["opening"] and order.get("decision_id") and (
+                self.ledger.decision(order["decision_id"]) or {}).get("kind") == LADDER:
+            pass  # a working entry: its steps and its end are the ladder's (_advance_ladders)
         elif found.status.is_open and order["opening"]:
             self._order_age[cid] += 1
             if self._order_age[cid] >= ENTRY_TIMEOUT_TICKS:
@@ -1282,10 +1473,16 @@ class AccountEngine:
             if not self._record_order_fill(order, fill, now):
                 return
             if order["opening"]:
-                intent = self.ledger.intent_for_order(fill.client_order_id) or {}
+                intent = (self.ledger.intent_for_order(fill.client_order_id)
+                          or self.ledger.intent_for_order(order["position_id"]) or {})
                 context = json.loads(intent.get("context", "{}"))
                 max_loss = context.get("max_loss_per_spread", math.nan)
                 max_profit = context.get("max_profit_per_spread", math.nan)
+                if context.get("ladder") and intent.get("strategy") in _KINDS:
+                    # A working entry fills at whichever step it reached: its own price.
+                    spread = Spread(SpreadKind(intent["strategy"]), legs)
+                    max_loss, max_profit = (spread.max_loss(fill.price),
+                                            spread.max_profit(fill.price))
                 self.ledger.open_position(
                     position_id=order["position_id"], account=self.name, symbol=order["symbol"],
                     strategy=intent.get("strategy", "unknown"), legs=legs, quantity=fill.quantity,

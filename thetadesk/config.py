@@ -441,6 +441,16 @@ class SelectorConfig(_Section):
         return self
 
 
+class LadderConfig(_Section):
+    """Working entries: start at mid, a tick toward natural every step, then cancel."""
+
+    enabled: StrictBool = False
+    step_minutes: int = Field(default=5, ge=1, le=120, description="minutes between steps")
+    tick: float = Field(default=0.01, gt=0, le=1, description="price step, dollars per share")
+    max_steps: int = Field(default=5, ge=0, le=100,
+                           description="steps before an unfilled order is cancelled")
+
+
 class TimingConfig(_Section):
     windows: tuple[tuple[NewYorkTime, NewYorkTime], ...] = Field(
         default=((time(10, 0), time(11, 30)), (time(14, 0), time(15, 30))), min_length=1,
@@ -449,6 +459,7 @@ class TimingConfig(_Section):
                               description="no entry in the session's last N minutes")
     max_width_fraction: float = Field(default=0.25, gt=0, le=2,
                                       description="most bid/ask width of the spread / its mid")
+    ladder: LadderConfig = Field(default_factory=LadderConfig)
 
     @model_validator(mode="after")
     def _windows(self) -> TimingConfig:

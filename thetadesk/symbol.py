@@ -59,7 +59,7 @@ def adaptive_rules(strategy, decision) -> AdaptiveRules:
     """An adaptive profile's rules: its strategy section and the config's decision section."""
     from thetadesk.signals.events import Blackout, EventCalendar
     from thetadesk.signals.regime import RegimeRules
-    from thetadesk.signals.timing import EntryTiming
+    from thetadesk.signals.timing import EntryTiming, LimitLadder
     from thetadesk.strategies.adaptive import AdaptiveRules, RegimeParams
     from thetadesk.strategies.selector import SelectorRules
     from thetadesk.strategies.spreads import SpreadKind
@@ -81,6 +81,8 @@ def adaptive_rules(strategy, decision) -> AdaptiveRules:
         regime=RegimeRules(**decision.regime.model_dump()),
         selector=SelectorRules(**decision.selector.model_dump()),
         timing=EntryTiming(t.windows, t.close_buffer, t.max_width_fraction),
+        ladder=(LimitLadder(t.ladder.step_minutes, t.ladder.tick, t.ladder.max_steps)
+                if t.ladder.enabled else None),
         events=events,
         regimes={k: RegimeParams(p.size, p.short_delta, p.target_dte, p.width,
                                  None if p.strategies is None

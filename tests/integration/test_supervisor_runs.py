@@ -224,3 +224,52 @@ def test_replay_of_real_history_trades_through_the_same_system(tmp_path, run_sup
     ledger = ledger_of(state)
     assert ledger.orders(), "the replayed market trades"
     assert all(o["symbol"] == "SPY" for o in ledger.orders())
+
+
+def test_a_working_entry_survives_a_kill_between_a_steps_cancel_and_its_next_order(
+        tmp_path, run_supervisor):
+    """The adaptive strategy with limit ladders (short regime windows, so it trades within a
+    month): the account actor SIGKILLs itself right after a step's cancel is final, before the
+    next step's order is written. The restarted actor carries the ladder on: each step sent
+    once, the ledger equal to the broker."""
+    text = (DEFAULT_CONFIG.read_text()
+            .replace("kind: bull_put_credit", "kind: adaptive", 1)
+            .replace("mid_fill_probability: false", "mid_fill_probability: true", 1)
+            .replace("    fast: 20 ", "    fast: 2 ", 1).replace("    slow: 50 ", "    slow: 5 ", 1)
+            .replace("    adx_period: 14", "    adx_period: 2", 1)
+            .replace("    confirm: 3 ", "    confirm: 1 ", 1)
+            .replace("      enabled: false             #   every step_minutes",
+                     "      enabled: true              #   every step_minutes", 1)
+            .replace("      max_steps: 5 ", "      max_steps: 30 ", 1))
+    config = tmp_path / "working.yaml"
+    config.write_text(text)
+    loaded = load_config(config)
+    assert loaded.strategy.kind == "adaptive"
+    assert loaded.decision.timing.ladder.enabled
+    assert loaded.decision.regime.slow == 5
+    state = tmp_path / "s"
+    env = {"THETADESK_FAILPOINTS": "account.ladder_after_cancel",
+           "THETADESK_FAILPOINT_DIR": str(tmp_path)}
+
+    code, _, err = run_supervisor(state, "--sim-days", "28", "--config", str(config),
+                                  env=env).wait()
+
+    assert code == 0, err[-3000:]
+    assert (tmp_path / "account.ladder_after_cancel.fired").exists()
+    ledger = assert_ledger_matches_broker(state)
+    deaths = [e for e in ledger.actor_events("account-paper") if e["kind"] == "died"]
+    assert len(deaths) == 1
+    ladders = ledger.decisions("paper", kind="ladder")
+    assert ladders
+    for decision in ladders:
+        did = decision["decision_id"]
+        steps = sorted((o for o in ledger.orders("paper") if o["decision_id"] == did),
+                       key=lambda o: o["created_at"])
+        assert steps[0]["client_order_id"] == did
+        # At most one step working at a time, and no step after a fill.
+        assert sum(o["status"] in ("new", "partially_filled") for o in steps) <= 1
+        if decision["status"] == "done":
+            assert steps[-1]["filled_quantity"] > 0
+    # The ladder the kill interrupted went on to a later step after the restart.
+    assert any(len([o for o in ledger.orders("paper") if o["decision_id"] == d["decision_id"]])
+               >= 2 for d in ladders)

@@ -344,3 +344,113 @@ def test_the_size_multiplier_scales_the_budget_per_trade(rec, make_engine, inten
         return
     order = ledger.order(entry_order_id("paper", intent))
     assert order["quantity"] == int(1000 * quantity // intent.max_loss_per_spread)
+
+
+def _working(intent, max_steps, step_minutes=5):
+    """The intent as a working entry: start at mid, a cent nearer natural every 5 minutes."""
+    mid, natural = intent.context["mid_credit"], intent.context["natural_credit"]
+    spec = {"mid": mid, "natural": natural, "credit": True, "step_minutes": step_minutes,
+            "tick": 0.01, "max_steps": max_steps}
+    from thetadesk.account import _Ladder
+
+    start = _Ladder.parse(spec).price(0)
+    return replace(intent, limit_price=start, context={**intent.context, "ladder": spec}), \
+        _Ladder.parse(spec)
+
+
+def test_a_working_entry_steps_toward_natural_then_cancels(rec, make_engine, intent, ledger):
+    working, ladder = _working(intent, max_steps=2)
+    assert working.limit_price - intent.limit_price > 0.03  # mid is well above natural here
+    engine = make_engine(rec)
+    engine.tick(MORNING, [working])
+    cid = entry_order_id("paper", working)
+    (decision,) = ledger.decisions("paper", kind="ladder")
+    assert decision["status"] == "open"
+    assert ledger.order(cid)["status"] == "new"  # at mid: resting
+    for minutes in (5, 6, 10, 15):  # step 1 at 5 min, nothing new at 6, step 2, then the end
+        engine.tick(MORNING + timedelta(minutes=minutes), [])
+        working_now = [o for o in ledger.orders("paper") if o["status"] in ("new",
+                                                                            "pending_submit")]
+        assert len(working_now) <= 1  # never two steps at once
+    orders = sorted(ledger.orders("paper"), key=lambda o: o["created_at"])
+    assert [o["client_order_id"] for o in orders] == [cid, f"{cid}.1", f"{cid}.2"]
+    assert [o["limit_price"] for o in orders] == [ladder.price(k) for k in range(3)]
+    assert all(o["status"] == "canceled" for o in orders)
+    assert all(o["position_id"] == cid for o in orders)
+    assert rec.submission_count(cid) == 1
+    (decision,) = ledger.decisions("paper", kind="ladder")
+    assert decision["status"] == "abandoned"
+    assert "unfilled after 2 steps" in decision["note"]
+    assert ledger.positions("paper") == []
+    # An entry that is not the ladder's would have timed out; the symbol was busy meanwhile,
+    # and is free again now.
+    assert engine.entry_symbols() == ("SPY", "QQQ")
+
+
+def test_a_working_entry_fills_once_it_reaches_natural(rec, make_engine, intent, ledger):
+    working, _ = _working(intent, max_steps=200, step_minutes=1)
+    engine = make_engine(rec)
+    engine.tick(MORNING, [working])
+    cid = entry_order_id("paper", working)
+    for minutes in range(1, 40):
+        engine.tick(MORNING + timedelta(minutes=minutes), [])
+        if ledger.decisions("paper", kind="ladder")[0]["status"] != "open":
+            break
+    (decision,) = ledger.decisions("paper", kind="ladder")
+    assert decision["status"] == "done"
+    (position,) = ledger.positions("paper")
+    assert position["position_id"] == cid
+    filled = [o for o in ledger.orders("paper") if o["status"] == "filled"]
+    assert len(filled) == 1
+    assert position["quantity"] == filled[0]["quantity"]
+    assert position["entry_price"] == pytest.approx(filled[0]["limit_price"])
+    assert filled[0]["limit_price"] < working.limit_price  # it had to give ground
+    assert position["max_loss_per_spread"] == pytest.approx(intent.max_loss_per_spread,
+                                                            rel=0.2)
+
+
+def test_a_restart_between_a_steps_cancel_and_its_next_order_carries_on(
+        rec, make_engine, intent, ledger, monkeypatch):
+    from thetadesk import failpoints
+
+    working, ladder = _working(intent, max_steps=3)
+    engine = make_engine(rec)
+    engine.tick(MORNING, [working])
+    cid = entry_order_id("paper", working)
+
+    class Killed(BaseException):
+        pass
+
+    def die(name):
+        if name == "account.ladder_after_cancel":
+            raise Killed(name)
+
+    monkeypatch.setattr(failpoints, "hit", die)
+    with pytest.raises(Killed):
+        engine.tick(MORNING + timedelta(minutes=5), [])
+    assert ledger.order(cid)["status"] == "canceled"
+    assert ledger.order(f"{cid}.1") is None  # the process died before the next step
+    monkeypatch.undo()
+    again = make_engine(rec, now=MORNING + timedelta(minutes=7))  # the restart
+    assert again.entry_symbols() == ("QQQ",)  # SPY's working entry is still under way
+    again.tick(MORNING + timedelta(minutes=7), [])
+    step = ledger.order(f"{cid}.1")
+    assert step is not None
+    assert step["limit_price"] == ladder.price(1)
+    assert rec.submission_count(f"{cid}.1") == 1
+    again.tick(MORNING + timedelta(minutes=8), [])
+    assert rec.submission_count(f"{cid}.1") == 1  # never sent twice
+
+
+def test_an_unusable_ladder_is_a_rejected_intent(rec, make_engine, intent, ledger):
+    working, _ = _working(intent, max_steps=2)
+    bad = replace(working, context={**working.context, "ladder": {"mid": "x"}})
+    off = replace(working, limit_price=working.limit_price - 0.05)
+    engine = make_engine(rec)
+    with capture_logs() as logs:
+        engine.tick(MORNING, [bad])
+        engine.tick(MORNING + timedelta(minutes=1), [off])
+    reasons = [e["reason"] for e in logs if e["event"] == "intent_rejected"]
+    assert any("unusable limit ladder" in r for r in reasons)
+    assert any("is not its ladder's first step" in r for r in reasons)
+    assert ledger.orders("paper") == []

@@ -26,6 +26,8 @@ def test_the_shipped_decision_section():
     assert config.strategy.kind == "adaptive"
     assert d.timing.windows == ((time(10, 0), time(11, 30)), (time(14, 0), time(15, 30)))
     assert d.events.enabled
+    assert not d.timing.ladder.enabled  # the paper broker's default fills only at natural
+    assert (d.timing.ladder.step_minutes, d.timing.ladder.max_steps) == (5, 5)
     assert d.events.blackout["fomc"].before_hours == 24
     assert d.regimes["down"].size == 0.5
     assert d.regimes["high"].stop_multiple == 1.5
@@ -40,6 +42,8 @@ def test_the_shipped_decision_section():
      "must be > 0"),
     ({"regimes": {"up": {"take_profit": 1.5}}}, "decision.regimes.up.take_profit",
      "must be <= 1"),
+    ({"timing": {"ladder": {"enabled": True, "tick": 0}}}, "decision.timing.ladder.tick",
+     "must be > 0"),
     ({"regimes": {"up": {"strategies": ["straddle"]}}}, "decision.regimes.up.strategies",
      "bull_put_credit"),
     ({"selector": {"credit_min_rank": 20, "debit_max_rank": 30}},

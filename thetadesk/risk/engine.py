@@ -182,11 +182,14 @@ class RiskEngine:
                 options[leg.contract] += leg.ratio * remaining
             if order["purpose"].startswith(HEDGE_PREFIX):
                 continue
-            intent = self.ledger.intent_for_order(order["client_order_id"]) or {}
+            # A working entry's later steps share the first order's intent (its position id).
+            intent = (self.ledger.intent_for_order(order["client_order_id"])
+                      or self.ledger.intent_for_order(order["position_id"]) or {})
             loss = json.loads(intent.get("context", "{}")).get("max_loss_per_spread")
             if isinstance(loss, int | float) and math.isfinite(loss):
                 total += loss * remaining
-            if order["position_id"] == order["client_order_id"]:  # a new position
+            if order["position_id"] in (order["client_order_id"], order["decision_id"]):
+                # a new position (a working entry's step included)
                 counts[order["symbol"]] += 1
         return dict(options), self.ledger.all_shares(account), total, dict(counts)
 

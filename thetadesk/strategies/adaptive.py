@@ -17,9 +17,11 @@ Each proposal, in order (the first that fails is the note of a tick without an i
 6. the chosen one's quote: bid/ask width within ``max_width_fraction`` of its mid, a credit of
    at least ``min_credit_fraction`` of the width (a debit of at most ``max_debit_fraction``).
 
-The intent's limit is the natural price floored to the cent, marketable like the plain
-strategy's (the mid-to-natural ladder, ``signals.timing.LimitLadder``, is not yet driving
-orders). Its context records the inputs, the regime, the surface at the chosen expiry (ATM IV,
+With ``ladder`` (``decision.timing.ladder``, off by default) the intent is a working order: its
+limit starts at the mid and the account steps it a tick toward natural every ``step_minutes``,
+cancelling after ``max_steps`` (``thetadesk/account.py``, one ``ladder`` decision in the
+ledger); without it, the natural price floored to the cent, marketable like the plain
+strategy's. Its context records the inputs, the regime, the surface at the chosen expiry (ATM IV,
 term slope, 25-delta skew, implied minus realised), the chosen candidate and every rejected one
 with why.
 """
@@ -48,7 +50,7 @@ from thetadesk.signals.regime import (
     daily_inputs,
     realised_vol_percentile,
 )
-from thetadesk.signals.timing import EntryTiming
+from thetadesk.signals.timing import EntryTiming, LimitLadder
 from thetadesk.signals.volatility import iv_rank, rolling_iv_rank, surface_context
 from thetadesk.strategies.selector import SelectorRules, candidates, rank, structure_for
 from thetadesk.strategies.spreads import SpreadKind
@@ -101,6 +103,7 @@ class AdaptiveRules:
     timing: EntryTiming = field(default_factory=EntryTiming)
     events: EventCalendar | None = None
     regimes: Mapping[str, RegimeParams] = field(default_factory=dict)
+    ladder: LimitLadder | None = None  # None: a marketable limit at natural
 
     def in_entry_window(self, now: datetime) -> bool:
         """The supervisor's pre-check: inside ``entry_start``..``entry_end`` and one of the
@@ -275,7 +278,8 @@ class AdaptiveEngine:
             found, failed = candidates(
                 chain, kind, target_dte=params.target_dte, min_dte=r.min_dte, delta=delta,
                 width=params.width, atm_iv=current_iv if math.isfinite(current_iv) else
-                day.realised, real_vol=day.realised, price_at="natural")
+                day.realised, real_vol=day.realised,
+                price_at="natural" if r.ladder is None else "mid")
         except DataError as exc:
             return SymbolTick(**base, note=str(exc))
         best, rejected = rank(found, r.min_pop)
@@ -295,6 +299,17 @@ class AdaptiveEngine:
                        f"{params.width:g} width, above {r.max_debit_fraction:.0%}")
         if problem is not None:
             return SymbolTick(**base, note=f"{kind.value}: {problem}")
+        max_loss, max_profit = best.max_loss, best.max_profit
+        if r.ladder is not None:
+            # A working order: it starts at mid and may fill as far as its last step, so the
+            # account sizes it by the loss at that price.
+            context["ladder"] = {"mid": best.mid, "natural": best.natural,
+                                 "credit": kind.is_credit, "step_minutes": r.ladder.step_minutes,
+                                 "tick": r.ladder.tick, "max_steps": r.ladder.max_steps}
+            last = (r.ladder.price(best.mid, best.natural, True, r.ladder.max_steps)
+                    if kind.is_credit else
+                    -r.ladder.price(-best.mid, -best.natural, False, r.ladder.max_steps))
+            max_loss = max(max_loss, best.spread.max_loss(last))
         context["chosen"] = best.describe()
         surface = surface_context(chain, best.expiry)
         context["surface"] = {**surface.as_dict(),
@@ -306,8 +321,8 @@ class AdaptiveEngine:
         intent = TradeIntent(
             intent_id=f"{self.symbol}:{kind.value}:{tag}{now.astimezone(NEW_YORK):%Y%m%dT%H%M}",
             symbol=self.symbol, spread=best.spread, limit_price=best.limit,
-            natural_price=best.natural, max_loss_per_spread=best.max_loss,
-            max_profit_per_spread=best.max_profit, margin_per_spread=best.spread.margin(),
+            natural_price=best.natural, max_loss_per_spread=max_loss,
+            max_profit_per_spread=max_profit, margin_per_spread=best.spread.margin(),
             decided_at=now, context={**context, "profile": profile}, profile=profile,
             size_multiplier=params.size)
         self.log.debug("intent", intent_id=intent.intent_id, regime=day.regime.name,

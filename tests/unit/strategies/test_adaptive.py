@@ -153,9 +153,12 @@ def test_a_year_the_calendar_does_not_know_is_said_not_assumed_calm(sim):
         pytest.fail("no intent in 30 sessions")
 
 
-def test_the_whole_desk_trades_the_adaptive_strategy_after_its_warm_up(tmp_path):
+@pytest.mark.parametrize("working", [False, True])
+def test_the_whole_desk_trades_the_adaptive_strategy_after_its_warm_up(tmp_path, working):
     """80 simulated sessions through the lockstep desk: nothing while the regime warms up,
-    then intents the accounts size and the risk gate passes, positions managed to a close."""
+    then intents the accounts size and the risk gate passes, positions managed to a close;
+    ``working``: entries as limit ladders from mid, on a paper broker that fills inside the
+    spread."""
     import json
 
     from thetadesk.config import load_config_data, parse_config
@@ -163,6 +166,9 @@ def test_the_whole_desk_trades_the_adaptive_strategy_after_its_warm_up(tmp_path)
 
     data = load_config_data(DEFAULT_CONFIG)
     data["strategy"]["kind"] = "adaptive"
+    if working:
+        data["decision"]["timing"]["ladder"] = {"enabled": True, "max_steps": 30}
+        data["accounts"][0]["fill_model"]["mid_fill_probability"] = True
     desk = LockstepDesk(parse_config(data, env={}), tmp_path, durable=False)
     try:
         desk.run(80)
@@ -179,5 +185,16 @@ def test_the_whole_desk_trades_the_adaptive_strategy_after_its_warm_up(tmp_path)
         assert any(p["status"] == "closed" for p in positions)
         assert desk.ledger.regimes("SPY")
         assert desk.ledger.regimes("QQQ")
+        ladders = desk.ledger.decisions("paper", kind="ladder")
+        if working:
+            assert {d["status"] for d in ladders} <= {"done", "abandoned"}
+            assert any(d["status"] == "done" for d in ladders)
+            for p in positions:  # each filled at its own step's price, inside the spread
+                (intent,) = [r for r in intents if r["client_order_id"] == p["position_id"]]
+                ctx = json.loads(intent["context"])
+                assert ctx["ladder"]["natural"] - 1e-9 <= p["entry_price"] <= \
+                    ctx["ladder"]["mid"] + 0.01
+        else:
+            assert ladders == []
     finally:
         desk.close()
