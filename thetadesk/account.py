@@ -608,13 +608,20 @@ class AccountEngine:
 
     def _advance_ladders(self, now: datetime, submitted: list[str], rejected: list[str]) -> None:
         for decision in self.ledger.decisions(self.name, status="open", kind=LADDER):
+            did = decision["decision_id"]
             try:
                 self._advance_ladder(decision, now, submitted, rejected)
             except (TemporaryError, AmbiguousOrderState, OSError) as exc:
                 # The broker did not answer: the ledger says where the ladder stands, and the
                 # next tick takes it from there.
-                self.log.warning("ladder_waiting", decision_id=decision["decision_id"],
-                                 reason=str(exc))
+                self.log.warning("ladder_waiting", decision_id=did, reason=str(exc))
+            except (OrderRejected, DataError, ValueError) as exc:
+                # The broker refused the cancel (it does not know the order) or the record is
+                # unusable: stop stepping, say so; reconciliation deals with the order itself.
+                self.ledger.update_decision(did, now=now, status="abandoned",
+                                            note=f"stopped: {exc}")
+                self._alert(Severity.WARNING, "ladder_stopped", did,
+                            f"{self.name}: the working entry {did} stopped: {exc}", now)
 
     def _ladder_end(self, did: str, filled: int, total: int, now: datetime, why: str) -> None:
         status = "done" if filled else "abandoned"
@@ -654,8 +661,9 @@ class AccountEngine:
         if cur["status"] in OPEN_STATUSES:
             if cur["status"] == "pending_submit" or due <= step:
                 return  # not sent yet (upkeep resolves it), or not yet time to step
-            if self._close_all is not None or self.fail_closed is not None:
-                return  # no new order now; close-all cancels the working one
+            if self._close_all is not None:
+                return  # close-all cancels the working order (upkeep); the ladder then ends
+            # (Failing closed, the step is cancelled all the same and the ladder ends below.)
             self.ledger.update_decision(did, now=now, note=cancelling)
             found = self.broker.cancel(cid, now)
             self._sync(found, now)
@@ -693,13 +701,16 @@ class AccountEngine:
         price = ladder.price(nxt)
         remaining = total - done
         acct = self.broker.account()
+        # After a partial fill the position exists: the rest adds to it, not a new position.
+        held = done > 0 and self.ledger.position(did) is not None
         verdict = self.risk_gate(RiskRequest(
             account=self.name, client_order_id=new_cid, intent_id=intent.get("intent_id"),
             symbol=cur["symbol"], opening=True, quantity=remaining,
             max_loss=remaining * spread.max_loss(price),
             buying_power_needed=remaining * (spread.margin() - price * spread.multiplier),
-            buying_power=acct.buying_power, open_positions=self._open_count(), now=now,
-            legs=legs, **self._marks(legs, now),
+            buying_power=acct.buying_power,
+            open_positions=self._open_count() - (1 if held else 0), now=now,
+            legs=legs, adds_to=did if held else None, **self._marks(legs, now),
         ))
         if not verdict.approved:
             rejected.append(new_cid)
@@ -1214,6 +1225,8 @@ class AccountEngine:
                    "max_profit_per_spread": spread.max_profit(limit), "decision_id": did,
                    "rolled_from": decision["position_id"], "rolls": (old.get("rolls") or 0) + 1,
                    "leg_mids": {c.occ: q.mid for c, q in quotes.items()}}
+        if old.get("exit_rules"):  # the rolled spread keeps the position's own exit levels
+            context["exits"] = json.loads(old["exit_rules"])
         with self.ledger.transaction():
             self.ledger.record_intent_and_order(
                 intent_id=f"roll:{did}", account=self.name, symbol=close["symbol"],

@@ -454,3 +454,73 @@ def test_an_unusable_ladder_is_a_rejected_intent(rec, make_engine, intent, ledge
     assert any("unusable limit ladder" in r for r in reasons)
     assert any("is not its ladder's first step" in r for r in reasons)
     assert ledger.orders("paper") == []
+
+
+def test_failing_closed_ends_a_working_entry_at_its_next_step(rec, make_engine, intent, ledger):
+    working, _ = _working(intent, max_steps=5)
+    engine = make_engine(rec)
+    engine.tick(MORNING, [working])
+    cid = entry_order_id("paper", working)
+    engine.fail_closed = "reconciliation failed"  # as a position mismatch would
+    engine.tick(MORNING + timedelta(minutes=5), [])
+    assert ledger.order(cid)["status"] == "canceled"
+    assert ledger.order(f"{cid}.1") is None  # no new risk while failing closed
+    (decision,) = ledger.decisions("paper", kind="ladder")
+    assert decision["status"] == "abandoned"
+    assert "entries halted" in decision["note"]
+
+
+def test_a_broker_refusing_the_cancel_stops_the_ladder_with_an_alert(rec, make_engine, intent,
+                                                                     ledger, monkeypatch):
+    from thetadesk.errors import OrderRejected
+
+    working, _ = _working(intent, max_steps=5)
+    engine = make_engine(rec)
+    engine.tick(MORNING, [working])
+
+    def refuse(cid, now):
+        raise OrderRejected(f"order {cid} not found")
+
+    monkeypatch.setattr(rec.inner, "cancel", refuse)
+    tick = engine.tick(MORNING + timedelta(minutes=5), [])  # does not raise: exits go on
+    (decision,) = ledger.decisions("paper", kind="ladder")
+    assert decision["status"] == "abandoned"
+    assert "not found" in decision["note"]
+    assert [a.kind for a in tick.alerts] == ["ladder_stopped"]
+
+
+def test_a_step_after_a_partial_fill_adds_to_the_position(tmp_path, market, ledger, risk,
+                                                         intent):
+    """The rest of a partly filled working entry is an addition to its position: it does not
+    count as another open position at the gate nor in the book's positions per symbol."""
+    from thetadesk.adapters.sim_broker import FillModel, SimBroker
+
+    requests = []
+
+    def gate(req):
+        requests.append(req)
+        return risk.check(req)
+
+    broker = SimBroker("paper", market, tmp_path / "partial.db", starting_cash=100_000,
+                       commission_per_contract=0.65,
+                       fill_model=FillModel(mid_fill_probability=True, max_display_share=0.004))
+    risk.limits["paper"] = replace(risk.limits["paper"], max_open_positions=1)
+    engine = AccountEngine(account_rules(max_risk=1500.0), ledger, broker, market, gate, MORNING)
+    working, _ = _working(intent, max_steps=60, step_minutes=1)
+    engine.tick(MORNING, [working])
+    cid = entry_order_id("paper", working)
+    assert ledger.decisions("paper", kind="ladder"), [v["reason"] for v in
+                                                      ledger.verdicts("paper")]
+    for minutes in range(1, 60):
+        engine.tick(MORNING + timedelta(minutes=minutes), [])
+        if ledger.decisions("paper", kind="ladder")[0]["status"] != "open":
+            break
+    steps = [r for r in requests if r.client_order_id.startswith(f"{cid}.")]
+    partial = [o for o in ledger.orders("paper")
+               if 0 < (o["filled_quantity"] or 0) < o["quantity"]]
+    assert partial  # about one spread of the displayed size fills per poll
+    after = [r for r in steps if ledger.position(cid) is not None and r.adds_to == cid]
+    assert after, "the steps after the partial fill add to the position"
+    assert all(r.open_positions == 0 for r in after)  # the position itself is not counted
+    assert not [v for v in ledger.verdicts("paper") if v["check_name"] == "max_open_positions"]
+    broker.close()

@@ -164,9 +164,11 @@ class RiskEngine:
         options: dict[Contract, int] = defaultdict(int)
         counts: dict[str, int] = defaultdict(int)
         total = 0.0
+        held: dict[str, bool] = {}
         # The hedge book (strategies and purposes "hedge..."): its contracts and shares are in
         # the measured book; its premiums are not "max loss" and it is not a position count.
         for pos in self.ledger.positions(account):
+            held[pos["position_id"]] = True
             for leg in legs_from_json(pos["legs"]):
                 options[leg.contract] += leg.ratio * pos["quantity"]
             if pos["strategy"].startswith(HEDGE_PREFIX):
@@ -188,8 +190,10 @@ class RiskEngine:
             loss = json.loads(intent.get("context", "{}")).get("max_loss_per_spread")
             if isinstance(loss, int | float) and math.isfinite(loss):
                 total += loss * remaining
-            if order["position_id"] in (order["client_order_id"], order["decision_id"]):
-                # a new position (a working entry's step included)
+            if order["position_id"] == order["client_order_id"] or (
+                    order["position_id"] == order["decision_id"] and not held.get(
+                        order["position_id"])):
+                # a new position (a working entry's later step too, until a part has filled)
                 counts[order["symbol"]] += 1
         return dict(options), self.ledger.all_shares(account), total, dict(counts)
 

@@ -58,6 +58,7 @@ from thetadesk.strategies.spreads import SpreadKind
 __all__ = ["AdaptiveEngine", "AdaptiveRules", "RegimeParams"]
 
 REALISED_WINDOW = 20  # sessions of the realised volatility the expected value is taken at
+MAX_SIZE = 2.0  # the largest size multiplier an account accepts (TradeIntent.size_multiplier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,8 @@ class AdaptiveRules:
                     k: v for k, v in (("take_profit", p.take_profit),
                                       ("stop_multiple", p.stop_multiple)) if v is not None}
                 }.items())))
-        return out
+        # Sizes multiply across the keys; the account takes at most twice its budget.
+        return replace(out, size=min(out.size, MAX_SIZE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +281,8 @@ class AdaptiveEngine:
                 chain, kind, target_dte=params.target_dte, min_dte=r.min_dte, delta=delta,
                 width=params.width, atm_iv=current_iv if math.isfinite(current_iv) else
                 day.realised, real_vol=day.realised,
-                price_at="natural" if r.ladder is None else "mid")
+                price_at="natural" if r.ladder is None else "mid",
+                tick=0.01 if r.ladder is None else r.ladder.tick)
         except DataError as exc:
             return SymbolTick(**base, note=str(exc))
         best, rejected = rank(found, r.min_pop)
@@ -288,28 +291,29 @@ class AdaptiveEngine:
         if best is None:
             return SymbolTick(**base, note=f"{kind.value}: no candidate ("
                                            f"{len(found)} priced, {len(failed)} unbuildable)")
-        problem = r.timing.quote_problem(best.mid, best.natural)
-        if problem is None and kind.is_credit and best.limit / params.width < \
-                r.min_credit_fraction:
-            problem = (f"credit {best.limit:.2f} is {best.limit / params.width:.1%} of the "
-                       f"{params.width:g} width, below {r.min_credit_fraction:.0%}")
-        if problem is None and not kind.is_credit and -best.limit / params.width > \
-                r.max_debit_fraction:
-            problem = (f"debit {-best.limit:.2f} is {-best.limit / params.width:.1%} of the "
-                       f"{params.width:g} width, above {r.max_debit_fraction:.0%}")
-        if problem is not None:
-            return SymbolTick(**base, note=f"{kind.value}: {problem}")
         max_loss, max_profit = best.max_loss, best.max_profit
+        worst = best.limit  # the least favourable price the order may fill at
         if r.ladder is not None:
             # A working order: it starts at mid and may fill as far as its last step, so the
-            # account sizes it by the loss at that price.
+            # account sizes it by the loss at that price, and the floors hold there too.
             context["ladder"] = {"mid": best.mid, "natural": best.natural,
                                  "credit": kind.is_credit, "step_minutes": r.ladder.step_minutes,
                                  "tick": r.ladder.tick, "max_steps": r.ladder.max_steps}
-            last = (r.ladder.price(best.mid, best.natural, True, r.ladder.max_steps)
-                    if kind.is_credit else
-                    -r.ladder.price(-best.mid, -best.natural, False, r.ladder.max_steps))
-            max_loss = max(max_loss, best.spread.max_loss(last))
+            worst = (r.ladder.price(best.mid, best.natural, True, r.ladder.max_steps)
+                     if kind.is_credit else
+                     -r.ladder.price(-best.mid, -best.natural, False, r.ladder.max_steps))
+            max_loss = max(max_loss, best.spread.max_loss(worst))
+        problem = r.timing.quote_problem(best.mid, best.natural)
+        if problem is None and kind.is_credit and worst / params.width < \
+                r.min_credit_fraction:
+            problem = (f"credit {worst:.2f} is {worst / params.width:.1%} of the "
+                       f"{params.width:g} width, below {r.min_credit_fraction:.0%}")
+        if problem is None and not kind.is_credit and -worst / params.width > \
+                r.max_debit_fraction:
+            problem = (f"debit {-worst:.2f} is {-worst / params.width:.1%} of the "
+                       f"{params.width:g} width, above {r.max_debit_fraction:.0%}")
+        if problem is not None:
+            return SymbolTick(**base, note=f"{kind.value}: {problem}")
         context["chosen"] = best.describe()
         surface = surface_context(chain, best.expiry)
         context["surface"] = {**surface.as_dict(),

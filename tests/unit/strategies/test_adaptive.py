@@ -198,3 +198,36 @@ def test_the_whole_desk_trades_the_adaptive_strategy_after_its_warm_up(tmp_path,
             assert ladders == []
     finally:
         desk.close()
+
+
+def test_a_working_entry_is_priced_on_its_ladder_and_held_to_the_floors_at_its_last_step(sim):
+    from thetadesk.account import _Ladder
+    from thetadesk.signals.timing import LimitLadder
+
+    engine = AdaptiveEngine("SPY", sim)
+    kw = {f: getattr(RULES, f) for f in RULES.__slots__}
+    coarse = AdaptiveRules(**{**kw, "ladder": LimitLadder(5, 0.05, 4)})
+    for d in MarketCalendar().sessions(date(2025, 1, 2), 40):
+        tick = engine.propose(ny(d), "default", coarse)
+        if tick.intents and tick.intents[0].spread.kind.is_credit:
+            break
+    intent = tick.intents[0]
+    ladder = _Ladder.parse(intent.context["ladder"])
+    assert intent.limit_price == ladder.price(0)  # the account accepts it as its first step
+    assert round(intent.limit_price / 0.05, 6) == round(intent.limit_price / 0.05)
+    last = ladder.price(4)
+    assert intent.max_loss_per_spread == pytest.approx(intent.spread.max_loss(last))
+    width = max(intent.spread.strikes) - min(intent.spread.strikes)
+    between = (last / width + intent.limit_price / width) / 2  # above the last step's credit
+    strict = AdaptiveRules(**{**kw, "ladder": LimitLadder(5, 0.05, 4),
+                              "min_credit_fraction": between})
+    note = engine.propose(tick.now, "default", strict).note
+    assert "below" in note, note
+
+
+def test_sizes_multiply_up_to_twice_the_budget(sim):
+    kw = {f: getattr(RULES, f) for f in RULES.__slots__}
+    big = AdaptiveRules(**{**kw, "regimes": {t: RegimeParams(size=2.0)
+                                             for t in ("up", "down", "range", "low", "normal",
+                                                       "high")}})
+    assert big.effective(Regime.parse("up/high")).size == 2.0
