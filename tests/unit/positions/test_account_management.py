@@ -222,3 +222,23 @@ def test_repair_reduces_loser_once(desk):
     assert pos["quantity"] == n - n // 2
     assert pos["reduced"] == 1
     assert [d["kind"] for d in ledger.decisions("paper")] == ["repair_reduce"]
+
+
+def test_a_rolled_position_keeps_its_own_exit_levels(desk):
+    from dataclasses import replace
+
+    market, ledger, _broker, make = desk
+    rules = ManageRules(take_profit=0.9, stop_multiple=50.0, close_dte=7,
+                        roll=RollRules(enabled=True, when_short_delta=0.40, target_dte=60,
+                                       short_delta=0.25, max_debit=5.0))
+    engine = make(rules)
+    intent = SymbolEngine("SPY", RULES, market).tick(MORNING).intents[0]
+    own = {"stop_multiple": 40.0, "take_profit": 0.8}
+    engine.tick(MORNING, [replace(intent, context={**intent.context, "exits": own})])
+    (old,) = ledger.positions("paper")
+    short = next(leg.contract for leg in legs_from_json(old["legs"]) if leg.ratio < 0)
+    market.spots["SPY"] = short.strike + 0.5  # tested: rolled
+    engine.tick(MORNING + STEP)
+    (roll,) = ledger.decisions("paper", kind="roll")
+    new = ledger.position(roll["new_position_id"])
+    assert json.loads(new["exit_rules"]) == own
