@@ -460,6 +460,10 @@ class TimingConfig(_Section):
     max_width_fraction: float = Field(default=0.25, gt=0, le=2,
                                       description="most bid/ask width of the spread / its mid")
     ladder: LadderConfig = Field(default_factory=LadderConfig)
+    min_alignment: float | None = Field(
+        default=None, ge=-1, le=1,
+        description="a bull or bear structure needs the timeframes' alignment at least this "
+        "far its way (-1..1); null: recorded, not required")
 
     @model_validator(mode="after")
     def _windows(self) -> TimingConfig:

@@ -83,6 +83,7 @@ def adaptive_rules(strategy, decision) -> AdaptiveRules:
         timing=EntryTiming(t.windows, t.close_buffer, t.max_width_fraction),
         ladder=(LimitLadder(t.ladder.step_minutes, t.ladder.tick, t.ladder.max_steps)
                 if t.ladder.enabled else None),
+        min_alignment=t.min_alignment,
         events=events,
         regimes={k: RegimeParams(p.size, p.short_delta, p.target_dte, p.width,
                                  None if p.strategies is None

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC as _UTC
 from datetime import date
 
 import numpy as np
 
+from thetadesk.chain import NEW_YORK
 from thetadesk.clock import MarketCalendar
 from thetadesk.errors import DataError
 
-__all__ = ["DailyBars", "DailyHistory"]
+__all__ = ["DailyBars", "DailyHistory", "minute_bars"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +93,38 @@ class DailyHistory:
         rows = [self._bar(d) for d in days]
         cols = np.array(rows, dtype=np.float64).reshape(len(rows), 5).T
         return DailyBars(tuple(days), *cols)
+
+
+def minute_bars(market, symbol: str, now, calendar: MarketCalendar, sessions: int = 5):
+    """``symbol``'s 1-minute bars (``timeframes.Bars``) of the last ``sessions`` sessions up to
+    ``now``, point in time: today's only through the minute that has ended by ``now``. From a
+    market with ``day_path`` (each minute's price: open, high, low and close alike, volume
+    unknown and set to 1); None for any other source."""
+    from thetadesk.signals.timeframes import Bars
+
+    if not callable(getattr(market, "day_path", None)):
+        return None
+    today = now.astimezone(NEW_YORK).date()
+    days: list[date] = []
+    d = today if calendar.is_session(today) else calendar.previous_session(today)
+    while len(days) < sessions:
+        days.append(d)
+        d = calendar.previous_session(d)
+    ends, opens, prices = [], [], []
+    now_ns = np.datetime64(now.astimezone(_UTC).replace(tzinfo=None), "s")
+    for day in reversed(days):
+        try:
+            path = np.asarray(market.day_path(symbol, day), dtype=np.float64)
+        except DataError:
+            continue
+        start = np.datetime64(calendar.session_open(day).astimezone(_UTC).replace(tzinfo=None),
+                              "s")
+        minute_ends = start + np.arange(1, len(path)) * np.timedelta64(60, "s")
+        keep = minute_ends <= now_ns
+        ends.append(minute_ends[keep])
+        opens.append(np.full(int(keep.sum()), start))
+        prices.append(path[1:][keep])
+    if not ends:
+        return None
+    end, session, price = np.concatenate(ends), np.concatenate(opens), np.concatenate(prices)
+    return Bars(end, session, price, price, price, price, np.ones(len(price)))

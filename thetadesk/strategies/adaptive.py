@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from thetadesk.errors import DataError
 from thetadesk.logging import get_logger
 from thetadesk.messages import SymbolTick, TradeIntent
 from thetadesk.signals.events import EventCalendar
-from thetadesk.signals.history import DailyHistory
+from thetadesk.signals.history import DailyHistory, minute_bars
 from thetadesk.signals.indicators import close_to_close_vol
 from thetadesk.signals.regime import (
     Regime,
@@ -50,6 +50,7 @@ from thetadesk.signals.regime import (
     daily_inputs,
     realised_vol_percentile,
 )
+from thetadesk.signals.timeframes import alignment, direction, resample
 from thetadesk.signals.timing import EntryTiming, LimitLadder
 from thetadesk.signals.volatility import iv_rank, rolling_iv_rank, surface_context
 from thetadesk.strategies.selector import SelectorRules, candidates, rank, structure_for
@@ -58,6 +59,9 @@ from thetadesk.strategies.spreads import SpreadKind
 __all__ = ["AdaptiveEngine", "AdaptiveRules", "RegimeParams"]
 
 REALISED_WINDOW = 20  # sessions of the realised volatility the expected value is taken at
+TREND_BARS = 21  # bars a timeframe needs for its direction (the slow EMA's period)
+_DIRECTION = {SpreadKind.BULL_PUT_CREDIT: 1.0, SpreadKind.BULL_CALL_DEBIT: 1.0,
+              SpreadKind.BEAR_CALL_CREDIT: -1.0, SpreadKind.BEAR_PUT_DEBIT: -1.0}
 MAX_SIZE = 2.0  # the largest size multiplier an account accepts (TradeIntent.size_multiplier)
 
 
@@ -105,6 +109,9 @@ class AdaptiveRules:
     events: EventCalendar | None = None
     regimes: Mapping[str, RegimeParams] = field(default_factory=dict)
     ladder: LimitLadder | None = None  # None: a marketable limit at natural
+    # A directional structure needs the timeframes' alignment score (-1..1) at least this far
+    # in its direction (None: the score is recorded, not required).
+    min_alignment: float | None = None
 
     def in_entry_window(self, now: datetime) -> bool:
         """The supervisor's pre-check: inside ``entry_start``..``entry_end`` and one of the
@@ -198,6 +205,24 @@ class AdaptiveEngine:
         self._days[key] = day
         return day
 
+    def _timeframes(self, now: datetime, today, r: AdaptiveRules) -> dict:
+        """Each timeframe's trend direction (daily from the history; hourly, 5-minute and
+        1-minute from the last sessions' minutes up to ``now``) and their alignment score; a
+        timeframe with too few bars is left out."""
+        directions: dict[str, float] = {}
+        daily = self.history.before(today, r.history_sessions)
+        if len(daily) >= TREND_BARS:
+            directions["1d"] = direction(daily.close)
+        minutes = minute_bars(self.market, self.symbol, now, self.calendar)
+        if minutes is not None and len(minutes.end):
+            t = np.datetime64(now.astimezone(UTC).replace(tzinfo=None), "s")
+            for label, span in (("1h", 60), ("5m", 5), ("1m", 1)):
+                closes = minutes.close if span == 1 else resample(minutes, span, now=t).close
+                if len(closes) >= TREND_BARS:
+                    directions[label] = direction(closes)
+        score = alignment(directions) if directions else math.nan
+        return {"score": _num(score), "directions": directions}
+
     def _unknown_events(self, events: EventCalendar, today) -> tuple[str, ...]:
         """The event kinds the calendar has no dates for in ``today``'s year, said once a
         year in the log (a backtest before 2024 runs without blackouts, and says so)."""
@@ -270,6 +295,16 @@ class AdaptiveEngine:
                               "target_dte": params.target_dte, "width": params.width}}
         if kind is None:
             return SymbolTick(**base, note=why)
+        views = self._timeframes(now, today, r)
+        context["alignment"] = views
+        want = _DIRECTION.get(kind)
+        if r.min_alignment is not None and want is not None:
+            score = views["score"]
+            if score is None or want * score < r.min_alignment:
+                shown = "unknown" if score is None else f"{score:+.2f}"
+                return SymbolTick(**base, note=(
+                    f"{kind.value}: the timeframes do not confirm it (alignment {shown}, "
+                    f"needs {want * r.min_alignment:+.2f} or beyond)"))
         if kind.is_credit and not (current_iv >= r.min_iv):
             return SymbolTick(**base, note=f"ATM IV {current_iv:.3f} below the {r.min_iv:.3f} "
                                            "minimum to sell premium")

@@ -4,6 +4,7 @@ IV rank behind each structure, the decision's record, and the ledger's regime hi
 import itertools
 from datetime import UTC, date, datetime, time
 
+import numpy as np
 import pytest
 
 from thetadesk.adapters.sim_market import SimMarket, SimSymbol
@@ -231,3 +232,34 @@ def test_sizes_multiply_up_to_twice_the_budget(sim):
                                              for t in ("up", "down", "range", "low", "normal",
                                                        "high")}})
     assert big.effective(Regime.parse("up/high")).size == 2.0
+
+
+def test_every_intent_records_the_timeframes_and_a_required_alignment_filters(sim):
+    from thetadesk.signals.history import minute_bars
+
+    engine = AdaptiveEngine("SPY", sim)
+    at = None
+    for d in MarketCalendar().sessions(date(2025, 1, 2), 40):
+        tick = engine.propose(ny(d, 11, 0), "default", RULES)
+        if tick.intents and tick.intents[0].spread.kind in (SpreadKind.BULL_PUT_CREDIT,
+                                                            SpreadKind.BEAR_CALL_CREDIT,
+                                                            SpreadKind.BULL_CALL_DEBIT,
+                                                            SpreadKind.BEAR_PUT_DEBIT):
+            at = ny(d, 11, 0)
+            break
+    assert at is not None, "no directional trade in 40 sessions"
+    views = tick.intents[0].context["alignment"]
+    assert set(views["directions"]) == {"1d", "1h", "5m", "1m"}
+    assert -1.0 <= views["score"] <= 1.0
+    kind = tick.intents[0].spread.kind
+    want = 1.0 if kind in (SpreadKind.BULL_PUT_CREDIT, SpreadKind.BULL_CALL_DEBIT) else -1.0
+    kw = {f: getattr(RULES, f) for f in RULES.__slots__}
+    loose = AdaptiveRules(**{**kw, "min_alignment": want * views["score"] - 0.01})
+    assert engine.propose(at, "default", loose).intents
+    strict = AdaptiveRules(**{**kw, "min_alignment": want * views["score"] + 0.01})
+    assert "the timeframes do not confirm it" in engine.propose(at, "default", strict).note
+    # The minutes are point in time: none after ``at``, today's from the open.
+    bars = minute_bars(sim, "SPY", at, MarketCalendar())
+    last = np.datetime64(at.astimezone(UTC).replace(tzinfo=None), "s")
+    assert bars.end[-1] == last
+    assert len(bars.end) == 4 * 390 + 90  # four earlier sessions and 90 minutes of today
