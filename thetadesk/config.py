@@ -460,6 +460,10 @@ class TimingConfig(_Section):
     max_width_fraction: float = Field(default=0.25, gt=0, le=2,
                                       description="most bid/ask width of the spread / its mid")
     ladder: LadderConfig = Field(default_factory=LadderConfig)
+    volume_spike: float | None = Field(
+        default=None, gt=0, le=20,
+        description="the latest 5-minute bar's volume at least this multiple of its 20 bars' "
+        "average (needs a source with volume: Polygon); null: not required")
     min_alignment: float | None = Field(
         default=None, ge=-1, le=1,
         description="a bull or bear structure needs the timeframes' alignment at least this "
@@ -470,7 +474,8 @@ class TimingConfig(_Section):
         from thetadesk.signals.timing import EntryTiming
 
         try:
-            EntryTiming(self.windows, self.close_buffer, self.max_width_fraction)
+            EntryTiming(self.windows, self.close_buffer, self.max_width_fraction,
+                        self.volume_spike)
         except ValueError as exc:
             _raise_problems([(("windows",), str(exc))])
         return self

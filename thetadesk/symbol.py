@@ -80,7 +80,7 @@ def adaptive_rules(strategy, decision) -> AdaptiveRules:
         history_sessions=decision.history_sessions,
         regime=RegimeRules(**decision.regime.model_dump()),
         selector=SelectorRules(**decision.selector.model_dump()),
-        timing=EntryTiming(t.windows, t.close_buffer, t.max_width_fraction),
+        timing=EntryTiming(t.windows, t.close_buffer, t.max_width_fraction, t.volume_spike),
         ladder=(LimitLadder(t.ladder.step_minutes, t.ladder.tick, t.ladder.max_steps)
                 if t.ladder.enabled else None),
         min_alignment=t.min_alignment,

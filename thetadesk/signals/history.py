@@ -4,9 +4,11 @@ low and close, and the 30-day at-the-money implied volatility at its close.
 Point in time: ``DailyHistory.before(day)`` holds the sessions before ``day`` only (a session in
 progress is not a bar yet). Sources: a market with ``day_path(symbol, day)`` (the simulator and
 the historical replay: every minute of the session, so high and low are exact) and, where it has
-one, ``atm_iv(symbol, t)``; a market without ``day_path`` has no history here (live sources:
-not yet built), and the caller says so rather than trade on nothing. Sessions are remembered,
-so each is read from the market once per process.
+one, ``atm_iv(symbol, t)``; or a market with ``aggregates(symbol, 1, "day", start, end)``
+(Polygon: the vendor's daily bars, one request per session; no implied-volatility history, so
+the volatility regime reads the realised volatility's percentile). Any other source has no
+history here, and the caller says so rather than trade on nothing. Sessions are remembered, so
+each is read from the market once per process.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC as _UTC
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 
@@ -23,6 +25,8 @@ from thetadesk.clock import MarketCalendar
 from thetadesk.errors import DataError
 
 __all__ = ["DailyBars", "DailyHistory", "minute_bars"]
+
+_MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +46,12 @@ class DailyHistory:
     """Daily bars of one symbol from ``market``, remembered per session."""
 
     def __init__(self, market, symbol: str, calendar: MarketCalendar | None = None) -> None:
-        if not callable(getattr(market, "day_path", None)):
-            raise DataError(f"{type(market).__name__} gives no daily history (no day_path): "
-                            "the adaptive strategy needs the simulator or the historical replay")
+        self._paths = callable(getattr(market, "day_path", None))
+        if not self._paths and not callable(getattr(market, "aggregates", None)):
+            raise DataError(f"{type(market).__name__} gives no daily history (neither minute "
+                            "paths nor daily aggregates): the adaptive strategy needs the "
+                            "simulator, the historical replay or Polygon")
+        self._fetched: set[date] = set()  # days whose history was asked of the aggregates
         self.market = market
         self.symbol = symbol
         self.calendar = calendar or MarketCalendar()
@@ -54,7 +61,7 @@ class DailyHistory:
     def _bar(self, day: date) -> tuple[float, float, float, float, float] | None:
         if day in self._bars:
             return self._bars[day]
-        if day in self._missing:
+        if day in self._missing or not self._paths:
             return None
         try:
             path = np.asarray(self.market.day_path(self.symbol, day), dtype=np.float64)
@@ -74,11 +81,41 @@ class DailyHistory:
         self._bars[day] = bar
         return bar
 
+    def _fetch(self, day: date, sessions: int) -> None:
+        """The vendor's daily bars of the ``sessions`` sessions before ``day``, remembered;
+        sessions it has no bar for count as missing (the history ends there)."""
+        if day in self._fetched:
+            return
+        first = day
+        for _ in range(sessions):
+            first = self.calendar.previous_session(first)
+        bars = self.market.aggregates(self.symbol, 1, "day",
+                                      self.calendar.session_open(first),
+                                      self.calendar.session_open(day))
+        got: dict[date, tuple[float, float, float, float, float]] = {}
+        for b in bars:
+            d = b.start.astimezone(NEW_YORK).date()
+            if d >= day or not self.calendar.is_session(d):
+                continue  # today's bar is still forming; a stray non-session bar is no session
+            if not all(math.isfinite(x) and x > 0 for x in (b.open, b.high, b.low, b.close)):
+                raise DataError(f"{self.symbol} {d}: the vendor's daily bar is unusable")
+            got[d] = (b.open, b.high, b.low, b.close, math.nan)
+        d = self.calendar.previous_session(day)
+        while d >= first:
+            if d in got:
+                self._bars[d] = got[d]
+            elif d not in self._bars:
+                self._missing.add(d)
+            d = self.calendar.previous_session(d)
+        self._fetched.add(day)
+
     def before(self, day: date, sessions: int) -> DailyBars:
         """Up to ``sessions`` completed sessions before ``day``, oldest first; fewer at the
         start of the source's data (the simulation's first session, the replay's)."""
         if sessions < 1:
             raise ValueError(f"sessions must be >= 1, got {sessions}")
+        if not self._paths:
+            self._fetch(day, sessions)
         days: list[date] = []
         d = self.calendar.previous_session(day)
         while len(days) < sessions:
@@ -98,12 +135,15 @@ class DailyHistory:
 def minute_bars(market, symbol: str, now, calendar: MarketCalendar, sessions: int = 5):
     """``symbol``'s 1-minute bars (``timeframes.Bars``) of the last ``sessions`` sessions up to
     ``now``, point in time: today's only through the minute that has ended by ``now``. From a
-    market with ``day_path`` (each minute's price: open, high, low and close alike, volume
-    unknown and set to 1); None for any other source."""
+    market with ``day_path`` (each minute's price: open, high, low and close alike; volume
+    unknown, NaN) or with ``aggregates`` (the vendor's minute bars, regular hours only, with
+    their volume); None for any other source."""
     from thetadesk.signals.timeframes import Bars
 
     if not callable(getattr(market, "day_path", None)):
-        return None
+        if not callable(getattr(market, "aggregates", None)):
+            return None
+        return _vendor_minutes(market, symbol, now, calendar, sessions)
     today = now.astimezone(NEW_YORK).date()
     days: list[date] = []
     d = today if calendar.is_session(today) else calendar.previous_session(today)
@@ -127,4 +167,39 @@ def minute_bars(market, symbol: str, now, calendar: MarketCalendar, sessions: in
     if not ends:
         return None
     end, session, price = np.concatenate(ends), np.concatenate(opens), np.concatenate(prices)
-    return Bars(end, session, price, price, price, price, np.ones(len(price)))
+    return Bars(end, session, price, price, price, price, np.full(len(price), np.nan))
+
+
+def _vendor_minutes(market, symbol: str, now, calendar: MarketCalendar, sessions: int):
+    from thetadesk.signals.timeframes import Bars
+
+    today = now.astimezone(NEW_YORK).date()
+    d = today if calendar.is_session(today) else calendar.previous_session(today)
+    days = [d]
+    while len(days) < sessions:
+        days.append(calendar.previous_session(days[-1]))
+    hours = {day: (calendar.session_open(day), calendar.session_close(day)) for day in days}
+    rows = []
+    for b in market.aggregates(symbol, 1, "minute", hours[days[-1]][0], now):
+        day = b.start.astimezone(NEW_YORK).date()
+        if day not in hours:
+            continue
+        start, close = hours[day]
+        end = b.start + _MINUTE
+        if not (start <= b.start and end <= close and end <= now):
+            continue  # pre- and after-market minutes, and the minute still forming
+        if not all(math.isfinite(x) and x > 0 for x in (b.open, b.high, b.low, b.close)):
+            continue
+        rows.append((end, start, b.open, b.high, b.low, b.close, b.volume))
+    if not rows:
+        return None
+    rows.sort(key=lambda r: r[0])
+
+    def col(i, kind="f8"):
+        return np.array([r[i] for r in rows], dtype=kind)
+
+    def stamp(i):
+        return np.array([np.datetime64(r[i].astimezone(_UTC).replace(tzinfo=None), "s")
+                         for r in rows])
+
+    return Bars(stamp(0), stamp(1), col(2), col(3), col(4), col(5), col(6))

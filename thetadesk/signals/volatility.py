@@ -21,8 +21,8 @@ from thetadesk.errors import DataError
 from thetadesk.models import Right
 from thetadesk.pricing import implied_vol
 
-__all__ = ["IV_LOOKBACK", "SurfaceContext", "iv_percentile", "iv_rank", "rolling_iv_rank",
-           "surface_context"]
+__all__ = ["IV_LOOKBACK", "SurfaceContext", "atm_implied_vol", "iv_percentile", "iv_rank",
+           "rolling_iv_rank", "surface_context"]
 
 IV_LOOKBACK = 252  # sessions in the IV rank and percentile's year
 
@@ -136,6 +136,11 @@ def _row_iv(chain: OptionChain, row: OptionQuote | None, expiry: date) -> float:
     return float(implied_vol(row.quote.mid, chain.spot, row.contract.strike,
                              chain.years_to_expiry(expiry), chain.rate, chain.dividend_yield,
                              row.contract.right is Right.CALL))
+
+
+def atm_implied_vol(chain: OptionChain, expiry: date) -> float:
+    """ATM implied volatility at ``expiry`` from the chain itself (NaN if unusable)."""
+    return _atm(chain, expiry)
 
 
 def _atm(chain: OptionChain, expiry: date) -> float:

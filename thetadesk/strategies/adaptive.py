@@ -42,7 +42,7 @@ from thetadesk.logging import get_logger
 from thetadesk.messages import SymbolTick, TradeIntent
 from thetadesk.signals.events import EventCalendar
 from thetadesk.signals.history import DailyHistory, minute_bars
-from thetadesk.signals.indicators import close_to_close_vol
+from thetadesk.signals.indicators import close_to_close_vol, volume_ratio
 from thetadesk.signals.regime import (
     Regime,
     RegimeRules,
@@ -52,7 +52,12 @@ from thetadesk.signals.regime import (
 )
 from thetadesk.signals.timeframes import alignment, direction, resample
 from thetadesk.signals.timing import EntryTiming, LimitLadder
-from thetadesk.signals.volatility import iv_rank, rolling_iv_rank, surface_context
+from thetadesk.signals.volatility import (
+    atm_implied_vol,
+    iv_rank,
+    rolling_iv_rank,
+    surface_context,
+)
 from thetadesk.strategies.selector import SelectorRules, candidates, rank, structure_for
 from thetadesk.strategies.spreads import SpreadKind
 
@@ -210,6 +215,7 @@ class AdaptiveEngine:
         1-minute from the last sessions' minutes up to ``now``) and their alignment score; a
         timeframe with too few bars is left out."""
         directions: dict[str, float] = {}
+        ratio = math.nan  # the latest 5-minute bar's volume over its 20 bars' average
         daily = self.history.before(today, r.history_sessions)
         if len(daily) >= TREND_BARS:
             directions["1d"] = direction(daily.close)
@@ -217,11 +223,13 @@ class AdaptiveEngine:
         if minutes is not None and len(minutes.end):
             t = np.datetime64(now.astimezone(UTC).replace(tzinfo=None), "s")
             for label, span in (("1h", 60), ("5m", 5), ("1m", 1)):
-                closes = minutes.close if span == 1 else resample(minutes, span, now=t).close
-                if len(closes) >= TREND_BARS:
-                    directions[label] = direction(closes)
+                bars = minutes if span == 1 else resample(minutes, span, now=t)
+                if len(bars.close) >= TREND_BARS:
+                    directions[label] = direction(bars.close)
+                if span == 5 and len(bars.volume):
+                    ratio = float(volume_ratio(bars.volume, 20)[-1])
         score = alignment(directions) if directions else math.nan
-        return {"score": _num(score), "directions": directions}
+        return {"score": _num(score), "directions": directions, "volume_ratio": _num(ratio)}
 
     def _unknown_events(self, events: EventCalendar, today) -> tuple[str, ...]:
         """The event kinds the calendar has no dates for in ``today``'s year, said once a
@@ -278,7 +286,11 @@ class AdaptiveEngine:
                                       max_dte=2 * params.target_dte)
             spot = chain.spot
             atm = getattr(self.market, "atm_iv", None)
-            current_iv = float(atm(self.symbol, now)) if callable(atm) else math.nan
+            if callable(atm):  # the source's 30-day ATM level, the history's own measure
+                current_iv = float(atm(self.symbol, now))
+            else:  # a vendor chain: ATM at the target expiry (no IV history to rank it)
+                current_iv = atm_implied_vol(chain, chain.nearest_expiry(
+                    params.target_dte, min_dte=r.min_dte))
         except DataError as exc:
             self.log.warning("no_chain", reason=str(exc), at=now.isoformat())
             return SymbolTick(**base, note=f"no usable chain: {exc}")
@@ -305,6 +317,9 @@ class AdaptiveEngine:
                 return SymbolTick(**base, note=(
                     f"{kind.value}: the timeframes do not confirm it (alignment {shown}, "
                     f"needs {want * r.min_alignment:+.2f} or beyond)"))
+        volume = r.timing.volume_problem(views["volume_ratio"])
+        if volume is not None:
+            return SymbolTick(**base, note=f"{kind.value}: {volume}")
         if kind.is_credit and not (current_iv >= r.min_iv):
             return SymbolTick(**base, note=f"ATM IV {current_iv:.3f} below the {r.min_iv:.3f} "
                                            "minimum to sell premium")

@@ -13,6 +13,7 @@ from thetadesk.clock import MarketCalendar
 from thetadesk.config import DEFAULT_CONFIG, load_config
 from thetadesk.signals.events import EventCalendar
 from thetadesk.signals.regime import Regime
+from thetadesk.signals.timing import EntryTiming
 from thetadesk.store import Ledger
 from thetadesk.strategies.adaptive import AdaptiveEngine, AdaptiveRules, RegimeParams
 from thetadesk.strategies.selector import structure_for
@@ -263,3 +264,83 @@ def test_every_intent_records_the_timeframes_and_a_required_alignment_filters(si
     last = np.datetime64(at.astimezone(UTC).replace(tzinfo=None), "s")
     assert bars.end[-1] == last
     assert len(bars.end) == 4 * 390 + 90  # four earlier sessions and 90 minutes of today
+
+
+class VendorLike:
+    """A live-style source over the simulator: chains, quotes and spot, and OHLCV aggregates
+    (daily and minute, as Polygon's adapter returns them), but no minute paths and no IV
+    history. Minute volume is 1,000 a minute, with a burst of 5,000 a minute from 10:50 to
+    10:55 New York on every session."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.cal = MarketCalendar()
+        self.calls = []
+        self.sim_start = date(2024, 1, 2)  # a vendor has no bars before its data begins
+
+    def chain(self, *a, **k):
+        return self.sim.chain(*a, **k)
+
+    def quote(self, *a, **k):
+        return self.sim.quote(*a, **k)
+
+    def spot(self, *a, **k):
+        return self.sim.spot(*a, **k)
+
+    def aggregates(self, symbol, multiplier, timespan, start, end):
+        from datetime import timedelta
+
+        from thetadesk.adapters.polygon import AggregateBar
+
+        self.calls.append(timespan)
+        out = []
+        d = start.astimezone(NEW_YORK).date()
+        while d <= end.astimezone(NEW_YORK).date():
+            if self.cal.is_session(d) and d >= self.sim_start:
+                path = self.sim.day_path(symbol, d)
+                opened = self.cal.session_open(d)
+                if timespan == "day":
+                    out.append(AggregateBar(datetime.combine(d, time(0), NEW_YORK), path[0],
+                                            path.max(), path.min(), path[-1], 1e6))
+                else:
+                    for i in range(len(path) - 1):
+                        t = opened + timedelta(minutes=i)
+                        local = t.astimezone(NEW_YORK).time()
+                        v = 5000.0 if time(10, 50) <= local < time(10, 55) else 1000.0
+                        lo, hi = sorted((path[i], path[i + 1]))
+                        out.append(AggregateBar(t, path[i], hi, lo, path[i + 1], v))
+            d += timedelta(days=1)
+        return [b for b in out if start <= b.start < end]
+
+
+def test_a_vendor_source_gives_the_history_and_the_volume_confirmation(sim):
+    from datetime import timedelta
+
+    vendor = VendorLike(sim)
+    engine = AdaptiveEngine("SPY", vendor)
+    kw = {f: getattr(RULES, f) for f in RULES.__slots__}
+    tick = None
+    for d in MarketCalendar().sessions(date(2025, 1, 2), 40):
+        tick = engine.propose(ny(d, 10, 56), "default", RULES)
+        if tick.intents:
+            break
+    assert tick.intents, tick.note
+    ctx = tick.intents[0].context
+    assert ctx["regime_inputs"]["vol_source"] == "realised_vol_percentile"  # no IV history
+    assert ctx["iv_rank"] is None
+    assert ctx["alignment"]["volume_ratio"] == pytest.approx(5.0)  # 10:50-10:55, the burst
+    assert vendor.calls.count("day") <= 40  # one daily request per session at most
+    at = tick.now
+    spike = AdaptiveRules(**{**kw, "timing": EntryTiming(volume_spike=3.0)})
+    assert engine.propose(at, "default", spike).intents  # the burst confirms
+    later = at + timedelta(minutes=10)  # 11:06: an ordinary bar
+    quiet = engine.propose(later, "default", spike)
+    assert "below the 3x confirmation" in quiet.note, quiet.note
+    # The simulator's own minutes carry no volume: nothing confirms there.
+    own = AdaptiveEngine("SPY", sim)
+    for d in MarketCalendar().sessions(date(2025, 1, 2), 40):
+        if own.propose(ny(d), "default", RULES).intents:
+            assert "no volume history" in own.propose(ny(d), "default", spike).note
+            break
+    else:
+        pytest.fail("no simulator trade in 40 sessions")
