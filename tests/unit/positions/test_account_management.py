@@ -21,6 +21,9 @@ from thetadesk.symbol import SymbolEngine
 STEP = timedelta(minutes=5)
 WIDE = RiskLimits(max_loss_per_trade=5000, max_open_positions=4, min_buying_power=10_000,
                   daily_loss_limit=5000)
+ROLLING = ManageRules(take_profit=0.9, stop_multiple=50.0, close_dte=7,
+                      roll=RollRules(enabled=True, when_short_delta=0.40, target_dte=60,
+                                     short_delta=0.25, max_debit=5.0))
 LADDER = ManageRules(take_profit=0.75, ladder=(0.25, 0.50), trail=0.15, stop_multiple=5.0,
                      close_dte=7)
 
@@ -144,10 +147,7 @@ def test_breach_stop_closes_when_spot_crosses_the_short_strike(desk):
 
 def test_roll_closes_tested_spread_and_opens_one_further_out_as_one_decision(desk):
     market, ledger, _broker, make = desk
-    rules = ManageRules(take_profit=0.9, stop_multiple=50.0, close_dte=7,
-                        roll=RollRules(enabled=True, when_short_delta=0.40, target_dte=60,
-                                       short_delta=0.25, max_debit=5.0))
-    engine = make(rules)
+    engine = make(ROLLING)
     _open(market, engine)
     (old,) = ledger.positions("paper")
     old_legs = legs_from_json(old["legs"])
@@ -228,10 +228,7 @@ def test_a_rolled_position_keeps_its_own_exit_levels(desk):
     from dataclasses import replace
 
     market, ledger, _broker, make = desk
-    rules = ManageRules(take_profit=0.9, stop_multiple=50.0, close_dte=7,
-                        roll=RollRules(enabled=True, when_short_delta=0.40, target_dte=60,
-                                       short_delta=0.25, max_debit=5.0))
-    engine = make(rules)
+    engine = make(ROLLING)
     intent = SymbolEngine("SPY", RULES, market).tick(MORNING).intents[0]
     own = {"stop_multiple": 40.0, "take_profit": 0.8}
     engine.tick(MORNING, [replace(intent, context={**intent.context, "exits": own})])
