@@ -97,9 +97,7 @@ class _Ladder:
     rule: LimitLadder
 
     def price(self, step: int) -> float:
-        if self.credit:
-            return self.rule.price(self.mid, self.natural, True, step)
-        return -self.rule.price(-self.mid, -self.natural, False, step)
+        return self.rule.net(self.mid, self.natural, step)
 
     def as_detail(self) -> dict:
         return {"mid": self.mid, "natural": self.natural, "credit": self.credit,
@@ -649,8 +647,7 @@ class AccountEngine:
         step = _step_of(did, cid)
 
         def filled() -> int:
-            return sum(o["filled_quantity"] or 0 for o in self.ledger.orders(self.name)
-                       if o.get("decision_id") == did)
+            return sum(o["filled_quantity"] or 0 for o in self.ledger.decision_orders(did))
 
         if filled() >= total:
             self._ladder_end(did, total, total, now, "filled")

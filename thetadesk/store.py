@@ -574,6 +574,10 @@ class Ledger:
         rows = self._rows("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
         return rows[0] if rows else None
 
+    def decision_orders(self, decision_id: str) -> list[dict[str, Any]]:
+        """The orders that carry out one decision (a roll's two, a working entry's steps)."""
+        return self._select("orders", "created_at, client_order_id", decision_id=decision_id)
+
     def orders(self, account: str | None = None, statuses: tuple[str, ...] | None = None,
                ) -> list[dict[str, Any]]:
         sql, params = "SELECT * FROM orders WHERE 1=1", []

@@ -167,6 +167,13 @@ class LimitLadder:
             n = min(first + step, max(cap, first))
         return round(n * self.tick, 10)
 
+    def net(self, mid: float, natural: float, step: int) -> float:
+        """``price`` for prices signed as the desk's net premiums (> 0 a credit received,
+        < 0 a debit paid), the answer signed the same way."""
+        if mid > 0:
+            return self.price(mid, natural, True, step)
+        return -self.price(-mid, -natural, False, step)
+
     def at(self, mid: float, natural: float, credit: bool, placed: datetime, now: datetime
            ) -> LimitStep:
         """Where the order placed at ``placed`` stands at ``now`` against the current quote:

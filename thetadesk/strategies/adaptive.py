@@ -159,6 +159,7 @@ class _Day:
     iv_history: np.ndarray
     realised: float
     note: str | None
+    closes: np.ndarray  # the sessions' closes, oldest first (the daily timeframe's bars)
 
 
 class AdaptiveEngine:
@@ -183,7 +184,8 @@ class AdaptiveEngine:
         need = r.warm_up()
         if len(bars) < need:
             day = _Day(None, None, {}, bars.atm_iv, math.nan,
-                       f"regime warming up: {len(bars)} of {need} sessions of history")
+                       f"regime warming up: {len(bars)} of {need} sessions of history",
+                       bars.close)
         else:
             iv = bars.atm_iv
             if np.count_nonzero(np.isfinite(iv)) >= need:
@@ -202,7 +204,7 @@ class AdaptiveEngine:
             realised = float(close_to_close_vol(bars.close, REALISED_WINDOW)[-1])
             note = None if tracker.regime is not None else "regime: inputs not yet known"
             day = _Day(tracker.regime, since.isoformat() if since else None,
-                       {**last.as_dict(), "vol_source": source}, iv, realised, note)
+                       {**last.as_dict(), "vol_source": source}, iv, realised, note, bars.close)
             if tracker.regime is not None and since is not None:
                 self._record(tracker.regime, since, day.inputs)
         if len(self._days) > 8:
@@ -216,9 +218,9 @@ class AdaptiveEngine:
         timeframe with too few bars is left out."""
         directions: dict[str, float] = {}
         ratio = math.nan  # the latest 5-minute bar's volume over its 20 bars' average
-        daily = self.history.before(today, r.history_sessions)
-        if len(daily) >= TREND_BARS:
-            directions["1d"] = direction(daily.close)
+        closes = self._day(today, r).closes  # the session's history, read once
+        if len(closes) >= TREND_BARS:
+            directions["1d"] = direction(closes)
         minutes = minute_bars(self.market, self.symbol, now, self.calendar)
         if minutes is not None and len(minutes.end):
             t = np.datetime64(now.astimezone(UTC).replace(tzinfo=None), "s")
@@ -349,9 +351,7 @@ class AdaptiveEngine:
             context["ladder"] = {"mid": best.mid, "natural": best.natural,
                                  "credit": kind.is_credit, "step_minutes": r.ladder.step_minutes,
                                  "tick": r.ladder.tick, "max_steps": r.ladder.max_steps}
-            worst = (r.ladder.price(best.mid, best.natural, True, r.ladder.max_steps)
-                     if kind.is_credit else
-                     -r.ladder.price(-best.mid, -best.natural, False, r.ladder.max_steps))
+            worst = r.ladder.net(best.mid, best.natural, r.ladder.max_steps)
             max_loss = max(max_loss, best.spread.max_loss(worst))
         problem = r.timing.quote_problem(best.mid, best.natural)
         if problem is None and kind.is_credit and worst / params.width < \

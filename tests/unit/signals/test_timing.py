@@ -92,3 +92,9 @@ def test_the_close_buffer_applies_to_a_regular_close_when_none_is_given():
     assert late.allows_time(utc(2025, 1, 6, 20, 30))  # 15:30 New York
     assert not late.allows_time(utc(2025, 1, 6, 20, 45))  # 15:45: inside the last 30 minutes
     assert late.window_at(utc(2025, 1, 6, 20, 30)) == (time(14, 0), time(15, 30))
+
+
+def test_the_ladder_on_signed_net_premiums():
+    ladder = LimitLadder(tick=0.01)
+    assert ladder.net(1.005, 0.98, 2) == ladder.price(1.005, 0.98, True, 2) == 0.99
+    assert ladder.net(-2.013, -2.05, 1) == -ladder.price(2.013, 2.05, False, 1) == -2.02
