@@ -65,6 +65,7 @@ __all__ = ["AdaptiveEngine", "AdaptiveRules", "RegimeParams"]
 
 REALISED_WINDOW = 20  # sessions of the realised volatility the expected value is taken at
 TREND_BARS = 21  # bars a timeframe needs for its direction (the slow EMA's period)
+TREND_WINDOW = 10 * TREND_BARS  # the latest bars an intraday direction is read from
 _DIRECTION = {SpreadKind.BULL_PUT_CREDIT: 1.0, SpreadKind.BULL_CALL_DEBIT: 1.0,
               SpreadKind.BEAR_CALL_CREDIT: -1.0, SpreadKind.BEAR_PUT_DEBIT: -1.0}
 MAX_SIZE = 2.0  # the largest size multiplier an account accepts (TradeIntent.size_multiplier)
@@ -227,7 +228,7 @@ class AdaptiveEngine:
             for label, span in (("1h", 60), ("5m", 5), ("1m", 1)):
                 bars = minutes if span == 1 else resample(minutes, span, now=t)
                 if len(bars.close) >= TREND_BARS:
-                    directions[label] = direction(bars.close)
+                    directions[label] = direction(bars.close[-TREND_WINDOW:])
                 if span == 5 and len(bars.volume):
                     ratio = float(volume_ratio(bars.volume, 20)[-1])
         score = alignment(directions) if directions else math.nan
