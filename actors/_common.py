@@ -71,9 +71,11 @@ def settle() -> None:
 
     import numpy as np
 
-    from thetadesk.pricing import bsm_greeks, implied_vol
+    from thetadesk.pricing import bsm_greeks, bsm_price, implied_vol
 
-    price = bsm_greeks(100.0, np.array([90.0, 100.0]), 0.1, 0.04, 0.2, 0.0, False).price
-    implied_vol(price, 100.0, np.array([90.0, 100.0]), 0.1, 0.04, 0.0, False)
+    strikes = np.array([90.0, 100.0])
+    price = bsm_greeks(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False).price
+    implied_vol(price, 100.0, strikes, 0.1, 0.04, 0.0, False)
+    bsm_price(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False)  # the risk gate's book values
     gc.collect()
     gc.freeze()

@@ -51,7 +51,7 @@ class AccountActor:
             account, config.exits, rate=config.market.rate,
             dividend_yields=tuple(sorted(dividend_yields_of(config).items())))
         self.engine = AccountEngine(rules, ledger, broker, market, self._gate,
-                                    current_time(ledger, created_at))
+                                    current_time(ledger, created_at), risk_batch=self._gate_many)
         # What the supervisor would look at between two ticks (see ``rounds``).
         self.entry_rules = Profiles.from_config(config, account.strategies)
         limits = breaker_limits_from_config(config)  # its own breakers, and the global one
@@ -61,7 +61,12 @@ class AccountActor:
         settle()
 
     def _gate(self, request: RiskRequest) -> RiskVerdict:
-        return ray.get(self.risk.check.remote(request))
+        return ray.get(self.risk.check.remote(request, False))  # the account records it
+
+    def _gate_many(self, requests: Sequence[RiskRequest]) -> list[RiskVerdict]:
+        # The account records the verdicts with the orders they approve (record=False): the
+        # risk actor, which the accounts wait for in turn, never waits for the write lock.
+        return ray.get(self.risk.check_many.remote(list(requests), False))
 
     def set_risk(self, risk) -> None:
         self.risk = risk

@@ -27,8 +27,13 @@ class RiskActor:
         warm_market(config, self.engine.snapshots.market, next(iter(config.market.symbols)))
         settle()
 
-    def check(self, request: RiskRequest) -> RiskVerdict:
-        return self.engine.check(request)
+    def check(self, request: RiskRequest, record: bool = True) -> RiskVerdict:
+        return self.engine.check(request, record)
+
+    def check_many(self, requests: Sequence[RiskRequest],
+                   record: bool = True) -> list[RiskVerdict]:
+        """An account's entries of one tick, checked in order (``RiskEngine.check_many``)."""
+        return self.engine.check_many(requests, record)
 
     def update(self, now: datetime, ticks: Sequence[AccountTick]) -> list[Alert]:
         return self.engine.update(now, ticks)

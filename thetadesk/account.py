@@ -39,7 +39,7 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
@@ -60,6 +60,7 @@ from thetadesk.messages import (
     TradeIntent,
 )
 from thetadesk.models import (
+    BrokerAccount,
     BrokerOrder,
     Contract,
     Fill,
@@ -207,6 +208,15 @@ def _natural(legs: Iterable[Leg], quotes: dict) -> float:
                              else quotes[leg.contract].bid) for leg in legs)
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """An intent sized for the account and its request to the risk gate, awaiting the verdict."""
+
+    intent: TradeIntent
+    request: RiskRequest
+    ladder: _Ladder | None
+
+
 class AccountEngine:
     def __init__(
         self,
@@ -216,13 +226,21 @@ class AccountEngine:
         market: MarketData,
         risk_gate: Callable[[RiskRequest], RiskVerdict],
         now: datetime,
+        risk_batch: Callable[[Sequence[RiskRequest]], Sequence[RiskVerdict]] | None = None,
     ) -> None:
+        """``risk_gate`` checks one order; ``risk_batch``, if given, checks a tick's entries
+        together in one call (``RiskEngine.check_many``: each request sees the ones approved
+        before it in the batch), one round trip to the risk actor per tick rather than one per
+        entry. A verdict that comes back with its request (``RiskVerdict.request``: the gate
+        left the recording to the caller) is recorded by the account: an entry's in the
+        transaction that writes its order ahead, any other before it is acted on."""
         self.rules = rules
         self.name = rules.name
         self.ledger = ledger
         self.broker = broker
         self.market = market
         self.risk_gate = risk_gate
+        self.risk_batch = risk_batch
         self.log = get_logger("account").bind(account=self.name)
         self.fail_closed: str | None = None
         self._alerts: list[Alert] = []
@@ -302,9 +320,7 @@ class AccountEngine:
                             f"{self.name}: order {cid} is {order['status']} in the ledger but "
                             "unknown to the broker", now)
             return None
-        self._sync(found, now)
-        for fill in self.broker.fills(cid):
-            self._apply_fill(fill, now)
+        self._record_outcome(found, self.broker.fills(cid), now)
         return found
 
     def reconcile_positions(self, now: datetime) -> None:
@@ -468,12 +484,15 @@ class AccountEngine:
             if intents:
                 self.log.info("entries_skipped", reason="close-all pending")
         elif self.fail_closed is None:
-            for intent in intents:
-                if intent.symbol in self.rules.symbols:
-                    before = len(submitted)
-                    self._enter(intent, now, submitted, rejected)
-                    if proposed_wall is not None and wall is not None and len(submitted) > before:
-                        latencies.append((self._submit_wall - proposed_wall) * 1000.0)
+            mine = [i for i in intents if i.symbol in self.rules.symbols]
+            placed: list[float] = []
+            if self.risk_batch is not None:
+                self._enter_batch(mine, now, submitted, rejected, placed)
+            else:
+                for intent in mine:
+                    self._enter(intent, now, submitted, rejected, placed)
+            if proposed_wall is not None and wall is not None:
+                latencies.extend((at - proposed_wall) * 1000.0 for at in placed)
         elif intents:
             self.log.warning("entries_halted", reason=self.fail_closed)
         acct = self.broker.account()
@@ -527,18 +546,62 @@ class AccountEngine:
         return busy
 
     def _enter(self, intent: TradeIntent, now: datetime, submitted: list[str],
-               rejected: list[str]) -> None:
+               rejected: list[str], placed: list[float]) -> None:
+        """One intent: checked by the gate on its own, then placed."""
         if intent.symbol in self._busy_symbols():
             return
+        entry = self._entry_request(intent, now, self.broker.account())
+        if entry is not None:
+            # The raw verdict: ``_place_entry`` records it (with the order it approves).
+            self._place_entry(entry, self.risk_gate(entry.request), now, submitted, rejected,
+                              placed)
+
+    def _enter_batch(self, intents: Sequence[TradeIntent], now: datetime,
+                     submitted: list[str], rejected: list[str], placed: list[float]) -> None:
+        """The tick's intents checked together (``risk_batch``), then placed in order. The same
+        outcome as one at a time: an intent for a symbol already held or working is dropped;
+        of several for one symbol the first goes, and the next is tried (in a further batch)
+        only if the gate refused it."""
+        remaining = list(intents)
+        while remaining:
+            busy = self._busy_symbols()
+            acct = self.broker.account()
+            batch: list[_Entry] = []
+            later: list[TradeIntent] = []
+            taken: set[str] = set()
+            for intent in remaining:
+                if intent.symbol in busy:
+                    continue
+                if intent.symbol in taken:
+                    later.append(intent)
+                    continue
+                entry = self._entry_request(intent, now, acct)
+                if entry is not None:
+                    batch.append(entry)
+                    taken.add(intent.symbol)
+            if not batch:
+                return
+            verdicts = list(self.risk_batch([e.request for e in batch]))
+            if len(verdicts) != len(batch):
+                raise ValueError(f"the risk gate answered {len(verdicts)} verdicts for "
+                                 f"{len(batch)} requests")
+            for entry, verdict in zip(batch, verdicts, strict=True):
+                self._place_entry(entry, verdict, now, submitted, rejected, placed)
+            remaining = later
+
+    def _entry_request(self, intent: TradeIntent, now: datetime,
+                       acct: BrokerAccount) -> _Entry | None:
+        """The risk request for an intent, sized for this account, or None (with the reason
+        logged) if the intent is unusable, too big for the budget, or already handled."""
         if not (intent.max_loss_per_spread > 0 and math.isfinite(intent.max_loss_per_spread)):
             self.log.warning("intent_rejected", intent_id=intent.intent_id,
                              reason=f"max loss per spread {intent.max_loss_per_spread} unusable")
-            return
+            return None
         size = intent.size_multiplier
         if not (isinstance(size, int | float) and math.isfinite(size) and 0 < size <= 2):
             self.log.warning("intent_rejected", intent_id=intent.intent_id,
                              reason=f"size multiplier {size!r} outside (0, 2]")
-            return
+            return None
         budget = self.rules.max_risk_per_trade * size
         quantity = int(budget // intent.max_loss_per_spread)
         if quantity < 1:
@@ -546,22 +609,21 @@ class AccountEngine:
                 f"one spread risks ${intent.max_loss_per_spread:,.2f}, more than the "
                 f"${budget:,.2f} budget per trade"
                 + ("" if size == 1 else f" (x{size:g} for the regime)")))
-            return
+            return None
         try:
             ladder = _ladder_of(intent.context)
         except (KeyError, TypeError, ValueError) as exc:
             self.log.warning("intent_rejected", intent_id=intent.intent_id,
                              reason=f"unusable limit ladder: {exc}")
-            return
+            return None
         if ladder is not None and abs(ladder.price(0) - intent.limit_price) > 1e-9:
             self.log.warning("intent_rejected", intent_id=intent.intent_id, reason=(
                 f"limit {intent.limit_price} is not its ladder's first step "
                 f"{ladder.price(0)}"))
-            return
+            return None
         cid = entry_order_id(self.name, intent)
         if self.ledger.order(cid) is not None:
-            return  # the same decision, already handled (e.g. a re-sent tick)
-        acct = self.broker.account()
+            return None  # the same decision, already handled (e.g. a re-sent tick)
         multiplier = intent.spread.multiplier
         request = RiskRequest(
             account=self.name, client_order_id=cid, intent_id=intent.intent_id,
@@ -573,8 +635,37 @@ class AccountEngine:
             now=now, legs=intent.spread.legs,
             **self._marks(intent.spread.legs, now, intent.context.get("leg_mids")),
         )
+        return _Entry(intent, request, ladder)
+
+    def _check(self, request: RiskRequest) -> RiskVerdict:
+        """One order through the risk gate; a verdict the gate left to the caller to record
+        (``RiskVerdict.request``) is recorded here, before anything acts on it."""
         verdict = self.risk_gate(request)
+        if verdict.request is not None:
+            with self.ledger.transaction():
+                self._record_verdict(request, verdict)
+        return verdict
+
+    def _record_verdict(self, request: RiskRequest, verdict: RiskVerdict) -> None:
+        """The gate's verdict, when it left it to the account to record (``check_many`` with
+        ``record=False``): in the caller's transaction."""
+        if verdict.request is None:
+            return
+        self.ledger.record_verdict(
+            account=request.account, client_order_id=request.client_order_id,
+            intent_id=request.intent_id, approved=verdict.approved, check_name=verdict.check,
+            reason=verdict.reason, request=verdict.request, now=request.now)
+
+    def _place_entry(self, entry: _Entry, verdict: RiskVerdict, now: datetime,
+                     submitted: list[str], rejected: list[str], placed: list[float]) -> None:
+        """After the gate's verdict: the verdict, the intent and its order written ahead in one
+        transaction, then the order sent (a refusal: the verdict recorded, nothing sent)."""
+        intent, request, ladder = entry.intent, entry.request, entry.ladder
+        cid, quantity = request.client_order_id, request.quantity
         if not verdict.approved:
+            if verdict.request is not None:
+                with self.ledger.transaction():
+                    self._record_verdict(request, verdict)
             rejected.append(cid)
             self.log.info("risk_rejected", intent_id=intent.intent_id, check=verdict.check,
                           reason=verdict.reason)
@@ -585,6 +676,7 @@ class AccountEngine:
                    "max_loss_per_spread": intent.max_loss_per_spread,
                    "max_profit_per_spread": intent.max_profit_per_spread}
         with self.ledger.transaction():
+            self._record_verdict(request, verdict)
             if ladder is not None:  # a working order: its steps are one decision
                 self.ledger.record_decision(
                     decision_id=cid, account=self.name, symbol=intent.symbol,
@@ -600,7 +692,10 @@ class AccountEngine:
                 now=now, decision_id=cid if ladder is not None else None,
             )
         failpoints.hit("account.after_write_ahead")
+        before = len(submitted)
         self._submit(order, now, submitted, rejected, intent=intent)
+        if len(submitted) > before:
+            placed.append(self._submit_wall)
 
     # -- working entries: the limit ladder ----------------------------------------------------
 
@@ -700,7 +795,7 @@ class AccountEngine:
         acct = self.broker.account()
         # After a partial fill the position exists: the rest adds to it, not a new position.
         held = done > 0 and self.ledger.position(did) is not None
-        verdict = self.risk_gate(RiskRequest(
+        verdict = self._check(RiskRequest(
             account=self.name, client_order_id=new_cid, intent_id=intent.get("intent_id"),
             symbol=cur["symbol"], opening=True, quantity=remaining,
             max_loss=remaining * spread.max_loss(price),
@@ -782,7 +877,7 @@ class AccountEngine:
                 buying_power=acct.buying_power, open_positions=0, now=now, legs=legs,
                 reduces_risk=hedge.reduces_risk, **self._marks(legs, now))
             order = OrderRequest(cid, self.name, legs, quantity, limit, opening=True)
-        verdict = self.risk_gate(request)
+        verdict = self._check(request)
         detail = {**hedge.detail, "why": hedge.reason, "approved": verdict.approved,
                   "check": verdict.check, "refused": verdict.reason}
         if not verdict.approved:
@@ -1059,7 +1154,7 @@ class AccountEngine:
         cid = client_order_id(self.name, pos["position_id"], "close", reason, now.isoformat())
         if self.ledger.order(cid) is not None:
             return None
-        self.risk_gate(RiskRequest(
+        self._check(RiskRequest(
             account=self.name, client_order_id=cid, intent_id=None, symbol=pos["symbol"],
             opening=False, quantity=action.quantity, max_loss=0.0, buying_power_needed=0.0,
             buying_power=self.broker.account().buying_power, open_positions=0, now=now,
@@ -1200,7 +1295,7 @@ class AccountEngine:
             refusal = f"the new spread bids no credit now ({natural:.2f} at natural)"
         else:
             acct = self.broker.account()
-            verdict = self.risk_gate(RiskRequest(
+            verdict = self._check(RiskRequest(
                 account=self.name, client_order_id=cid, intent_id=f"roll:{did}",
                 symbol=close["symbol"], opening=True, quantity=quantity,
                 max_loss=quantity * spread.max_loss(limit),
@@ -1249,7 +1344,7 @@ class AccountEngine:
                           reason=f"no credit at natural ({natural:.2f})")
             return
         acct = self.broker.account()
-        verdict = self.risk_gate(RiskRequest(
+        verdict = self._check(RiskRequest(
             account=self.name, client_order_id=cid, intent_id=f"add:{cid}",
             symbol=pos["symbol"], opening=True, quantity=action.quantity,
             max_loss=action.quantity * spread.max_loss(limit),
@@ -1391,7 +1486,7 @@ class AccountEngine:
             if self.ledger.order(cid) is not None:
                 continue
             order = ShareOrder(cid, self.name, symbol, -quantity)
-            self.risk_gate(RiskRequest(
+            self._check(RiskRequest(
                 account=self.name, client_order_id=cid, intent_id=None, symbol=symbol,
                 opening=False, quantity=abs(quantity), max_loss=0.0, buying_power_needed=0.0,
                 buying_power=self.broker.account().buying_power, open_positions=0, now=now,
@@ -1431,13 +1526,20 @@ class AccountEngine:
         self._submit_wall = self._wall()
         failpoints.hit("account.after_submit")
         submitted.append(cid)
-        self._sync(result, now)
-        for fill in self.broker.fills(cid):
-            self._apply_fill(fill, now)
+        self._record_outcome(result, self.broker.fills(cid), now)
         self.log.info("submitted", client_order_id=cid, purpose="entry" if order.opening
                       else "exit", quantity=order.quantity, limit=order.limit_price,
                       status=result.status.value,
                       intent_id=None if intent is None else intent.intent_id)
+
+    def _record_outcome(self, found: BrokerOrder, fills: Sequence[Fill], now: datetime) -> None:
+        """The broker's state of an order and its fills, asked for first and then recorded in
+        one transaction: one commit (not one per row) and the ledger's write lock never held
+        across a broker call."""
+        with self.ledger.transaction():
+            self._sync(found, now)
+            for fill in fills:
+                self._apply_fill(fill, now)
 
     def _sync(self, found: BrokerOrder, now: datetime) -> None:
         self.ledger.update_order(

@@ -87,11 +87,20 @@ class LockstepDesk:
             rules = AccountRules.from_config(account, config.exits, rate=config.market.rate,
                                              dividend_yields=tuple(sorted(yields.items())))
             self.accounts[account.name] = AccountEngine(rules, self.ledger, broker, self.market,
-                                                        self.risk.check, start)
+                                                        self._check_one, start,
+                                                        risk_batch=self._check_entries)
         self.hedger = (build_hedge_engine(config, self.ledger, self.market)
                        if config.hedging.enabled else None)
         self._hedge_checked: datetime | None = None
         self._next_session = self._first_session()
+
+    def _check_one(self, request):
+        return self.risk.check(request, record=False)
+
+    def _check_entries(self, requests):
+        """The accounts' entries, checked as the account actors have them checked: the
+        verdicts are recorded by the account with the orders they approve."""
+        return self.risk.check_many(requests, record=False)
 
     def _first_session(self) -> date:
         return self.calendar.next_session(self.config.market.start)

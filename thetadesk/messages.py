@@ -125,6 +125,10 @@ class RiskVerdict:
     approved: bool
     check: str | None = None  # the check that said no
     reason: str | None = None  # a sentence with the numbers in it
+    # The request as the gate checked it (JSON, its figures included) when the gate left the
+    # verdict for the caller to record (``RiskEngine.check_many(record=False)``): the account
+    # writes it in the transaction that writes the order ahead.
+    request: str | None = None
 
 
 class Severity(StrEnum):

@@ -277,3 +277,55 @@ def test_ledger_open_escalations_reads_recent_unacked_critical_alerts_by_index(l
     (query,) = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     plan = ledger._conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
     assert any("USING INDEX outbox_unacked" in row[-1] for row in plan)  # no outbox scan
+
+
+def test_a_writer_waits_for_the_write_lock_and_then_writes(tmp_path):
+    """Another process's transaction holds the lock; the ledger's writer polls in short steps
+    until it is free, then commits; SQLite's own wait is back in place afterwards."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "thetadesk.db"
+    Ledger(path).close()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    released = threading.Event()
+
+    def release():
+        released.wait(5)
+        holder.execute("COMMIT")
+
+    ledger = Ledger(path, busy_timeout_s=10.0)
+    holder.execute("BEGIN IMMEDIATE")
+    thread = threading.Thread(target=release)
+    thread.start()
+    try:
+        timer = threading.Timer(0.05, released.set)
+        timer.start()
+        ledger.set_state("k", "v")  # blocked until the holder commits
+        assert ledger.get_state("k") == "v"
+        assert ledger._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    finally:
+        released.set()
+        thread.join()
+        holder.close()
+        ledger.close()
+
+
+def test_a_writer_gives_up_after_the_busy_timeout_and_writes_nothing(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "thetadesk.db"
+    ledger = Ledger(path, busy_timeout_s=0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            ledger.set_state("k", "v")
+        holder.execute("COMMIT")
+        assert ledger.get_state("k") is None
+        assert ledger._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 200
+        ledger.set_state("k", "v")  # the lock is free: the next write goes through
+        assert ledger.get_state("k") == "v"
+    finally:
+        holder.close()
+        ledger.close()

@@ -40,7 +40,7 @@ from thetadesk.risk.greeks import estimate_beta
 from thetadesk.risk.limits import Rejection, RiskLimits, pre_trade
 from thetadesk.risk.portfolio import Portfolio
 from thetadesk.risk.scenarios import DEFAULT_SCENARIOS, StressScenario, stress_table
-from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json
+from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json, verdict_request
 
 _OPEN = ("pending_submit", "new", "partially_filled")
 RISK_FIGURES = "risk_figures:"  # + account: the run-state key of its latest measured figures
@@ -114,45 +114,80 @@ class RiskEngine:
         self.stress = tuple(stress)
         self._betas: tuple[date, dict[str, float]] | None = None
 
-    def check(self, req: RiskRequest) -> RiskVerdict:
-        """Apply the breakers and the pre-trade checks; record the verdict; return it."""
+    def check(self, req: RiskRequest, record: bool = True) -> RiskVerdict:
+        """Apply the breakers and the pre-trade checks; record the verdict (or, with
+        ``record=False``, hand it back with its request for the caller to record, as
+        ``check_many``); return it."""
+        return self.check_many((req,), record)[0]
+
+    def check_many(self, requests: Sequence[RiskRequest],
+                   record: bool = True) -> list[RiskVerdict]:
+        """``check`` for each request in order, as if each approved one before it had been
+        placed: a request sees the books with those orders added (contracts, max loss, one
+        more position per new one) and, for its own account, their buying power used and
+        their positions counted. Its ``buying_power`` and ``open_positions`` are the
+        account's before the whole batch. The verdicts are recorded in one transaction (the
+        request as checked, with the batch's adjustments). For a tick's strategy entries:
+        hedges and exits are checked one at a time.
+
+        ``record=False``: nothing is written; each verdict carries its request as checked
+        (``RiskVerdict.request``) for the caller to record with the order it approves, in the
+        transaction that writes the order ahead. The account actors do so: the gate, which
+        every account waits for in turn, then never waits for the ledger's write lock."""
+        batch = _Batch()
+        rows = []
+        verdicts = []
+        for req in requests:
+            req = batch.adjust(req)
+            verdict, figures = self._decide(req, batch)
+            request = req.as_dict()
+            if figures is not None:
+                request["figures"] = figures
+            rows.append(dict(
+                account=req.account, client_order_id=req.client_order_id,
+                intent_id=req.intent_id, approved=verdict.approved, check_name=verdict.check,
+                reason=verdict.reason, request=request, now=req.now))
+            if verdict.approved:
+                batch.add(req)
+            verdicts.append(verdict)
+        if not record:
+            return [replace(v, request=verdict_request(row["request"]))
+                    for v, row in zip(verdicts, rows, strict=True)]
+        if rows:
+            with self.ledger.transaction():
+                for row in rows:
+                    self.ledger.record_verdict(**row)
+        return verdicts
+
+    def _decide(self, req: RiskRequest, batch: _Batch) -> tuple[RiskVerdict, dict | None]:
         limits = self.limits.get(req.account)
         figures = None
         if limits is None:
-            verdict = RiskVerdict(False, "unknown_account",
-                                  f"{req.account}: no risk limits configured for this account")
-        else:
-            plimits = self.portfolio_limits.get(req.account)
-            rejection = self.breakers.blocking(req)
-            if rejection is None and ALL_ACCOUNTS in self.breakers.limits:
-                rejection = self.breakers.blocking(replace(req, account=ALL_ACCOUNTS))
-            if (rejection is not None and plimits is not None
-                    and self.breakers.blocking(req, measured_reduction=True) is None):
-                # A REDUCING breaker (or, for a hedge, a HALTED one) stands in the way: an
-                # order the measures show to reduce the book's risk (99% VaR lower, ES no
-                # higher) may still go through.
-                shown, figures = self._portfolio_check(req, plimits, measure=True)
-                if figures is not None and _reduces(figures):
-                    rejection = shown
-            if rejection is None:
-                rejection = pre_trade(req, limits)
-            if rejection is None and req.opening and plimits is not None and figures is None:
-                rejection, figures = self._portfolio_check(req, plimits)
-            if rejection is None and req.opening and self.global_limits is not None:
-                rejection, whole = self._portfolio_check(req, self.global_limits,
-                                                         every_account=True)
-                figures = {**(figures or {}), "global": whole}
-            verdict = (RiskVerdict(True) if rejection is None
-                       else RiskVerdict(False, rejection.check, rejection.reason))
-        request = req.as_dict()
-        if figures is not None:
-            request["figures"] = figures
-        self.ledger.record_verdict(
-            account=req.account, client_order_id=req.client_order_id, intent_id=req.intent_id,
-            approved=verdict.approved, check_name=verdict.check, reason=verdict.reason,
-            request=request, now=req.now,
-        )
-        return verdict
+            return RiskVerdict(False, "unknown_account",
+                               f"{req.account}: no risk limits configured for this account"), None
+        plimits = self.portfolio_limits.get(req.account)
+        rejection = self.breakers.blocking(req)
+        if rejection is None and ALL_ACCOUNTS in self.breakers.limits:
+            rejection = self.breakers.blocking(replace(req, account=ALL_ACCOUNTS))
+        if (rejection is not None and plimits is not None
+                and self.breakers.blocking(req, measured_reduction=True) is None):
+            # A REDUCING breaker (or, for a hedge, a HALTED one) stands in the way: an
+            # order the measures show to reduce the book's risk (99% VaR lower, ES no
+            # higher) may still go through.
+            shown, figures = self._portfolio_check(req, plimits, measure=True, batch=batch)
+            if figures is not None and _reduces(figures):
+                rejection = shown
+        if rejection is None:
+            rejection = pre_trade(req, limits)
+        if rejection is None and req.opening and plimits is not None and figures is None:
+            rejection, figures = self._portfolio_check(req, plimits, batch=batch)
+        if rejection is None and req.opening and self.global_limits is not None:
+            rejection, whole = self._portfolio_check(req, self.global_limits,
+                                                     every_account=True, batch=batch)
+            figures = {**(figures or {}), "global": whole}
+        verdict = (RiskVerdict(True) if rejection is None
+                   else RiskVerdict(False, rejection.check, rejection.reason))
+        return verdict, figures
 
     # -- portfolio limits -----------------------------------------------------------------------
 
@@ -303,17 +338,22 @@ class RiskEngine:
 
     def _portfolio_check(self, req: RiskRequest, limits: PortfolioLimits,
                          measure: bool = False, every_account: bool = False,
+                         batch: _Batch | None = None,
                          ) -> tuple[Rejection | None, dict | None]:
         """The first portfolio limit the order breaks (or None) and the figures before and
         after it; ``measure`` prices the book even if no limit needs it. ``every_account``:
-        the book is every account's together (the global limits, check names ``global_...``)."""
+        the book is every account's together (the global limits, check names ``global_...``).
+        ``batch``: the orders approved before this one in a ``check_many`` (in the book)."""
+        batch = batch if batch is not None else _Batch()
         if every_account:
-            rejection, figures = self._measured_check(req, limits, measure, self._book_of_all(),
+            book = batch.book(None, self._book_of_all)
+            rejection, figures = self._measured_check(req, limits, measure, book,
                                                       "all accounts")
             if rejection is not None:
                 rejection = Rejection(f"global_{rejection.check}", rejection.reason)
             return rejection, figures
-        return self._measured_check(req, limits, measure, self._book(req.account), req.account)
+        book = batch.book(req.account, lambda: self._book(req.account))
+        return self._measured_check(req, limits, measure, book, req.account)
 
     def _measured_check(self, req: RiskRequest, limits: PortfolioLimits, measure: bool,
                         book: tuple[dict[Contract, int], dict[str, int], float, dict[str, int]],
@@ -383,3 +423,63 @@ class RiskEngine:
     def breaker_states(self, account: str, now: datetime) -> dict[str, BreakerReading]:
         """Each breaker's state (active, reducing, halted) for the account at ``now``."""
         return self.breakers.states(account, now)
+
+
+Book = tuple[dict[Contract, int], dict[str, int], float, dict[str, int]]
+
+
+class _Batch:
+    """The orders ``check_many`` approved so far, and the books they change: each book read
+    from the ledger once per batch (per account, and every account's together), with the
+    approved orders added on top."""
+
+    def __init__(self) -> None:
+        self.approved: list[RiskRequest] = []
+        self._books: dict[str | None, Book] = {}
+        self._added: dict[str | None, int] = {}  # approved orders already in each cached book
+
+    def adjust(self, req: RiskRequest) -> RiskRequest:
+        """``req`` with its account's approved orders' buying power and positions counted, and
+        their marks known (the book it is measured against holds their contracts)."""
+        mine = [r for r in self.approved if r.account == req.account]
+        if not mine:
+            return req
+        marks = dict(m for r in mine for m in r.marks)
+        marks.update(req.marks)
+        spots = dict(s for r in mine for s in r.spots)
+        spots.update(req.spots)
+        return replace(
+            req, buying_power=req.buying_power - sum(r.buying_power_needed for r in mine),
+            open_positions=req.open_positions + sum(1 for r in mine if _new_position(r)),
+            marks=tuple(sorted(marks.items())), spots=tuple(sorted(spots.items())))
+
+    def add(self, req: RiskRequest) -> None:
+        self.approved.append(req)
+
+    def book(self, account: str | None, read: Callable[[], Book]) -> Book:
+        """The book of ``account`` (None: every account's) with the approved orders in it."""
+        if account not in self._books:
+            self._books[account] = read()
+            self._added[account] = 0
+        options, shares, total, counts = self._books[account]
+        fresh = [r for r in self.approved[self._added[account]:]
+                 if account is None or r.account == account]
+        if fresh:
+            options, shares, counts = dict(options), dict(shares), dict(counts)
+            for r in fresh:
+                options = add_legs(options, r.legs, r.quantity)
+                if r.shares:
+                    shares[r.symbol] = shares.get(r.symbol, 0) + r.shares
+                if r.opening and not r.reduces_risk:
+                    total += r.max_loss
+                if _new_position(r):
+                    counts[r.symbol] = counts.get(r.symbol, 0) + 1
+            self._books[account] = (options, shares, total, counts)
+        self._added[account] = len(self.approved)
+        return self._books[account]
+
+
+def _new_position(req: RiskRequest) -> bool:
+    """Whether an approved order opens a position that counts (what ``_book`` counts for an
+    open opening order: a strategy's new position, not a hedge, not an addition)."""
+    return bool(req.opening and req.legs and req.adds_to is None and not req.reduces_risk)
