@@ -74,6 +74,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet-ticks", type=int, default=QUIET_TICKS, metavar="N",
                    help="full speed, one account: ticks an account may run on in one call while "
                         "nothing else can happen (default: %(default)s; 0: one call per tick)")
+    p.add_argument("--wait-for-reports", action="store_true",
+                   help="wait for each close's risk report (Monte Carlo included) before the "
+                        "next session starts, as a live desk has it done overnight; by default "
+                        "a full-speed simulation runs on while the report is computed")
     args = p.parse_args(argv)
     if args.sim_days is not None and args.sim_days < 1:
         p.error("--sim-days must be >= 1")
@@ -768,8 +772,12 @@ class Supervisor:
 
     def _end_of_day(self, session: date) -> None:
         # The day's Monte Carlo risk report runs while the next day starts; it is collected at
-        # the next close (or at shutdown), so its Ray tasks never hold up a tick.
+        # the next fill or close (or at shutdown), so its Ray tasks never hold up a tick. With
+        # --wait-for-reports it is collected now, as a live desk has it by the next open: the
+        # next session's first ticks then do not share the CPUs (and the risk actor) with it.
         self._report(self.calendar.session_close(session), monte_carlo=True)
+        if self.args.wait_for_reports:
+            self._collect_report()
         from thetadesk.messages import Alert, Severity
 
         # The notification actor builds the message (P&L, trades, open risk) from the ledger.

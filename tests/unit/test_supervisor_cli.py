@@ -91,3 +91,30 @@ def test_live_ticks_wait_for_the_wall_clock_and_skip_the_ones_gone_by():
     assert slept == [1.0, 1.0, 0.5]  # in steps, so a stop request is seen within a second
     assert just_passed is True  # within one tick interval: still traded
     assert long_gone is False  # never traded late
+
+
+@pytest.mark.parametrize(("flag", "waited"), [([], False), (["--wait-for-reports"], True)])
+def test_the_close_report_is_collected_before_the_next_session_only_when_asked(flag, waited):
+    from datetime import date
+
+    from supervisor import Supervisor, parse_args
+    from thetadesk.config import load_config
+
+    sup = Supervisor(load_config(ROOT / "config.yaml"), parse_args(["--config", "x", *flag]), 0.0)
+    calls = []
+    sup._report = lambda at, monte_carlo: calls.append(("report", monte_carlo))
+    sup._collect_report = lambda: calls.append(("collect",))
+    sup._notify = lambda alerts: None
+    sup._day_rows = lambda session: []
+
+    class NoDays:
+        def days(self):
+            return []
+
+    from thetadesk.clock import MarketCalendar
+
+    sup.ledger = NoDays()
+    sup.calendar = MarketCalendar()
+    sup._end_of_day(date(2025, 1, 6))
+
+    assert calls == [("report", True)] + ([("collect",)] if waited else [])
