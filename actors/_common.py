@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -12,9 +13,19 @@ SIM_NOW = "sim_now"  # the tick in progress (the supervisor records it as a tick
 SIM_LAST_TICK = "sim_last_tick"  # the last finished tick, where a new supervisor resumes
 
 
+# numba's target context, when the first compiled kernel loads, imports scipy.linalg (about
+# 12 MB per process) only to learn whether BLAS is there for np.dot and the like inside jitted
+# code; ThetaDesk's kernels use none of it. Until ``settle`` the actor process answers that
+# question with "no" (numba then leaves linear algebra out of nopython mode); scipy.linalg
+# stays importable afterwards for whoever needs it.
+_NUMBA_BLAS_PROBE = "scipy.linalg.cython_blas"
+
+
 def start_process(config: Config, state_dir: Path, component: str, console: bool) -> None:
     configure_logging(state_dir, component, config.logging.level,
                       console=console and config.logging.console)
+    if "scipy.linalg" not in sys.modules and "numba.np.arraymath" not in sys.modules:
+        sys.modules.setdefault(_NUMBA_BLAS_PROBE, None)  # import fails: see above
 
 
 def ledger_for(state_dir: Path) -> Ledger:
@@ -63,19 +74,24 @@ def pid() -> int:
     return os.getpid()
 
 
-def settle() -> None:
+def settle(kernels: bool = True) -> None:
     """End of an actor's start-up: load the compiled pricing kernels now (a few hundred ms the
     first time in a process) rather than on the first trade, then move everything built so far
-    out of the garbage collector's way so full collections do not stall ticks."""
+    out of the garbage collector's way so full collections do not stall ticks. ``kernels=False``
+    for an actor that prices nothing (the notification actor): numba's runtime costs a process
+    about 60 MB once its first kernel loads."""
     import gc
 
-    import numpy as np
+    if kernels:
+        import numpy as np
 
-    from thetadesk.pricing import bsm_greeks, bsm_price, implied_vol
+        from thetadesk.pricing import bsm_greeks, bsm_price, implied_vol
 
-    strikes = np.array([90.0, 100.0])
-    price = bsm_greeks(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False).price
-    implied_vol(price, 100.0, strikes, 0.1, 0.04, 0.0, False)
-    bsm_price(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False)  # the risk gate's book values
+        strikes = np.array([90.0, 100.0])
+        price = bsm_greeks(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False).price
+        implied_vol(price, 100.0, strikes, 0.1, 0.04, 0.0, False)
+        bsm_price(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False)  # the risk gate's book values
+    if _NUMBA_BLAS_PROBE in sys.modules and sys.modules[_NUMBA_BLAS_PROBE] is None:
+        del sys.modules[_NUMBA_BLAS_PROBE]  # numba has asked; a later import is a real one
     gc.collect()
     gc.freeze()

@@ -161,7 +161,7 @@ class NotificationActor:
         self._thread = threading.Thread(target=self._pump_loop, args=(pump_interval_s,),
                                         name="notify-pump", daemon=True)
         self._thread.start()
-        settle()
+        settle(kernels=False)  # it prices nothing
 
     def notify(self, alerts: Sequence[Alert]) -> int:
         alerts = [self._expand(a) for a in alerts]
