@@ -15,17 +15,42 @@ SIM_LAST_TICK = "sim_last_tick"  # the last finished tick, where a new superviso
 
 # numba's target context, when the first compiled kernel loads, imports scipy.linalg (about
 # 12 MB per process) only to learn whether BLAS is there for np.dot and the like inside jitted
-# code; ThetaDesk's kernels use none of it. Until ``settle`` the actor process answers that
-# question with "no" (numba then leaves linear algebra out of nopython mode); scipy.linalg
-# stays importable afterwards for whoever needs it.
+# code; ThetaDesk's kernels use none of it. While the kernels load at start-up the answer is
+# "no" (numba then leaves linear algebra out of nopython mode); nothing else runs meanwhile, and
+# scipy.linalg is importable as ever afterwards (the replay market's volatility models use it).
 _NUMBA_BLAS_PROBE = "scipy.linalg.cython_blas"
 
 
-def start_process(config: Config, state_dir: Path, component: str, console: bool) -> None:
+def start_process(config: Config, state_dir: Path, component: str, console: bool,
+                  kernels: bool = True) -> None:
+    """An actor process's first step: its log file, then (``kernels``) the compiled pricing
+    kernels, loaded now (a few hundred ms the first time in a process) rather than on the
+    first trade. ``kernels=False`` for an actor that prices nothing (the notification actor):
+    numba's runtime costs a process about 60 MB once its first kernel loads."""
     configure_logging(state_dir, component, config.logging.level,
                       console=console and config.logging.console)
-    if "scipy.linalg" not in sys.modules and "numba.np.arraymath" not in sys.modules:
-        sys.modules.setdefault(_NUMBA_BLAS_PROBE, None)  # import fails: see above
+    if kernels:
+        load_kernels()
+
+
+def load_kernels() -> None:
+    """Load the pricing kernels (numba's cache) in this process, numba's BLAS probe answered
+    "no" if numba has not started yet (see above)."""
+    import numpy as np
+
+    probe = not ({"scipy.linalg", "numba.np.arraymath", _NUMBA_BLAS_PROBE} & set(sys.modules))
+    if probe:
+        sys.modules[_NUMBA_BLAS_PROBE] = None  # its import fails: numba takes it as no BLAS
+    try:
+        from thetadesk.pricing import bsm_greeks, bsm_price, implied_vol
+
+        strikes = np.array([90.0, 100.0])
+        price = bsm_greeks(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False).price
+        implied_vol(price, 100.0, strikes, 0.1, 0.04, 0.0, False)
+        bsm_price(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False)  # the risk gate's book values
+    finally:
+        if probe and _NUMBA_BLAS_PROBE in sys.modules and sys.modules[_NUMBA_BLAS_PROBE] is None:
+            del sys.modules[_NUMBA_BLAS_PROBE]
 
 
 def ledger_for(state_dir: Path) -> Ledger:
@@ -74,24 +99,10 @@ def pid() -> int:
     return os.getpid()
 
 
-def settle(kernels: bool = True) -> None:
-    """End of an actor's start-up: load the compiled pricing kernels now (a few hundred ms the
-    first time in a process) rather than on the first trade, then move everything built so far
-    out of the garbage collector's way so full collections do not stall ticks. ``kernels=False``
-    for an actor that prices nothing (the notification actor): numba's runtime costs a process
-    about 60 MB once its first kernel loads."""
+def settle() -> None:
+    """End of an actor's start-up: move everything built so far out of the garbage collector's
+    way so full collections do not stall ticks (the kernels loaded in ``start_process``)."""
     import gc
 
-    if kernels:
-        import numpy as np
-
-        from thetadesk.pricing import bsm_greeks, bsm_price, implied_vol
-
-        strikes = np.array([90.0, 100.0])
-        price = bsm_greeks(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False).price
-        implied_vol(price, 100.0, strikes, 0.1, 0.04, 0.0, False)
-        bsm_price(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False)  # the risk gate's book values
-    if _NUMBA_BLAS_PROBE in sys.modules and sys.modules[_NUMBA_BLAS_PROBE] is None:
-        del sys.modules[_NUMBA_BLAS_PROBE]  # numba has asked; a later import is a real one
     gc.collect()
     gc.freeze()

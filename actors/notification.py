@@ -147,7 +147,7 @@ def build_dispatcher(cfg: NotificationsConfig, ledger: Ledger,
 class NotificationActor:
     def __init__(self, config: Config, state_dir: Path, console: bool,
                  pump_interval_s: float = PUMP_INTERVAL_S) -> None:
-        start_process(config, state_dir, "notification", console)
+        start_process(config, state_dir, "notification", console, kernels=False)  # no pricing
         self.log = get_logger("notify")
         self.min_rank = Severity(config.notifications.min_severity).rank
         self.notifier = Notifier(config.notifications.min_severity,
@@ -161,7 +161,7 @@ class NotificationActor:
         self._thread = threading.Thread(target=self._pump_loop, args=(pump_interval_s,),
                                         name="notify-pump", daemon=True)
         self._thread.start()
-        settle(kernels=False)  # it prices nothing
+        settle()
 
     def notify(self, alerts: Sequence[Alert]) -> int:
         alerts = [self._expand(a) for a in alerts]

@@ -121,3 +121,19 @@ def test_deltas_computed_only_for_decisions_change_no_decision(tmp_path, monkeyp
                 if "short_deltas" in json.loads(d[2])]
     assert recorded
     assert all(0 < x < 1 for deltas in recorded for x in deltas)
+
+
+def test_loading_the_kernels_leaves_scipy_linalg_out_and_importable_afterwards():
+    code = (
+        "import sys, numpy as np\n"
+        "from actors._common import load_kernels\n"
+        "load_kernels()\n"
+        "from thetadesk.pricing import bsm_price\n"
+        "p = float(bsm_price(100.0, np.array([100.0]), 1.0, 0.0, 0.2, 0.0, True)[0])\n"
+        "loaded = 'scipy.linalg' in sys.modules\n"
+        "import scipy.linalg\n"
+        "print(loaded, round(p, 4), float(scipy.linalg.det(np.eye(2))))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "7.9656", "1.0"]  # the at-the-money call, 20% vol
