@@ -776,6 +776,14 @@ class Supervisor:
         # --wait-for-reports it is collected now, as a live desk has it by the next open: the
         # next session's first ticks then do not share the CPUs (and the risk actor) with it.
         self._report(self.calendar.session_close(session), monte_carlo=True)
+        if not self.config.market.live and not self.stopping:
+            # The night between two sessions: each account's market quotes its book for the
+            # next session's first tick now (a new day's market, built in every account
+            # process), so that tick does not; live there is nothing to quote yet.
+            following = self.calendar.next_session(session + timedelta(days=1))
+            first = self.calendar.ticks(following, self.config.market.tick_seconds)[0]
+            self._call([slot.send("prewarm", first) for name, slot in self.slots.items()
+                        if name.startswith("account-")])
         if self.args.wait_for_reports:
             self._collect_report()
         from thetadesk.messages import Alert, Severity

@@ -517,6 +517,33 @@ class AccountEngine:
         alerts, self._alerts = tuple(self._alerts), []
         return alerts
 
+    def prewarm(self, at: datetime) -> int:
+        """Quote what the round at ``at`` will quote first (the contracts of the account's
+        positions and working orders, and their underlyings), ahead of it: for a simulated or
+        replayed market, whose quotes are a function of the instant and cached by it, so the
+        next session's first tick does not build the new day's market inside the tick. Nothing
+        is decided, written or sent; a contract the market cannot quote is left to the tick.
+        Returns how many quotes were made."""
+        contracts = set()
+        for pos in self.ledger.positions(self.name):
+            contracts |= {leg.contract for leg in legs_from_json(pos["legs"])}
+        for order in self.ledger.orders(self.name, OPEN_STATUSES):
+            if order["instrument"] == "options":
+                contracts |= {leg.contract for leg in legs_from_json(order["legs"])}
+        made = 0
+        for contract in sorted(contracts, key=lambda c: c.occ):
+            try:
+                self.market.quote(contract, at)
+                made += 1
+            except DataError:
+                continue
+        for symbol in sorted({c.underlying for c in contracts} | set(self.rules.symbols)):
+            try:
+                self.market.spot(symbol, at)
+            except DataError:
+                continue
+        return made
+
     def prepared(self, now: datetime) -> bool:
         """Whether the first half of the round at ``now`` has run (``enter`` would not run it)."""
         return self._prepared == now

@@ -223,3 +223,23 @@ def test_an_exit_verdict_handed_back_by_the_gate_is_recorded_once_before_the_clo
         (1, True), (1, False)]
     closing = [o for o in desk.ledger.orders("paper") if not o["opening"]]
     assert [r["client_order_id"] for r in rows][1] == closing[0]["client_order_id"]
+
+
+def test_prewarm_quotes_the_book_ahead_and_changes_nothing_the_tick_does(desks):
+    """The night's prewarm makes the next round's quotes ahead of it: the ledger and the
+    broker are untouched, and the round gives what it gives without it."""
+    from datetime import timedelta
+
+    warm, cold = desks("warm", True), desks("cold", True)
+    for desk in (warm, cold):
+        desk.engine.tick(MORNING, intents_of(desk.market, "SPY", "QQQ"))
+    nxt = MORNING + timedelta(days=1, minutes=-90)  # the next session's 9:30
+    before = (outcome(warm), warm.broker.account(), len(warm.ledger.verdicts()))
+
+    made = warm.engine.prewarm(nxt)
+
+    assert made == 4  # two spreads, two legs each
+    assert (outcome(warm), warm.broker.account(), len(warm.ledger.verdicts())) == before
+    a, b = warm.engine.tick(nxt, []), cold.engine.tick(nxt, [])
+    assert (a.equity, a.cash, a.closed, a.submitted) == (b.equity, b.cash, b.closed, b.submitted)
+    assert outcome(warm) == outcome(cold)
