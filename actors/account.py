@@ -41,7 +41,6 @@ class AccountActor:
         start_process(config, state_dir, f"account-{name}", console)
         account = next(a for a in config.accounts if a.name == name)
         self.risk = risk
-        self._live = config.market.live
         ray.get(risk.ping.remote())  # open the channel to the risk actor now, not on a trade
         ledger = ledger_for(state_dir)
         market = build_market(config, state_dir=state_dir)
@@ -148,10 +147,9 @@ class AccountActor:
         return self.engine.entry_symbols()
 
     def prewarm(self, at: datetime) -> int:
-        """Between two sessions: the market's quotes for the first round at ``at`` made now
-        (``AccountEngine.prewarm``); a live market is left alone (its quotes at ``at`` do not
-        exist yet)."""
-        return 0 if self._live else self.engine.prewarm(at)
+        """Between two sessions of a simulation (the supervisor does not ask live): the
+        market's quotes for the first round at ``at`` made now (``AccountEngine.prewarm``)."""
+        return self.engine.prewarm(at)
 
     def close_all(self, now: datetime, by: str) -> int:
         """Close every open position from the next round on (Telegram ``/closeall``, after the

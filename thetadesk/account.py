@@ -519,17 +519,12 @@ class AccountEngine:
 
     def prewarm(self, at: datetime) -> int:
         """Quote what the round at ``at`` will quote first (the contracts of the account's
-        positions and working orders, and their underlyings), ahead of it: for a simulated or
-        replayed market, whose quotes are a function of the instant and cached by it, so the
-        next session's first tick does not build the new day's market inside the tick. Nothing
+        positions and working opening orders, and their underlyings), ahead of it: for a
+        simulated or replayed market, whose quotes are a function of the instant and cached by
+        it, so the next session's first tick does not build the new day's market in it. Nothing
         is decided, written or sent; a contract the market cannot quote is left to the tick.
         Returns how many quotes were made."""
-        contracts = set()
-        for pos in self.ledger.positions(self.name):
-            contracts |= {leg.contract for leg in legs_from_json(pos["legs"])}
-        for order in self.ledger.orders(self.name, OPEN_STATUSES):
-            if order["instrument"] == "options":
-                contracts |= {leg.contract for leg in legs_from_json(order["legs"])}
+        contracts = self._book_contracts()
         made = 0
         for contract in sorted(contracts, key=lambda c: c.occ):
             try:
@@ -668,20 +663,20 @@ class AccountEngine:
         """One order through the risk gate; a verdict the gate left to the caller to record
         (``RiskVerdict.request``) is recorded here, before anything acts on it."""
         verdict = self.risk_gate(request)
-        if verdict.request is not None:
-            with self.ledger.transaction():
-                self._record_verdict(request, verdict)
+        self._record_verdict(request, verdict)
         return verdict
 
     def _record_verdict(self, request: RiskRequest, verdict: RiskVerdict) -> None:
         """The gate's verdict, when it left it to the account to record (``check_many`` with
-        ``record=False``): in the caller's transaction."""
+        ``record=False``): in the caller's transaction if one is open, else in its own."""
         if verdict.request is None:
             return
-        self.ledger.record_verdict(
-            account=request.account, client_order_id=request.client_order_id,
-            intent_id=request.intent_id, approved=verdict.approved, check_name=verdict.check,
-            reason=verdict.reason, request=verdict.request, now=request.now)
+        with self.ledger.transaction():
+            self.ledger.record_verdict(
+                account=request.account, client_order_id=request.client_order_id,
+                intent_id=request.intent_id, approved=verdict.approved,
+                check_name=verdict.check, reason=verdict.reason, request=verdict.request,
+                now=request.now)
 
     def _place_entry(self, entry: _Entry, verdict: RiskVerdict, now: datetime,
                      submitted: list[str], rejected: list[str], placed: list[float]) -> None:
@@ -690,9 +685,7 @@ class AccountEngine:
         intent, request, ladder = entry.intent, entry.request, entry.ladder
         cid, quantity = request.client_order_id, request.quantity
         if not verdict.approved:
-            if verdict.request is not None:
-                with self.ledger.transaction():
-                    self._record_verdict(request, verdict)
+            self._record_verdict(request, verdict)
             rejected.append(cid)
             self.log.info("risk_rejected", intent_id=intent.intent_id, check=verdict.check,
                           reason=verdict.reason)
@@ -956,20 +949,25 @@ class AccountEngine:
         self._close(pos, legs, quotes, action, now, submitted, rejected,
                     purpose=f"{HEDGE_PREFIX}_{hedge.kind}")
 
-    def _marks(self, legs: Iterable[Leg], now: datetime, known: object = None) -> dict:
-        """What the account sees at ``now`` of its book and ``legs`` (mids, spots), for the risk
-        gate to price the book with; what it cannot quote it leaves to the gate. ``known``: mids
-        the proposal already carries (OCC -> mid, from the same instant's chain)."""
-        contracts = {leg.contract for leg in legs}
-        given = {}
-        if isinstance(known, dict):
-            given = {occ: mid for occ, mid in known.items()
-                     if isinstance(mid, float) and math.isfinite(mid) and mid > 0}
+    def _book_contracts(self) -> set[Contract]:
+        """The option contracts of the account's positions and working opening orders."""
+        contracts = set()
         for pos in self.ledger.positions(self.name):
             contracts |= {leg.contract for leg in legs_from_json(pos["legs"])}
         for order in self.ledger.orders(self.name, OPEN_STATUSES):
             if order["opening"] and order["instrument"] == "options":
                 contracts |= {leg.contract for leg in legs_from_json(order["legs"])}
+        return contracts
+
+    def _marks(self, legs: Iterable[Leg], now: datetime, known: object = None) -> dict:
+        """What the account sees at ``now`` of its book and ``legs`` (mids, spots), for the risk
+        gate to price the book with; what it cannot quote it leaves to the gate. ``known``: mids
+        the proposal already carries (OCC -> mid, from the same instant's chain)."""
+        contracts = {leg.contract for leg in legs} | self._book_contracts()
+        given = {}
+        if isinstance(known, dict):
+            given = {occ: mid for occ, mid in known.items()
+                     if isinstance(mid, float) and math.isfinite(mid) and mid > 0}
         marks, spots = [], []
         for contract in sorted(contracts, key=lambda c: c.occ):
             if contract.occ in given:
