@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import threading
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -208,8 +209,13 @@ def test_5xx_is_ambiguous_and_lookup_finds_the_order(httpserver, broker, status)
 
 
 def test_post_that_times_out_is_ambiguous_then_found(httpserver, broker):
+    # The local server answers one request at a time: the POST's handler holds it until the
+    # client has given up (timeout_s is 1 s), then lets go, so the lookup is served at once
+    # rather than queueing behind a fixed sleep and racing the same 1 s timeout.
+    client_gave_up = threading.Event()
+
     def slow(request: Request) -> Response:
-        time.sleep(2.0)  # longer than the broker's timeout_s of 1 s
+        client_gave_up.wait(10.0)
         return Response(json.dumps(fixture("POST_v2_orders.mleg_2leg_put_credit_spread.200.json")),
                         content_type="application/json")
 
@@ -219,6 +225,7 @@ def test_post_that_times_out_is_ambiguous_then_found(httpserver, broker):
 
     with pytest.raises(AmbiguousOrderState, match="look the order up"):
         broker.submit(credit_spread(), NOW)
+    client_gave_up.set()
     found = broker.get_order_by_client_id(PCS_CID)
 
     assert found is not None
