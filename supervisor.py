@@ -115,6 +115,7 @@ class RunStats:
     tick_wall_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     tick_ms: list[float] = field(default_factory=list)  # wall time of each tick's round
+    actors: dict[str, dict] = field(default_factory=dict)  # name -> footprint at the end
 
 
 class SupervisorDesk:
@@ -328,11 +329,25 @@ class Supervisor:
         now = self._sim_now()
         self.ledger.record_actor_event(actor="supervisor", kind="stopped", now=now,
                                        pid=os.getpid(), detail="clean shutdown")
+        self.stats.actors = self._footprints()
         self._write_stats()
         try:
             self.ray.shutdown()
         except Exception as exc:  # shutting down anyway
             self.log.warning("ray_shutdown_failed", reason=str(exc))
+
+    def _footprints(self) -> dict[str, dict]:
+        """Each live actor's memory and whether it loaded numba (``actors._common.footprint``),
+        for run_stats.json; an actor that cannot answer is left out and logged."""
+        refs = {name: slot.handle.footprint.remote() for name, slot in self.slots.items()
+                if slot.handle is not None and name not in self.isolated}
+        out = {}
+        for name, ref in refs.items():
+            try:
+                out[name] = self.ray.get(ref, timeout=COMMAND_TIMEOUT_S)
+            except Exception as exc:  # shutting down anyway
+                self.log.warning("footprint_unavailable", actor=name, reason=_last_line(exc))
+        return out
 
     # -- actors --------------------------------------------------------------------------------
 
@@ -654,7 +669,7 @@ class Supervisor:
         carries on after the last tick whose clock it recorded (a tick whose own write did not
         commit is run again; one that did is not, as after any failed round)."""
         from thetadesk.chain import NEW_YORK
-        from thetadesk.risk.engine import update_needed
+        from thetadesk.risk.breakers import update_needed
 
         started = time.monotonic()
         if self.isolated:
@@ -939,6 +954,7 @@ class Supervisor:
             "tick_p50_ms": _percentile(s.tick_ms, 50),
             "tick_p99_ms": _percentile(s.tick_ms, 99),
             "tick_ms": [round(t, 2) for t in s.tick_ms],  # each tick's round, in order
+            "actors": s.actors,  # memory and numba per actor at the end of the run
         }
         (self.state_dir / RUN_STATS).write_text(json.dumps(stats, indent=1))
 

@@ -25,8 +25,9 @@ def start_process(config: Config, state_dir: Path, component: str, console: bool
                   kernels: bool = True) -> None:
     """An actor process's first step: its log file, then (``kernels``) the compiled pricing
     kernels, loaded now (a few hundred ms the first time in a process) rather than on the
-    first trade. ``kernels=False`` for an actor that prices nothing (the notification actor):
-    numba's runtime costs a process about 60 MB once its first kernel loads."""
+    first trade. ``kernels=False`` for an actor that prices nothing (the notification actor)
+    or a few elements at a time (an account: ``thetadesk.pricing`` runs those as Python):
+    numba costs a process about 45 MB once imported and its first kernel loaded."""
     configure_logging(state_dir, component, config.logging.level,
                       console=console and config.logging.console)
     if kernels:
@@ -42,8 +43,9 @@ def load_kernels() -> None:
     if probe:
         sys.modules[_NUMBA_BLAS_PROBE] = None  # its import fails: numba takes it as no BLAS
     try:
-        from thetadesk.pricing import bsm_greeks, bsm_price, implied_vol
+        from thetadesk.pricing import bsm_greeks, bsm_price, compile_kernels, implied_vol
 
+        compile_kernels()  # else calls this small would run the kernels as Python
         strikes = np.array([90.0, 100.0])
         price = bsm_greeks(100.0, strikes, 0.1, 0.04, 0.2, 0.0, False).price
         implied_vol(price, 100.0, strikes, 0.1, 0.04, 0.0, False)
@@ -97,6 +99,29 @@ def warm_market(config: Config, market, symbol: str) -> None:
 
 def pid() -> int:
     return os.getpid()
+
+
+def footprint() -> dict:
+    """This process's memory in MB (``rss_mb``, ``pss_mb``: shared pages split among the
+    processes sharing them, ``private_mb``; Linux only) and whether it has loaded numba and
+    the compiled pricing kernels: what the supervisor records per actor in run_stats.json."""
+    from thetadesk.pricing import kernels_compiled
+
+    out: dict = {"pid": os.getpid(), "numba": "numba" in sys.modules,
+                 "compiled_kernels": kernels_compiled()}
+    try:
+        lines = Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]
+    except OSError:  # not Linux: the flags alone
+        return out
+    kb = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            kb[name.strip()] = int(value.split()[0])
+    out["rss_mb"] = round(kb.get("Rss", 0) / 1024, 1)
+    out["pss_mb"] = round(kb.get("Pss", 0) / 1024, 1)
+    out["private_mb"] = round((kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)) / 1024, 1)
+    return out
 
 
 def settle() -> None:

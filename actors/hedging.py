@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from actors._common import ledger_for, pid, settle, start_process
+from actors._common import footprint, ledger_for, pid, settle, start_process
 from thetadesk.config import Config
 from thetadesk.messages import HedgeOrder
 from thetadesk.wiring import build_hedge_engine, build_market
@@ -34,3 +34,6 @@ class HedgingActor:
 
     def ping(self) -> int:
         return pid()
+
+    def footprint(self) -> dict:
+        return footprint()

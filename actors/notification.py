@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from actors._common import ledger_for, pid, settle, start_process
+from actors._common import footprint, ledger_for, pid, settle, start_process
 from thetadesk.config import Config, NotificationsConfig
 from thetadesk.errors import DataError
 from thetadesk.logging import get_logger
@@ -196,6 +196,9 @@ class NotificationActor:
 
     def ping(self) -> int:
         return pid()
+
+    def footprint(self) -> dict:
+        return footprint()
 
     def _pump_loop(self, interval_s: float) -> None:
         while not self._stop.is_set():

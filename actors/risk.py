@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from actors._common import ledger_for, pid, settle, start_process, warm_market
+from actors._common import footprint, ledger_for, pid, settle, start_process, warm_market
 from actors.stress import run_stress
 from thetadesk.config import Config
 from thetadesk.errors import DataError
@@ -113,3 +113,6 @@ class RiskActor:
 
     def ping(self) -> int:
         return pid()
+
+    def footprint(self) -> dict:
+        return footprint()

@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from actors._common import ledger_for, pid, settle, start_process, warm_market
+from actors._common import footprint, ledger_for, pid, settle, start_process, warm_market
 from thetadesk.config import Config
 from thetadesk.messages import SymbolTick
 from thetadesk.symbol import Profiles, SymbolEngine
@@ -31,3 +31,6 @@ class SymbolActor:
 
     def ping(self) -> int:
         return pid()
+
+    def footprint(self) -> dict:
+        return footprint()

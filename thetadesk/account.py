@@ -74,7 +74,7 @@ from thetadesk.ports import Broker, MarketData
 from thetadesk.positions import Action, ManageRules, PositionView, RollPlan, choose_roll, decide
 from thetadesk.positions.manage import ShortLeg
 from thetadesk.pricing import bsm_greeks, implied_vol
-from thetadesk.risk.engine import session_of
+from thetadesk.risk.breakers import session_of
 from thetadesk.signals.timing import LimitLadder
 from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json
 from thetadesk.strategies.spreads import Spread, SpreadKind

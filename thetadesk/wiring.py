@@ -49,10 +49,13 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
 
 
 def build_market(config: Config, *, state_dir: Path | None = None,
-                 env: Mapping[str, str] = os.environ) -> MarketData:
+                 env: Mapping[str, str] = os.environ,
+                 whole_expiries: bool = True) -> MarketData:
     """The configured market. Live sources read their keys from ``env`` (ConfigError naming a
     missing one) and, given ``state_dir``, spend one request budget shared with every other
-    process of the run (``vendor-budget.db`` there)."""
+    process of the run (``vendor-budget.db`` there). ``whole_expiries=False``: the simulator
+    prices only the contracts quoted (``SimMarket``), for an account process, which quotes its
+    own book and reads no chains; the answers are the same."""
     m = config.market
     if m.live:
         shared = None if state_dir is None else Path(state_dir) / BUDGET_FILE
@@ -101,7 +104,8 @@ def build_market(config: Config, *, state_dir: Path | None = None,
     extra = {} if sim.daily_expiries is None else {"daily_expiries": sim.daily_expiries}
     shocks = tuple(SimShock(s.date, s.gap, s.vol_multiplier) for s in sim.shocks)
     return SimMarket(seed=config.seed, symbols=symbols, rate=m.rate, start=m.start,
-                     correlation=sim.correlation, regimes=regimes, shocks=shocks, **extra)
+                     correlation=sim.correlation, regimes=regimes, shocks=shocks,
+                     whole_expiries=whole_expiries, **extra)
 
 
 def paper_broker_path(state_dir: Path, account: str) -> Path:

@@ -9,7 +9,6 @@ import copy
 import json
 import socket
 import threading
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 

@@ -90,6 +90,15 @@ def test_sim_days_trade_end_to_end_and_same_seed_gives_same_trades(tmp_path, run
     assert max(stats["tick_ms"]) >= stats["tick_p99_ms"] - 0.01  # kept to 0.01 ms
     assert abs(sum(stats["tick_ms"]) - 1000 * stats["tick_wall_s"]) < 1 + 0.01 * len(
         stats["tick_ms"])
+    # Every actor's memory at the end; the account traded two days without loading numba
+    # (its quotes and deltas ran as Python), the symbols priced their chains compiled.
+    actors = stats["actors"]
+    assert set(actors) == started
+    assert actors["account-paper"]["numba"] is False
+    assert actors["account-paper"]["compiled_kernels"] is False
+    assert actors["symbol-SPY"]["compiled_kernels"] is True
+    assert all(a["pss_mb"] > 0 and a["rss_mb"] >= a["private_mb"] > 0 for a in actors.values())
+    assert actors["account-paper"]["pss_mb"] < actors["symbol-SPY"]["pss_mb"]
 
 
 def test_sigkill_of_account_actor_mid_run_restarts_it_without_duplicates(tmp_path,

@@ -666,3 +666,125 @@ def test_implied_vol_extreme_price_scales_normalise_without_overflow(scale):
     price = bsm_price(S, K, 1.0, 0.0, 0.2)
 
     assert implied_vol(price, S, K, 1.0, 0.0) == pytest.approx(0.2, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. The kernels run as Python (a process that has not loaded numba) give the compiled bits
+
+
+def _wide_inputs(n: int, seed: int):
+    """Random inputs over the whole domain, with invalid, zero, tiny and huge values mixed in."""
+    rng = np.random.default_rng(seed)
+    S = 100.0 * np.exp(rng.uniform(-3.0, 3.0, n))
+    K = S * np.exp(rng.uniform(-2.0, 2.0, n))
+    T = np.exp(rng.uniform(math.log(1e-6), math.log(10.0), n))
+    sigma = np.exp(rng.uniform(math.log(1e-4), math.log(5.0), n))
+    r = rng.uniform(-0.05, 0.25, n)
+    q = rng.uniform(-0.02, 0.10, n)
+    is_call = rng.random(n) < 0.5
+    odd = rng.integers(0, n, n // 10)
+    specials = np.array([0.0, -1.0, math.nan, math.inf, -math.inf, 1e-300, 1e300])
+    for column in (S, K, T, sigma, r, q):
+        picks = rng.choice(odd, size=n // 50)
+        column[picks] = rng.choice(specials, size=picks.size)
+    return S, K, T, r, sigma, q, is_call
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise: the same float64 bits, or both NaN (NaN payloads are not a result)."""
+    return (a.view(np.int64) == b.view(np.int64)) | (np.isnan(a) & np.isnan(b))
+
+
+def _per_element(kernel, inputs, outputs: int):
+    """Run ``kernel`` on each element alone as Python; an element where Python raises is
+    marked (its outputs left NaN)."""
+    import thetadesk.pricing as pricing
+
+    flat, _, n = pricing._flat(*inputs)
+    outs = [np.full(n, math.nan) for _ in range(outputs)]
+    raised = np.zeros(n, dtype=bool)
+    for i in range(n):
+        one = [a[i:i + 1] if a.size > 1 else a for a in flat]
+        cell = [np.empty(1) for _ in range(outputs)]
+        try:
+            with np.errstate(all="ignore"):
+                kernel(*one, *cell)
+        except (ArithmeticError, ValueError, TypeError):
+            raised[i] = True
+            continue
+        for o, c in zip(outs, cell, strict=True):
+            o[i] = c[0]
+    return outs, raised
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_kernels_run_as_python_give_the_compiled_bits(seed):
+    import thetadesk.pricing as pricing
+
+    compiled = pricing._compiled_kernels()
+    S, K, T, r, sigma, q, is_call = _wide_inputs(3000, seed)
+    price = bsm_price(S, K, T, r, sigma, q, is_call)
+    # Prices to invert: the model's own, and the same moved across and beyond the bounds.
+    moved = price * np.random.default_rng(seed).choice([1.0, 1.0, 0.999, 1.001, 0.0, 2.0],
+                                                        size=price.size)
+    cases = [
+        (compiled.price, (S, K, T, r, sigma, q, is_call), 1),
+        (compiled.greeks, (S, K, T, r, sigma, q, is_call), 6),
+        (compiled.iv, (moved, S, K, T, r, q, is_call), 1),
+    ]
+    for which, (kernel, inputs, outputs) in enumerate(cases):
+        flat, _, n = pricing._flat(*inputs)
+        expected = [np.empty(n) for _ in range(outputs)]
+        kernel(*flat, *expected)
+        got, raised = _per_element(pricing._INTERPRETED[which], inputs, outputs)
+        for e, g in zip(expected, got, strict=True):
+            same = _same_bits(e, g)
+            assert same[~raised].all(), (which, np.flatnonzero(~same & ~raised)[:5])
+        # Python raises only on the odd element (log of 0, x / 0.0, an exp that overflows).
+        assert raised.mean() < 0.02, (which, raised.mean())
+
+
+def test_a_small_call_runs_as_python_until_a_large_one_loads_numba(monkeypatch):
+    import thetadesk.pricing as pricing
+
+    compiled = pricing._compiled_kernels()
+    monkeypatch.setattr(pricing, "_compiled", None)
+    strikes = np.array([90.0, 100.0, 110.0])
+    greeks = bsm_greeks(100.0, strikes, 0.1, 0.04, 0.2, 0.01, False)
+    iv = implied_vol(greeks.price, 100.0, strikes, 0.1, 0.04, 0.01, False)
+    assert not pricing.kernels_compiled()  # three elements: no numba
+    expected = [np.empty(3) for _ in range(6)]
+    compiled.greeks(*pricing._flat(100.0, strikes, 0.1, 0.04, 0.2, 0.01, False)[0], *expected)
+    for e, g in zip(expected, greeks, strict=True):
+        assert _same_bits(e, g).all()
+    assert_allclose(iv, 0.2, rtol=1e-12)
+
+    bsm_price(100.0, np.linspace(50.0, 150.0, pricing.INTERPRETED_MAX_ELEMENTS + 1), 0.1,
+              0.04, 0.2)
+    assert pricing.kernels_compiled()  # one element too many: compiled from here on
+
+
+@pytest.mark.parametrize(("which", "args"), [
+    # log(S / K) of a ratio that underflows to 0: Python's log raises, compiled gives -inf.
+    (0, (1e-300, 1e300, 1.37e-6, -1.0, 0.0045, -0.018, True)),
+    # exp(-rT) that overflows: Python's exp raises, compiled gives inf.
+    (1, (990.05, 2472.96, 1e300, -0.0397, 0.0098, 1e-300, True)),
+    # a denormal price whose normalised value underflows to 0: log(0) in the solver.
+    (2, (1.013e-321, 492.13, 418.40, 5.92e-6, 0.0497, 0.0665, False)),
+])
+def test_where_python_raises_the_compiled_kernels_answer(monkeypatch, which, args):
+    import thetadesk.pricing as pricing
+
+    compiled = pricing._compiled_kernels()
+    outputs = 6 if which == 1 else 1
+    _, raised = _per_element(pricing._INTERPRETED[which], args, outputs)
+    assert raised.all()  # the case does make Python raise
+    expected = [np.empty(1) for _ in range(outputs)]
+    compiled[which](*pricing._flat(*args)[0], *expected)
+
+    monkeypatch.setattr(pricing, "_compiled", None)
+    got = (bsm_price, bsm_greeks, implied_vol)[which](*args)
+
+    assert pricing.kernels_compiled()
+    for e, g in zip(expected, got if which == 1 else (got,), strict=True):
+        assert _same_bits(e, np.atleast_1d(g)).all()

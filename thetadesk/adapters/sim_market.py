@@ -72,7 +72,7 @@ import warnings
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -457,6 +457,7 @@ class _Surface:
     hi: int
     grid: dict[date, tuple[tuple[Contract, ...], dict[Contract, int]]]
     groups: dict[date, _Group]
+    singles: dict[Contract, _Group] = field(default_factory=dict)  # priced one by one
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -491,6 +492,11 @@ class SimMarket:
     roots that list an expiry every session for the next two weeks; ``regimes`` (keyword) the
     regime and market-jump parameters (``SimRegimes``; None for the defaults); ``shocks``
     (keyword) the scheduled ``SimShock`` sessions, each a session after the first one.
+    ``whole_expiries`` (keyword, default True): a quote prices its whole expiry at that bar,
+    which the chains of the same bar then reuse; False prices only the contracts quoted, for a
+    process that quotes a few contracts and reads no chains (an account's paper broker and
+    marks). Both answer the same bits; False keeps numba out of such a process
+    (``thetadesk.pricing`` runs a few elements as Python).
     """
 
     def __init__(
@@ -505,6 +511,7 @@ class SimMarket:
         daily_expiries: Iterable[str] = _DAILY_SYMBOLS,
         regimes: SimRegimes | None = None,
         shocks: Iterable[SimShock] = (),
+        whole_expiries: bool = True,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DataError(f"SimMarket seed must be a non-negative integer, got {seed!r}")
@@ -527,6 +534,9 @@ class SimMarket:
                 raise DataError(f"SimMarket symbol {symbol!r}: {exc}") from None
             if not isinstance(spec, SimSymbol):
                 raise DataError(f"SimMarket symbol {symbol!r} needs a SimSymbol, got {spec!r}")
+        if not isinstance(whole_expiries, bool):
+            raise DataError(f"SimMarket whole_expiries must be True or False, got "
+                            f"{whole_expiries!r}")
         if corrupt is not None and not callable(corrupt):
             raise DataError(f"SimMarket corrupt hook must be callable, got {corrupt!r}")
         if regimes is None:
@@ -540,6 +550,7 @@ class SimMarket:
         self._corrupt = corrupt
         self._correlation = float(correlation)
         self._daily = frozenset(daily_expiries)
+        self._whole_expiries = whole_expiries
         # The regime tables as arrays; with the defaults they equal the module constants, so
         # the market is bit-identical to one built without ``regimes``.
         self._regimes = regimes
@@ -577,6 +588,7 @@ class SimMarket:
             functools.partial(
                 SimMarket, correlation=self._correlation, daily_expiries=tuple(sorted(self._daily)),
                 regimes=self._regimes, shocks=tuple(self._shocks.values()),
+                whole_expiries=self._whole_expiries,
             ),
             (self._seed, self._symbols, self._rate, self._start, self._corrupt),
         )
@@ -699,10 +711,16 @@ class SimMarket:
             group, i = None, None
             if contract.expiry in surface.expiries:
                 i = self._listed(surface, contract.expiry)[1].get(contract)
-                if i is not None:
+                if i is not None and (self._whole_expiries or contract.expiry in surface.groups):
                     group = self._group(contract.underlying, surface, contract.expiry)
-            if group is None or i is None:
-                group = self._price(contract.underlying, bar, (contract,))
+            if group is None:
+                # Off the grid, or a market that prices only what it is asked for: the
+                # contract alone, on the same surface (pricing is elementwise: the same bits
+                # as its row in the whole expiry).
+                group = surface.singles.get(contract)
+                if group is None:
+                    group = surface.singles[contract] = self._price(contract.underlying, bar,
+                                                                    (contract,))
                 i = 0
             verdict = self._corrupt(contract, now) if self._corrupt is not None else None
             if verdict is not None:

@@ -55,7 +55,7 @@ from typing import Any
 from thetadesk.chain import NEW_YORK
 from thetadesk.config import ALL_ACCOUNTS
 from thetadesk.messages import AccountTick, Alert, RiskRequest, Severity
-from thetadesk.risk.limits import Rejection
+from thetadesk.risk.limits import Rejection, RiskLimits
 
 DAILY_LOSS = "daily_loss"
 DRAWDOWN = "drawdown"
@@ -538,3 +538,24 @@ class BreakerBoard:
         self.ledger.record_breaker_event(account=account, name=name, kind="reset",
                                          session=_session(now), now=now, reason=reason, by=by)
         return True
+
+
+def session_of(now: datetime) -> date:
+    """The New York trading date an instant belongs to."""
+    return now.astimezone(NEW_YORK).date()
+
+
+def update_needed(ticks: Iterable[AccountTick],
+                  limits: Mapping[str, RiskLimits] | BreakerWatch) -> bool:
+    """Whether ``RiskEngine.update`` over these ticks could do anything (so a caller may skip
+    the update, and a round trip to the risk actor, on every other tick). With a
+    ``BreakerWatch``: whenever any breaker could change state (see ``BreakerWatch``; a restart
+    storm is the caller's to notice). With plain limits (an engine built without breaker
+    config, which has the daily loss breaker alone): when a day P&L reached its limit."""
+    if isinstance(limits, BreakerWatch):
+        return limits.needed(ticks)
+    return any(
+        tick.account in limits
+        and daily_loss_tripped(tick.day_pnl, limits[tick.account].daily_loss_limit) is not None
+        for tick in ticks
+    )

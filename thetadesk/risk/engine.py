@@ -14,7 +14,6 @@ from datetime import date, datetime
 
 import numpy as np
 
-from thetadesk.chain import NEW_YORK
 from thetadesk.config import ALL_ACCOUNTS
 from thetadesk.errors import DataError
 from thetadesk.logging import get_logger
@@ -24,9 +23,8 @@ from thetadesk.risk.breakers import (
     BreakerBoard,
     BreakerLimits,
     BreakerReading,
-    BreakerWatch,
     aggregate_tick,
-    daily_loss_tripped,
+    session_of,
 )
 from thetadesk.risk.gate import (
     Exposure,
@@ -46,11 +44,6 @@ _OPEN = ("pending_submit", "new", "partially_filled")
 RISK_FIGURES = "risk_figures:"  # + account: the run-state key of its latest measured figures
 
 
-def session_of(now: datetime) -> date:
-    """The New York trading date an instant belongs to."""
-    return now.astimezone(NEW_YORK).date()
-
-
 def _reduces(figures: dict) -> bool:
     """Whether the order lowers the book's 1-day 99% VaR and does not raise its 99% ES."""
     before, after = figures["before"], figures["after"]
@@ -66,22 +59,6 @@ def limits_from_config(config) -> dict[str, RiskLimits]:
                            a.risk.min_buying_power, a.risk.daily_loss_limit)
         for a in config.accounts
     }
-
-
-def update_needed(ticks: Iterable[AccountTick],
-                  limits: Mapping[str, RiskLimits] | BreakerWatch) -> bool:
-    """Whether ``RiskEngine.update`` over these ticks could do anything (so a caller may skip
-    the update, and a round trip to the risk actor, on every other tick). With a
-    ``BreakerWatch``: whenever any breaker could change state (see ``BreakerWatch``; a restart
-    storm is the caller's to notice). With plain limits (an engine built without breaker
-    config, which has the daily loss breaker alone): when a day P&L reached its limit."""
-    if isinstance(limits, BreakerWatch):
-        return limits.needed(ticks)
-    return any(
-        tick.account in limits
-        and daily_loss_tripped(tick.day_pnl, limits[tick.account].daily_loss_limit) is not None
-        for tick in ticks
-    )
 
 
 class RiskEngine:

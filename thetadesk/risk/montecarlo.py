@@ -40,12 +40,13 @@ chunk).
 from __future__ import annotations
 
 import math
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from thetadesk.errors import DataError
 from thetadesk.risk.portfolio import Portfolio, PortfolioArrays
@@ -82,7 +83,22 @@ _CHUNK_MIN, _CHUNK_MAX = 16_384, 262_144
 _MIN_TOTAL_VOL = 1e-100  # as thetadesk.pricing: below it an option is worth its intrinsic value
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
-_jit = njit(cache=True, error_model="numpy", nogil=True)
+# The kernel below is plain Python that numba compiles on the first revaluation in a process
+# (``thetadesk.pricing.compile_namespace``): importing this module loads no numba, so a process
+# that only imports it (an account deserialising the risk actor's handle) stays without it.
+_KERNELS = ("_ncdf", "_fused")
+_compiled: dict[str, object] = {}
+_compile_lock = threading.Lock()
+
+
+def _fused_kernel():
+    if not _compiled:
+        with _compile_lock:
+            if not _compiled:
+                from thetadesk.pricing import compile_namespace
+
+                _compiled.update(compile_namespace(sys.modules[__name__], _KERNELS))
+    return _compiled["_fused"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,12 +147,10 @@ def _prepare(arrays: PortfolioArrays, horizon_years: float) -> _Prepared:
     )
 
 
-@_jit
 def _ncdf(z):
     return 0.5 * math.erfc(-z * _INV_SQRT2)
 
 
-@_jit
 def _fused(log_spot, vol_factor, has_vol, und, a, sd, kd, w, inv_w, th, units, share_und,
            share_dollars, base, out):
     n, m = log_spot.shape
@@ -172,9 +186,9 @@ def _revalue_log(prep: _Prepared, log_spot: np.ndarray,
     log_spot = np.ascontiguousarray(log_spot, dtype=np.float64)
     out = np.empty(log_spot.shape[0])
     vf = log_spot if vol_factor is None else np.ascontiguousarray(vol_factor, dtype=np.float64)
-    _fused(log_spot, vf, vol_factor is not None, prep.und, prep.a, prep.sd, prep.kd, prep.w,
-           prep.inv_w, prep.th, prep.units, prep.share_und, prep.share_dollars, prep.base_value,
-           out)
+    _fused_kernel()(log_spot, vf, vol_factor is not None, prep.und, prep.a, prep.sd, prep.kd,
+                    prep.w, prep.inv_w, prep.th, prep.units, prep.share_und, prep.share_dollars,
+                    prep.base_value, out)
     return out
 
 

@@ -260,6 +260,34 @@ def test_sim_market_quote_matches_the_chain_row(market):
     assert market.quote(row.contract, NOW) == row.quote
 
 
+def test_sim_market_pricing_only_what_is_quoted_gives_the_whole_expirys_bits():
+    whole, alone = make_market(), make_market(whole_expiries=False)
+    times = [NOW, NOW + timedelta(days=9, hours=3, minutes=17), ny(2025, 6, 2, 15, 59),
+             ny(2025, 1, 2, 9, 30), ny(2025, 3, 1, 12, 0)]
+    checked = 0
+    for now in times:
+        for symbol in SYMBOLS:
+            chain = whole.chain(symbol, now)
+            for expiry in chain.expiries()[::3]:
+                for row in chain.rows(expiry)[::5]:
+                    assert alone.quote(row.contract, now) == row.quote
+                    checked += 1
+            # Off the grid too, and a second ask of the same bar is the same answer.
+            off = Contract(symbol, chain.expiries()[0], Right.PUT, round(chain.spot * 0.6))
+            assert alone.quote(off, now) == whole.quote(off, now) == alone.quote(off, now)
+    assert checked > 500
+    # The market that prices one by one never priced a whole expiry.
+    assert all(not s.groups for s in alone._surfaces._data.values())
+    copy = pickle.loads(pickle.dumps(alone))
+    assert copy._whole_expiries is False
+    assert copy.quote(off, times[-1]) == alone.quote(off, times[-1])
+
+
+def test_sim_market_whole_expiries_must_be_a_bool():
+    with pytest.raises(DataError, match="whole_expiries must be True or False"):
+        make_market(whole_expiries="no")
+
+
 def test_sim_market_quote_off_grid_strike_is_priced_on_the_surface(market):
     expiry = market.chain("SPY", NOW).nearest_expiry(35)
     spot = market.spot("SPY", NOW)

@@ -25,8 +25,9 @@ from thetadesk.risk.breakers import (
     rejection_rate_tripped,
     restart_storm_tripped,
     stale_data_tripped,
+    update_needed,
 )
-from thetadesk.risk.engine import RiskEngine, update_needed
+from thetadesk.risk.engine import RiskEngine
 from thetadesk.risk.limits import RiskLimits
 from thetadesk.store import Ledger
 

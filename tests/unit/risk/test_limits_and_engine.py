@@ -6,8 +6,8 @@ import pytest
 
 from thetadesk.config import DEFAULT_CONFIG, load_config
 from thetadesk.messages import AccountTick, RiskRequest, Severity
-from thetadesk.risk.breakers import daily_loss_tripped
-from thetadesk.risk.engine import RiskEngine, limits_from_config, session_of, update_needed
+from thetadesk.risk.breakers import daily_loss_tripped, session_of, update_needed
+from thetadesk.risk.engine import RiskEngine, limits_from_config
 from thetadesk.risk.limits import (
     RiskLimits,
     check_buying_power,
