@@ -26,6 +26,11 @@ Keys: ``runs``, one object per count:
   ticks          ticks measured
   first_tick_s   process start to the first tick (Ray start and every actor spawned)
   wall_s         the whole run
+  actor_mb       proportional set size per kind of actor at the end of the run, MB, the mean
+                 over the actors of that kind (run_stats.json ``actors``): account, symbol,
+                 risk, notification
+  accounts_with_numba  account actors that had loaded numba by the end (0: their quotes and
+                 deltas ran as Python, see thetadesk/pricing.py)
 and ``measured_at``, ``sim_days``, ``reports`` ("waited" or "overlapped"). The issue's
 target: 20 accounts x 4 symbols with tick p99 < 250 ms and
 < 4 GB in all, on the 2-core development machine.
@@ -113,6 +118,15 @@ def run(accounts: int, sim_days: int, seed: int, overlap: bool = False) -> dict:
             sys.exit(f"supervisor with {accounts} accounts failed ({proc.returncode}):\n"
                      f"{(Path(tmp) / 'out.txt').read_text()[-3000:]}")
         stats = json.loads((state / "run_stats.json").read_text())
+    return {**_row(accounts, peak, stats), "wall_s": round(wall, 1)}
+
+
+def _row(accounts: int, peak: int, stats: dict) -> dict:
+    """The JSON of one run from its peak memory (bytes) and its run_stats.json."""
+    kinds: dict[str, list[float]] = {}
+    for name, footprint in stats.get("actors", {}).items():
+        if "pss_mb" in footprint:
+            kinds.setdefault(name.split("-")[0], []).append(footprint["pss_mb"])
     return {
         "accounts": accounts,
         "symbols": len(EXTRA_SYMBOLS) + 2,
@@ -122,7 +136,9 @@ def run(accounts: int, sim_days: int, seed: int, overlap: bool = False) -> dict:
         "tick_max_ms": round(max(stats["tick_ms"]), 2),
         "ticks": stats["ticks"],
         "first_tick_s": round(stats["first_tick_s"], 2),
-        "wall_s": round(wall, 1),
+        "actor_mb": {kind: round(sum(v) / len(v), 1) for kind, v in sorted(kinds.items())},
+        "accounts_with_numba": sum(1 for name, f in stats.get("actors", {}).items()
+                                   if name.startswith("account-") and f.get("numba")),
     }
 
 

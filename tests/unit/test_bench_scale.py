@@ -29,3 +29,18 @@ def test_the_memory_of_a_process_tree_counts_this_process():
     total = bench_scale._tree_memory(me)
     assert 0 < total <= me.memory_info().rss * 1.01 + sum(
         c.memory_info().rss for c in me.children(recursive=True))
+
+
+def test_a_run_row_reads_the_ticks_and_the_actors_memory_from_run_stats():
+    stats = {"tick_p50_ms": 5.0, "tick_p99_ms": 20.0, "tick_ms": [5.0, 20.0, 31.5], "ticks": 3,
+             "first_tick_s": 9.5, "actors": {
+                 "account-paper-01": {"pss_mb": 90.0, "numba": False},
+                 "account-paper-02": {"pss_mb": 100.0, "numba": True},
+                 "symbol-SPY": {"pss_mb": 150.0, "numba": True},
+                 "risk": {"pss_mb": 155.0, "numba": True},
+                 "notification": {"numba": False}}}  # not Linux: no memory figures
+    row = bench_scale._row(2, 3 * 2**30, stats)
+    assert row["rss_mb"] == 3072.0
+    assert row["tick_max_ms"] == 31.5
+    assert row["actor_mb"] == {"account": 95.0, "risk": 155.0, "symbol": 150.0}
+    assert row["accounts_with_numba"] == 1

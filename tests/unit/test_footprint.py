@@ -15,13 +15,14 @@ from thetadesk.store import Ledger
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
-def test_an_actor_process_imports_no_pandas_scipy_signal_or_calendar_library(tmp_path):
+def test_an_actor_process_imports_no_pandas_scipy_signal_calendar_library_or_numba(tmp_path):
+    # numba comes only with the compiled kernels (thetadesk.pricing), which accounts never load.
     code = (
         "import sys, datetime, actors.account, actors.symbol, actors.risk, actors.notification\n"
         "from thetadesk.clock import MarketCalendar\n"
         "MarketCalendar().next_session(datetime.date(2025, 1, 1))\n"
         "print(sorted(m for m in ('pandas', 'scipy.signal', 'scipy.stats', 'exchange_calendars',"
-        " 'sqlite_utils', 'scipy.special') if m in sys.modules))\n")
+        " 'sqlite_utils', 'scipy.special', 'numba') if m in sys.modules))\n")
     env = {"THETADESK_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     first = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120)
