@@ -62,6 +62,7 @@ __all__ = [
     "SimMarketConfig",
     "SimRegimesConfig",
     "SimShockConfig",
+    "SizingConfig",
     "StrategyConfig",
     "SymbolConfig",
     "VendorDataConfig",
@@ -866,6 +867,54 @@ class AlpacaAccountConfig(_Section):
         description="seconds a dropped stream is still trusted before polling takes over")
 
 
+class SizingConfig(_Section):
+    """Portfolio construction (``thetadesk/sizing.py``): each trade's budget, the portfolio's
+    and each bucket of correlated underlyings' budgets, spacing between entries, and smaller
+    trades in high volatility. Percentages are of current equity (2.0 = 2%)."""
+
+    risk_per_trade_pct: float | None = Field(
+        default=None, gt=0, le=20,
+        description="a trade's max loss as a percent of current equity; null: the account's "
+        "fixed-dollar max_risk_per_trade")
+    max_total_risk_pct: float | None = Field(
+        default=None, gt=0, le=100,
+        description="max loss of all open strategy positions and working entries, percent of "
+        "equity; null: no such budget (the risk gate's dollar limits still apply)")
+    max_bucket_risk_pct: float | None = Field(
+        default=None, gt=0, le=100,
+        description="max loss in one bucket of correlated underlyings, percent of equity")
+    bucket_correlation: float = Field(
+        default=0.7, ge=0, le=1,
+        description="underlyings whose daily returns correlate at least this much share a bucket")
+    correlation_window: int = Field(default=60, ge=20, le=1000,
+                                    description="daily returns behind the correlations")
+    min_days_between_entries: int = Field(
+        default=0, ge=0, le=365,
+        description="calendar days between two entries in one symbol (0: no spacing)")
+    vol_target_iv: float | None = Field(
+        default=None, gt=0, le=3,
+        description="above this ATM implied vol a trade's budget shrinks by target / IV")
+    vol_min_multiplier: float = Field(default=0.25, gt=0, le=1,
+                                      description="the least the volatility multiplier goes")
+
+    @model_validator(mode="after")
+    def _check_budgets(self) -> SizingConfig:
+        problems: list[tuple[Loc, str]] = []
+        total, bucket = self.max_total_risk_pct, self.max_bucket_risk_pct
+        if total is not None and bucket is not None and bucket > total:
+            problems.append((("max_bucket_risk_pct",), (
+                f"{_number(bucket)} is above max_total_risk_pct ({_number(total)}): a bucket "
+                "cannot hold more than the whole portfolio")))
+        per_trade = self.risk_per_trade_pct
+        for key, limit in (("max_total_risk_pct", total), ("max_bucket_risk_pct", bucket)):
+            if per_trade is not None and limit is not None and per_trade > limit:
+                problems.append(((key,), (
+                    f"{_number(limit)} is below risk_per_trade_pct ({_number(per_trade)}): "
+                    "no full-size trade would fit")))
+        _raise_problems(problems)
+        return self
+
+
 class AccountConfig(_Section):
     """One trading account and the broker behind it."""
 
@@ -1056,6 +1105,7 @@ class Config(_Section):
     global_risk: GlobalRiskConfig = Field(default_factory=GlobalRiskConfig)
     hedging: HedgingConfig = Field(default_factory=HedgingConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    sizing: SizingConfig = Field(default_factory=SizingConfig)
 
     @model_validator(mode="before")
     @classmethod
