@@ -153,6 +153,9 @@ class AccountRules:
     # no limit of the account's own). A symbol at its limit is not asked for entries; the risk
     # gate checks the same limit on every order.
     max_positions_per_symbol: int | None = 1
+    # Per-structure exit sets (``exits.structures``: strategy name, its rules), in place of
+    # ``management`` for positions of that structure.
+    structures: tuple[tuple[str, ManageRules], ...] = ()
 
     @classmethod
     def from_config(cls, account, exits, *, rate: float = 0.0,
@@ -162,7 +165,11 @@ class AccountRules:
                    ExitRules(exits.take_profit, exits.stop_multiple, exits.close_dte),
                    ManageRules.from_config(exits), rate, tuple(dividend_yields),
                    SizingRules() if sizing is None else SizingRules.from_config(sizing),
-                   account.risk.max_positions_per_symbol)
+                   account.risk.max_positions_per_symbol, ManageRules.by_structure(exits))
+
+    def management_of(self, strategy: str) -> ManageRules:
+        """The exit rules of a structure: its own set if ``exits.structures`` has one."""
+        return next((r for kind, r in self.structures if kind == strategy), self.management)
 
     @property
     def management(self) -> ManageRules:
@@ -267,7 +274,8 @@ class AccountEngine:
         self._opened = 0
         self._closed = 0
         self._order_age: Counter[str] = Counter()
-        self._own_rules: dict[str, ManageRules] = {}  # positions' own exit levels, by JSON
+        # Positions' own exit levels, by (structure, JSON).
+        self._own_rules: dict[tuple[str, str], ManageRules] = {}
         self._wall: Callable[[], float] = lambda: 0.0
         self._submit_wall = 0.0
         self._prepared: datetime | None = None  # the tick whose first half has run
@@ -1149,10 +1157,10 @@ class AccountEngine:
         adaptive strategy's regime parameters: ``take_profit``, ``stop_multiple``) where it has
         them. A take-profit level replaces the last rung; earlier rungs at or above it go."""
         text = pos.get("exit_rules")
-        base = self.rules.management
+        base = self.rules.management_of(pos["strategy"])
         if not text:
             return base
-        cached = self._own_rules.get(text)
+        cached = self._own_rules.get((pos["strategy"], text))
         if cached is None:
             own = json.loads(text)
             cached = base
@@ -1162,7 +1170,7 @@ class AccountEngine:
                 tp = float(own["take_profit"])
                 cached = replace(cached, take_profit=tp,
                                  ladder=tuple(r for r in cached.ladder if r < tp))
-            self._own_rules[text] = cached
+            self._own_rules[(pos["strategy"], text)] = cached
         return cached
 
     def _rules_read_deltas(self) -> bool:

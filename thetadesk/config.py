@@ -572,12 +572,37 @@ class RepairConfig(_Section):
     add_fraction: float = Field(default=0.5, gt=0, le=2, description="of the opened quantity")
 
 
+class StructureExitsConfig(_Section):
+    """One structure's own exit set (``exits.structures.<kind>``): only the keys given replace
+    the ``exits:`` section's (``stop_multiple: null`` there means no stop for it)."""
+
+    take_profit: float = Field(default=0.75, gt=0, le=1,
+                               description="fraction of max profit taken")
+    stop_multiple: float | None = Field(
+        default=None, gt=0, description="loss, as a multiple of the premium; null: no stop")
+    close_dte: int = Field(default=7, ge=0, description="close at or below this many DTE")
+    hold_to_expiry: StrictBool = False
+    min_close_value: float | None = Field(default=None, ge=0, le=5)
+    ladder: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = Field(default=(), max_length=9)
+    trail: float | None = Field(default=None, gt=0, lt=1)
+
+
 class ExitsConfig(_Section):
     """When an open spread is closed, scaled out of, rolled or repaired."""
 
     take_profit: float = Field(gt=0, le=1, description="fraction of max profit taken")
-    stop_multiple: float = Field(gt=0, description="loss, as a multiple of the credit, to stop at")
+    stop_multiple: float | None = Field(
+        gt=0, description="loss, as a multiple of the credit, to stop at; null: no per-trade "
+        "stop (the portfolio's loss limits and breakers remain)")
     close_dte: int = Field(ge=0, description="close at or below this many days to expiry")
+    min_close_value: float | None = Field(
+        default=None, ge=0, le=5,
+        description="a credit spread worth at most this (dollars per share at mid) to buy back "
+        "is left to expire rather than closed by a time exit, take profit or trail")
+    structures: dict[Literal["bull_put_credit", "bear_call_credit", "iron_condor",
+                             "bull_call_debit", "bear_put_debit"],
+                     StructureExitsConfig] = Field(
+        default_factory=dict, description="per-structure exit sets: only the keys given differ")
     ladder: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = Field(
         default=(), max_length=9,
         description="earlier profit rungs (fractions of max profit, ascending, below "
@@ -601,6 +626,15 @@ class ExitsConfig(_Section):
         if any(rungs[i + 1] <= rungs[i] for i in range(len(rungs) - 1)):
             problems.append((("ladder",), "rungs must ascend and stay below take_profit "
                              f"({self.take_profit:g}), got {list(self.ladder)}"))
+        for kind, own in self.structures.items():
+            given = own.model_fields_set
+            tp = own.take_profit if "take_profit" in given else self.take_profit
+            ladder = own.ladder if "ladder" in given else tuple(r for r in self.ladder if r < tp)
+            rungs = (*ladder, tp)
+            if any(rungs[i + 1] <= rungs[i] for i in range(len(rungs) - 1)):
+                problems.append((("structures", kind, "ladder"), (
+                    f"rungs must ascend and stay below take_profit ({tp:g}), got "
+                    f"{list(ladder)}")))
         if (self.short_delta_stop is not None and self.roll.enabled
                 and self.short_delta_stop <= self.roll.when_short_delta):
             problems.append((("short_delta_stop",), (
@@ -1153,6 +1187,11 @@ class Config(_Section):
                     "or every new position would be closed at once",
                 )
             )
+        for kind, own in self.exits.structures.items():
+            if "close_dte" in own.model_fields_set and own.close_dte >= self.strategy.min_dte:
+                problems.append((("exits", "structures", kind, "close_dte"), (
+                    f"must be < strategy.min_dte ({self.strategy.min_dte}), or every new "
+                    "position would be closed at once")))
         if DEFAULT_PROFILE in self.strategies:
             problems.append((("strategies", DEFAULT_PROFILE), (
                 "is the strategy section's own name: give the variant another name")))
