@@ -1157,10 +1157,11 @@ class AccountEngine:
         adaptive strategy's regime parameters: ``take_profit``, ``stop_multiple``) where it has
         them. A take-profit level replaces the last rung; earlier rungs at or above it go."""
         text = pos.get("exit_rules")
-        base = self.rules.management_of(pos["strategy"])
+        strategy = pos.get("strategy") or ""
+        base = self.rules.management_of(strategy)
         if not text:
             return base
-        cached = self._own_rules.get((pos["strategy"], text))
+        cached = self._own_rules.get((strategy, text))
         if cached is None:
             own = json.loads(text)
             cached = base
@@ -1170,7 +1171,7 @@ class AccountEngine:
                 tp = float(own["take_profit"])
                 cached = replace(cached, take_profit=tp,
                                  ladder=tuple(r for r in cached.ladder if r < tp))
-            self._own_rules[(pos["strategy"], text)] = cached
+            self._own_rules[(strategy, text)] = cached
         return cached
 
     def _rules_read_deltas(self) -> bool:

@@ -372,6 +372,16 @@ class MarketConfig(_Section):
         return problems
 
 
+class LadderConfig(_Section):
+    """Working entries: start at mid, a tick toward natural every step, then cancel."""
+
+    enabled: StrictBool = False
+    step_minutes: int = Field(default=5, ge=1, le=120, description="minutes between steps")
+    tick: float = Field(default=0.01, gt=0, le=1, description="price step, dollars per share")
+    max_steps: int = Field(default=5, ge=0, le=100,
+                           description="steps before an unfilled order is cancelled")
+
+
 class StrategyConfig(_Section):
     """What to trade and when to enter."""
 
@@ -381,11 +391,28 @@ class StrategyConfig(_Section):
     target_dte: int = Field(ge=1, le=365, description="calendar days to expiry to aim for")
     min_dte: int = Field(ge=0, le=365, description="fewest calendar days to expiry to enter")
     short_delta: float = Field(gt=0, lt=0.5, description="absolute delta of the short strike")
-    width: float = Field(gt=0, description="strike distance between the legs, dollars")
+    width: float = Field(gt=0, description="strike distance between the legs, dollars (unless "
+                         "width_pct or width_sd is given)")
+    width_pct: float | None = Field(
+        default=None, gt=0, le=20,
+        description="the plain strategy's width as a percent of spot (1.5 = 1.5%)")
+    width_sd: float | None = Field(
+        default=None, gt=0, le=3,
+        description="the plain strategy's width as a multiple of the expected move to expiry "
+        "(spot x ATM IV x sqrt(years))")
     min_iv: float = Field(ge=0, description="least ATM implied vol to enter (0.12 = 12%)")
-    min_credit_fraction: float = Field(gt=0, lt=1, description="least net credit / width")
+    min_credit_fraction: float = Field(ge=0, lt=1,
+                                       description="least net credit / width (0: no floor)")
     entry_start: NewYorkTime = Field(description="earliest entry, New York time")
     entry_end: NewYorkTime = Field(description="latest entry, New York time")
+    ladder: LadderConfig = Field(
+        default_factory=LadderConfig,
+        description="the plain strategy's working entries from mid (the adaptive strategy's: "
+        "decision.timing.ladder)")
+    trend_sma: int | None = Field(
+        default=None, ge=2, le=400,
+        description="the plain strategy enters only while spot is at or above the average of "
+        "the last N daily closes (null: no trend filter)")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> StrategyConfig:
@@ -396,6 +423,17 @@ class StrategyConfig(_Section):
             problems.append(
                 (("entry_end",), f"must be after entry_start ({self.entry_start:%H:%M})")
             )
+        if self.width_pct is not None and self.width_sd is not None:
+            problems.append((("width_sd",), "give width_pct or width_sd, not both"))
+        if self.kind == "adaptive":
+            plain_only = {"width_pct": self.width_pct is not None,
+                          "width_sd": self.width_sd is not None,
+                          "trend_sma": self.trend_sma is not None,
+                          "ladder": self.ladder.enabled}
+            for key in (k for k, used in plain_only.items() if used):
+                problems.append(((key,), (
+                    "is for the plain strategy (kind: bull_put_credit); the adaptive "
+                    "strategy takes its own from the decision section")))
         _raise_problems(problems)
         return self
 
@@ -440,16 +478,6 @@ class SelectorConfig(_Section):
             _raise_problems([(("debit_max_rank",),
                               f"must be below credit_min_rank ({self.credit_min_rank:g})")])
         return self
-
-
-class LadderConfig(_Section):
-    """Working entries: start at mid, a tick toward natural every step, then cancel."""
-
-    enabled: StrictBool = False
-    step_minutes: int = Field(default=5, ge=1, le=120, description="minutes between steps")
-    tick: float = Field(default=0.01, gt=0, le=1, description="price step, dollars per share")
-    max_steps: int = Field(default=5, ge=0, le=100,
-                           description="steps before an unfilled order is cancelled")
 
 
 class TimingConfig(_Section):
