@@ -49,6 +49,7 @@ __all__ = [
     "AccountConfig",
     "AlpacaAccountConfig",
     "AlpacaDataConfig",
+    "BacktestConfig",
     "BreakersConfig",
     "Config",
     "ExitsConfig",
@@ -1148,6 +1149,17 @@ class RiskReportsConfig(_Section):
         return value
 
 
+class BacktestConfig(_Section):
+    """What a backtest does in place of a person (``scripts/backtest.py``; the live desk
+    ignores it)."""
+
+    reset_after_sessions: int | None = Field(
+        default=None, ge=1, le=252,
+        description="a breaker that needs a person (auto_reset: manual) is reset this many "
+        "sessions after its trip, recorded as the backtest's policy; null: never (it halts "
+        "new entries for the rest of the run, as it would live until someone resets it)")
+
+
 class Config(_Section):
     """The whole configuration. The supervisor hands each actor only its own section."""
 
@@ -1168,6 +1180,7 @@ class Config(_Section):
     hedging: HedgingConfig = Field(default_factory=HedgingConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     sizing: SizingConfig = Field(default_factory=SizingConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
 
     @model_validator(mode="before")
     @classmethod

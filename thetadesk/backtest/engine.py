@@ -50,6 +50,7 @@ from thetadesk.config import Config, parse_config
 from thetadesk.errors import ConfigError, DataError
 from thetadesk.lockstep import LockstepDesk
 from thetadesk.ports import MarketData
+from thetadesk.risk.breakers import State
 from thetadesk.store import HEDGE_PREFIX, legs_from_json
 
 __all__ = [
@@ -67,6 +68,7 @@ REPLAY_START, REPLAY_END = date(2014, 1, 2), date(2018, 10, 31)
 REPLAY_SYMBOLS = ("SPY", "QQQ")
 SIM_DEFAULT_SESSIONS = 252
 _HISTORY_FOR_REGIME = 60  # sessions of closes before the start, for the regime at entry
+BACKTEST_POLICY = "backtest policy"  # who resets a breaker under backtest.reset_after_sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ class BacktestResult:
     decisions: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
+    # Every breaker trip, warning and reset of the run (the ledger's breaker_events rows).
+    breaker_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def equity(self) -> list[float]:
@@ -279,12 +283,38 @@ class Backtest:
                     pass
         return out
 
+    def reset_by_policy(self, session: date) -> list[tuple[str, str]]:
+        """Before ``session``: every breaker HALTED since at least
+        ``backtest.reset_after_sessions`` sessions is reset, as a person would have (recorded
+        in the ledger by ``backtest policy`` with the rule in its reason). Returns the
+        (account, breaker) pairs reset. Nothing without the setting."""
+        after = self.config.backtest.reset_after_sessions
+        if after is None:
+            return []
+        now = self.calendar.session_open(session)
+        risk = self.desk.risk
+        done = []
+        for account in sorted(risk.breakers.limits):
+            for name, reading in risk.breaker_states(account, now).items():
+                if reading.state is not State.HALTED or reading.session is None:
+                    continue
+                tripped = date.fromisoformat(reading.session)
+                elapsed = len(self._sessions(self.calendar.next_session(
+                    tripped + timedelta(days=1)), session))
+                if elapsed >= after and risk.reset_breaker(
+                        account, name, by=BACKTEST_POLICY, now=now, reason=(
+                            f"backtest.reset_after_sessions: {after} session(s) after the "
+                            f"trip of {tripped}")):
+                    done.append((account, name))
+        return done
+
     def run(self, progress: Callable[[date], None] | None = None) -> BacktestResult:
         """Every session; ``progress(session)`` after each."""
         history = self._history()
         rows: list[SessionRow] = []
         try:
             for session in self.session_dates:
+                self.reset_by_policy(session)
                 results = self.desk.run_session(session)
                 rows.append(SessionRow(
                     session=session,
@@ -347,4 +377,6 @@ class Backtest:
             config=self.config, data=self.data, fill_model=self.fill_model, capital=capital,
             sessions=rows, trades=trades, hedge_trades=hedges, premium_traded=premium,
             attribution_books=books, fills=len(ledger.fills()), intents=len(intents),
-            decisions=ledger.decisions(status=None), notes=self.notes, history=history)
+            decisions=ledger.decisions(status=None), notes=self.notes, history=history,
+            breaker_events=[e for a in sorted(self.desk.risk.breakers.limits)
+                            for e in ledger.breaker_events(a)])

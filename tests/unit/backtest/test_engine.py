@@ -210,3 +210,42 @@ def test_a_scratch_ledger_does_not_wait_for_the_disk_and_a_kept_one_does(tmp_pat
     assert Ledger(tmp_path / "a.db").db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     scratch = Ledger(tmp_path / "b.db", durable=False)
     assert scratch.db.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
+
+
+TRIPS_AT_ONCE = {  # a drawdown breaker that the first entry's costs trip (a person resets it)
+    "accounts.0.breakers": {"reducing_at": None, "drawdown": {"limit": 1, "auto_reset": "manual"},
+                            "consecutive_losses": {"limit": 100}},
+}
+
+
+def _breaker_events(result, kind):
+    return [e for e in result.breaker_events
+            if (e["account"], e["name"], e["kind"]) == ("paper", "drawdown", kind)]
+
+
+def test_a_manual_breaker_halts_a_backtest_for_good_without_the_reset_policy(tmp_path):
+    from thetadesk.store import Ledger
+
+    _, result = run(tmp_path, sim_data(**TRIPS_AT_ONCE))
+    (trip,) = _breaker_events(result, "tripped")
+    assert _breaker_events(result, "reset") == []
+    assert trip["session"] < END.isoformat()  # sessions followed the trip ...
+    ledger = Ledger(tmp_path / "a" / "thetadesk.db")
+    opened = [p["opened_at"] for p in ledger.positions("paper", status=None)]
+    ledger.close()
+    assert opened
+    assert max(opened) <= trip["at"]  # ... and none of them entered a trade
+
+
+def test_the_reset_policy_resets_a_manual_breaker_sessions_after_its_trip(tmp_path):
+    cal = MarketCalendar()
+    _, result = run(tmp_path, sim_data(**TRIPS_AT_ONCE, **{"backtest.reset_after_sessions": 2}))
+    trips = _breaker_events(result, "tripped")
+    resets = _breaker_events(result, "reset")
+    assert resets, "the policy should have reset the breaker"
+    for trip, reset in zip(trips, resets, strict=False):
+        assert reset["by"] == "backtest policy"
+        assert "backtest.reset_after_sessions: 2 session(s) after the trip" in reset["reason"]
+        gap = cal.sessions(date.fromisoformat(trip["session"]), 10)
+        assert reset["session"] == gap[2].isoformat()  # two sessions after the trip's
+    assert len(trips) >= 2  # entries resumed after the reset, and tripped it again
