@@ -58,6 +58,7 @@ __all__ = [
     "LoggingConfig",
     "MarketConfig",
     "NotificationsConfig",
+    "ReplayMarketConfig",
     "RiskConfig",
     "RiskReportsConfig",
     "SimMarketConfig",
@@ -247,6 +248,21 @@ class SimMarketConfig(_Section):
         default=(), description="scheduled shocks (e.g. a -10% gap with a volatility spike)")
 
 
+class ReplayMarketConfig(_Section):
+    """Realism of the historical replay (``HistoricalReplay``); ``source: sim`` ignores it.
+
+    Defaults are the replay's own documented figures (``thetadesk/adapters/replay.py``)."""
+
+    atm_vix_ratio: float = Field(
+        default=0.90, ge=0.5, le=1.5,
+        description="30-day at-the-money implied volatility / VIX (the VIX is a variance-swap "
+        "level that includes the put skew, so it sits above ATM; 1.0: ATM at the VIX)")
+    spot_vol_beta: float = Field(
+        default=-4.94, ge=-15, le=0,
+        description="d ln(implied volatility) / d ln(index) within the day, from the previous "
+        "close (the VIX:SPX beta); 0: implied volatility frozen at the previous close all day")
+
+
 class VendorDataConfig(_Section):
     """How ThetaDesk spends a market-data vendor's request budget and what it refuses to trade.
 
@@ -310,6 +326,7 @@ class MarketConfig(_Section):
     rate: float = Field(ge=-0.05, le=0.5, description="risk-free rate, continuous, annual")
     symbols: dict[SymbolName, SymbolConfig] = Field(min_length=1)
     sim: SimMarketConfig = Field(default_factory=SimMarketConfig)
+    replay: ReplayMarketConfig = Field(default_factory=ReplayMarketConfig)
 
     @property
     def live(self) -> bool:

@@ -92,6 +92,8 @@ def build_market(config: Config, *, state_dir: Path | None = None,
             dividend_yield={name: c.dividend_yield for name, c in m.symbols.items()},
             strike_step={name: step for name, (_, _, step) in series.items()},
             seed=config.seed,
+            atm_vix_ratio=m.replay.atm_vix_ratio,
+            spot_vol_beta=m.replay.spot_vol_beta,
         )
     symbols = {
         name: SimSymbol(spot=s.spot, vol=s.vol, dividend_yield=s.dividend_yield,
