@@ -18,6 +18,10 @@ or market.start by default); a PATH users' bars and quotes (``thetadesk/backtest
 --display-share and --open-interest-share); without it the config's own. Exit 2 on a bad
 config or argument.
 
+``--trial-sharpes S1,S2,...`` (the annualised 0% Sharpe ratios of every variant tried, this one
+included) fills ``deflated_sharpe.dsr``, the deflated Sharpe ratio of Bailey and Lopez de Prado
+(2014); without it only the probabilistic Sharpe ratio is reported.
+
 ``--walk-forward`` adds rolling walk-forward optimisation (``thetadesk/backtest/walkforward.py``):
 windows of --in-sample sessions (default 252), an embargo of --embargo sessions (default: the
 config's holding period, ceil(target DTE x 252 / 365), over every grid point) and --out-of-sample
@@ -73,6 +77,17 @@ def _share(text: str) -> float:
     return value
 
 
+def _sharpes(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}"
+                                         ) from None
+    if len(values) < 2:
+        raise argparse.ArgumentTypeError("give the Sharpe ratios of at least two variants")
+    return values
+
+
 def parser() -> argparse.ArgumentParser:
     from thetadesk.backtest.engine import FILL_MODELS
 
@@ -109,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
                    help="walk-forward: run the jobs here, one by one, instead of as Ray tasks")
     p.add_argument("--monte-carlo", type=_positive, default=0, metavar="N",
                    help="N resampled paths of the trades and of the daily returns (0: off)")
+    p.add_argument("--trial-sharpes", type=_sharpes, metavar="S1,S2,...",
+                   help="the annualised 0%% Sharpe ratios of every variant tried, this one "
+                   "included: results.json's deflated_sharpe.dsr corrects for them")
     p.add_argument("--out", type=Path, help="output directory (default: a new temporary one)")
     p.add_argument("--seed", type=_positive, help="override the config's seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -132,6 +150,7 @@ HEADLINE = (
     ("costs.total", "costs ($)", "usd"),
     ("costs.per_trade", "cost per trade ($)", "usd"),
     ("deflated_sharpe.psr", "PSR (0%)", "num"),
+    ("deflated_sharpe.dsr", "DSR (trials given)", "num"),
 )
 
 
@@ -262,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = bt.run(progress=step)
     results = build_results(result, bt.market, monte_carlo=args.monte_carlo,
-                            seed=config.seed)
+                            seed=config.seed, trial_sharpes=args.trial_sharpes)
     if args.walk_forward:
         try:
             wf = _walk_forward(args, data, bt, grid)

@@ -31,18 +31,18 @@ replaced by the named one; without a name the config's own is used (the supervis
 
 Commissions and fees are the accounts' as in the paper broker.
 
-Costs paid (``BacktestResult.costs``, dollars): ``commissions``, the fills' ``commission``
-column (the total fees of each execution); ``spread``, what the fills gave up against the mid:
-for an options fill (mid_net - fill_price) x multiplier x quantity, where mid_net is the net
-mid per share of one unit of the order's legs (sum of -ratio x leg mid, > 0 a credit) and the
-fill price is net per share (> 0 a credit), so paying is positive and a fill better than the
-mid negative; for a share fill (fill - spot) x shares for a buy, (spot - fill) x shares for a
-sell. The quotes are the market's at the fill's own time, which are the quotes the paper
-broker saw (the replay and the simulator are functions of time). A fill with a leg the market
-cannot quote then counts in ``spread_unknown_fills``, is left out of ``spread`` and is said so
-in the notes, never guessed. ``total`` = commissions + spread; ``per_trade`` the mean of that
-over the closed strategy positions, their opening and closing fills (None without a closed
-trade, or when one of their fills has no spread).
+Costs paid (``BacktestResult.costs``, dollars, over every fill of the run, hedges' included):
+``commissions``, the fills' ``commission`` column (the total fees of each execution);
+``spread``, what the fills gave up against the mid: for an options fill (mid_net - fill_price) x
+multiplier x quantity, where mid_net is the net mid per share of one unit of the order's legs
+(sum of -ratio x leg mid, > 0 a credit) and the fill price is net per share (> 0 a credit), so
+paying is positive and a fill better than the mid negative; for a share fill (fill - spot) x
+shares for a buy, (spot - fill) x shares for a sell. The quotes are the market's at the fill's
+own time, which are the quotes the paper broker saw (the replay and the simulator are functions
+of time). A fill with a leg the market cannot quote then counts in ``spread_unknown_fills``, is
+left out of ``spread`` and is said so in the notes, never guessed. ``total`` = commissions +
+spread; ``per_trade`` the mean of that over the closed strategy positions, their opening and
+closing fills (None without a closed trade, or when one of their fills has no spread).
 """
 
 from __future__ import annotations

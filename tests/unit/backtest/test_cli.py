@@ -31,7 +31,7 @@ def test_backtest_writes_results_and_report(tmp_path, config_file, capsys):
     out = tmp_path / "out"
     code = cli.main(["--config", str(config_file), "--data", "sim", "--start", "2025-01-06",
                      "--end", "2025-01-10", "--monte-carlo", "50", "--out", str(out),
-                     "--quiet"])
+                     "--trial-sharpes", "0.5,1.0,1.5", "--quiet"])
 
     assert code == 0
     results = json.loads((out / "results.json").read_text())
@@ -57,6 +57,8 @@ def test_backtest_writes_results_and_report(tmp_path, config_file, capsys):
                 "Max drawdown: trough", "2025 4.07%"):
         assert row in page
     assert results["run"]["risk_free_rate"]["by_year"] == {"2025": 0.0407}
+    assert results["deflated_sharpe"]["n_trials"] == 3
+    assert results["deflated_sharpe"]["trial_sharpe_variance"] == pytest.approx(0.25 / 252)
     printed = capsys.readouterr().out
     assert "buy & hold" in printed
     for label in ("Sharpe (0%)", "Sharpe (T-bill)", "monthly Sharpe (0%)", "Sortino (0%)",
@@ -124,7 +126,8 @@ def test_a_missing_data_path_exits_2(tmp_path, config_file, capsys):
 
 
 @pytest.mark.parametrize("args", [["--fill-model", "perfect"], ["--start", "yesterday"],
-                                  ["--display-share", "2"]])
+                                  ["--display-share", "2"], ["--trial-sharpes", "1.0"],
+                                  ["--trial-sharpes", "a,b"]])
 def test_bad_arguments_exit_2(args, config_file):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--config", str(config_file), *args])
