@@ -20,7 +20,9 @@ curve and trades (``win_rate``, ``sharpe`` (0% risk-free), ``sharpe_rf`` (excess
   and ``book`` (realised P&L of the strategies vs the hedges, plus the hedges' trades);
 - ``monte_carlo``: ``{"trades": ..., "daily_returns": ...}`` (``thetadesk.analytics.
   montecarlo``) when asked for, else null;
-- ``walk_forward``: null unless a walk-forward run filled it;
+- ``walk_forward``: null unless a walk-forward run filled it (``thetadesk.backtest.
+  walkforward``: folds with their embargo and purge, ``embargo_sessions``, the stitched
+  out-of-sample metrics and its baselines);
 - ``equity``: ``[{"session", "equity", "drawdown", "buy_and_hold", "put_write"}]``;
 - ``trade_list``: every closed position; ``run``: what was run (data, window, fill model,
   notes, ``risk_free_rate``: the rate table's name and the annual rate of each year used).

@@ -29,9 +29,13 @@ no closing cost paid) when the next fold starts fresh.
 
 The stitched out-of-sample equity curve chains the folds' daily returns from the starting
 capital; its metrics (``thetadesk.analytics.metrics``, with the 3-month T-bill as risk-free
-rate) are the walk-forward result, next to the baselines over the same sessions. Each fold
-reports the probabilistic and deflated Sharpe ratio of its chosen in-sample point, the grid's
-points being the trials (``thetadesk.analytics.deflated``).
+rate) are the walk-forward result, next to the baselines over the same sessions, with the
+out-of-sample windows' costs added up and the stitched curve's probabilistic Sharpe ratio.
+Each fold reports the probabilistic and deflated Sharpe ratio of its chosen in-sample point
+(``in_sample_psr``, ``in_sample_dsr``), the grid's points being the trials
+(``thetadesk.analytics.deflated``), and ``in_sample_expected_max_sharpe``, the Sharpe ratio the
+best of those trials would show by luck (annualised, like ``in_sample_sharpe``). The result
+records ``embargo_sessions``, ``holding_sessions`` and ``purge``.
 
 A grid maps dotted config paths to lists of values (``{"strategy.short_delta": [0.2, 0.3]}``,
 ``accounts.0.max_risk_per_trade`` for a list item); every combination is one point. Each
