@@ -3,7 +3,7 @@
 S&P 500 history; print one JSON object.
 
 Usage: .venv/bin/python scripts/bench_vrp.py [--horizon 21] [--history 1100] [--start 2003-01-01]
-                                             [--ticks 4] [--variants]
+                                             [--ticks 4] [--variants] [--fit-window N]
 
 Data: ``arch.data.sp500`` (daily OHLC, 1999-01-04 to 2018-12-31) and ``arch.data.vix`` (VIX
 closes from 2014-01-03), as the historical replay loads them. At every origin session ``s``
@@ -33,13 +33,21 @@ Keys:
   vrp.<name>              2014-2018 origins with a VIX close: mean_vix, mean_vrp (VIX/100 -
                           forecast, vol points as decimals), mean_ratio (VIX/100 / forecast),
                           share_positive; realised_vrp (VIX/100 - the realised vol that
-                          followed, the same for all) and the signal's use: corr_ex_post (of
+                          followed, the same for all) and realised_share_positive; the
+                          signal's use: corr_ex_post (of
                           the forecast VRP with the realised one), realised_vrp_top_third and
                           _bottom_third (the mean realised VRP over origins whose forecast VRP
-                          ratio was in its top or bottom third)
+                          ratio was in its top or bottom third), realised_vrp_when_positive and
+                          _when_not_positive (over origins where VIX was above the forecast, and
+                          where it was not: what an "implied above forecast" entry rule keeps
+                          and skips)
   cost.<name>             per origin session: ms (--ticks calls to forecast on the same bars,
                           as the strategy asks at several ticks of a session), vs_naive (ms /
-                          naive ms, timed in this run), refits (fits computed)
+                          naive ms, timed in this run, the forecasters interleaved session by
+                          session), refits (fits computed over the run)
+  no_forecast             forecasters that never had a value (e.g. GARCH's 500-session minimum
+                          on a --history of 300), with their reason; first_nan_reason: each
+                          forecaster's first reason for a NaN over the run
   arch_import_s           seconds to import arch.arch_model in a fresh process (paid once, on
                           the first GARCH fit)
   settings, measured_at
@@ -79,7 +87,13 @@ PERIODS = (("2003-07", date(2003, 1, 1), date(2007, 12, 31)),
            ("2014-18", date(2014, 1, 1), date(2018, 12, 31)))
 
 
-def forecasters(variants: bool) -> dict:
+def forecasters(variants: bool, fit_window: int | None = None) -> dict:
+    if fit_window is not None:  # the defaults' schedule on a shorter window
+        fit = {"fit_window": fit_window}
+        out = {"naive": RealisedForecaster(21),
+               "har": HarForecaster(min_fit=min(252, fit_window), **fit),
+               "garch": GarchForecaster(min_fit=min(500, fit_window), **fit)}
+        return out
     out = {"naive": RealisedForecaster(21), "har": HarForecaster(), "garch": GarchForecaster()}
     if variants:
         out.update(har_levels=HarForecaster(log=False),
@@ -148,9 +162,16 @@ def vrp_figures(f: np.ndarray, rv: np.ndarray, iv: np.ndarray) -> dict:
             "mean_vrp": round(float(ante.mean()), 5), "mean_ratio": round(float(ratio.mean()), 4),
             "share_positive": round(float(np.mean(ante > 0)), 4),
             "realised_vrp": round(float(post.mean()), 5),
+            "realised_share_positive": round(float(np.mean(post > 0)), 4),
             "corr_ex_post": round(float(np.corrcoef(ante, post)[0, 1]), 4),
             "realised_vrp_top_third": round(float(post[ratio >= hi].mean()), 5),
-            "realised_vrp_bottom_third": round(float(post[ratio <= lo].mean()), 5)}
+            "realised_vrp_bottom_third": round(float(post[ratio <= lo].mean()), 5),
+            "realised_vrp_when_positive": _mean(post[ante > 0]),
+            "realised_vrp_when_not_positive": _mean(post[ante <= 0])}
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return round(float(x.mean()), 5) if len(x) else None
 
 
 def arch_import_seconds() -> float:
@@ -170,6 +191,8 @@ def main(argv=None) -> dict:
                    help="first origin session (default 2003-01-01)")
     p.add_argument("--ticks", type=int, default=4, help="calls per session (default 4)")
     p.add_argument("--variants", action="store_true", help="also the variants (see --help)")
+    p.add_argument("--fit-window", type=int, default=None,
+                   help="fit har and garch on this many sessions (default: theirs, 1000)")
     args = p.parse_args(argv)
     h = args.horizon
     sessions, (o, hi, lo, c), level = load()
@@ -177,37 +200,43 @@ def main(argv=None) -> dict:
     r2 = np.concatenate([[0.0], np.cumsum(np.log(c[1:] / c[:-1]) ** 2)])
     origins = [i for i in range(len(sessions) - h) if sessions[i] >= args.start]
     nan = np.full(len(sessions), np.nan)
-    fs = forecasters(args.variants)
+    fs = forecasters(args.variants, args.fit_window)
     got = {name: nan.copy() for name in fs}
-    cost = {}
-    for name, f in fs.items():
-        if isinstance(f, GarchForecaster):
-            from arch import arch_model  # noqa: F401  (imported once, outside the timing)
-        spent = 0.0
-        for i in origins:
-            a = max(0, i + 1 - args.history)
-            bars = DailyBars(sessions[a:i + 1], o[a:i + 1], hi[a:i + 1], lo[a:i + 1],
-                             c[a:i + 1], nan[a:i + 1])
+    if any(isinstance(f, GarchForecaster) for f in fs.values()):
+        from arch import arch_model  # noqa: F401  (imported once, outside the timing)
+    spent = dict.fromkeys(fs, 0.0)
+    reasons: dict[str, str] = {}  # each forecaster's first reason for a NaN
+    for i in origins:  # forecasters interleaved: a busy machine slows them all alike
+        a = max(0, i + 1 - args.history)
+        bars = DailyBars(sessions[a:i + 1], o[a:i + 1], hi[a:i + 1], lo[a:i + 1], c[a:i + 1],
+                         nan[a:i + 1])
+        for name, f in fs.items():
             t0 = time.perf_counter()
             for _ in range(args.ticks):
                 out = f.forecast(bars, h)
-            spent += time.perf_counter() - t0
+            spent[name] += time.perf_counter() - t0
             got[name][i] = out.vol
-        cost[name] = {"ms": spent / len(origins) * 1e3}
-        cost[name]["refits"] = getattr(f, "fits_computed", None)
+            if out.reason:
+                reasons.setdefault(name, out.reason)
+    cost = {name: {"ms": spent[name] / len(origins) * 1e3,
+                   "refits": getattr(f, "fits_computed", None)} for name, f in fs.items()}
     base_ms = cost["naive"]["ms"]
     for v in cost.values():
         v["vs_naive"] = round(v["ms"] / base_ms, 2)
         v["ms"] = round(v["ms"], 4)
     idx = np.array(origins)
     rv = np.sqrt(SESSIONS_PER_YEAR / h * (r2[idx + h] - r2[idx]))
-    ok = np.all([np.isfinite(got[k][idx]) for k in fs], axis=0)
+    # Compared where all have a forecast; one that never has any is left out, with its reason.
+    have = [k for k in fs if np.isfinite(got[k][idx]).any()]
+    ok = np.all([np.isfinite(got[k][idx]) for k in have], axis=0)
     idx, rv = idx[ok], rv[ok]
     base = got["naive"][idx]
-    result = {"quality": {k: quality(got[k][idx], rv, days[idx], base, h) for k in fs}}
+    result = {"quality": {k: quality(got[k][idx], rv, days[idx], base, h) for k in have}}
     with_vix = np.isfinite(level[idx])
     result["vrp"] = {k: vrp_figures(got[k][idx][with_vix], rv[with_vix], level[idx][with_vix])
-                     for k in fs}
+                     for k in have}
+    result["no_forecast"] = {k: reasons.get(k) for k in fs if k not in have}
+    result["first_nan_reason"] = reasons
     result["cost"] = cost
     result["arch_import_s"] = arch_import_seconds()
     result["settings"] = {"horizon": h, "history": args.history, "ticks": args.ticks,
