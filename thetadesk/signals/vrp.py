@@ -511,7 +511,8 @@ class GarchForecaster(_Scheduled):
 class RealisedForecaster:
     """The naive baseline: the trailing ``window``-session close-to-close realised volatility
     (sample standard deviation of the log returns, annualised with 252), whatever the
-    horizon: what the strategy compares implied volatility with today."""
+    horizon: what the strategy compares implied volatility with today. Remembered per session
+    like the others."""
 
     model = "realised"
 
@@ -519,15 +520,21 @@ class RealisedForecaster:
         if isinstance(window, bool) or not isinstance(window, int) or window < 2:
             raise ValueError(f"window must be an integer >= 2, got {window!r}")
         self.window = window
+        self._forecasts: OrderedDict = OrderedDict()
 
     def forecast(self, bars: DailyBars, horizon_sessions: int) -> VolForecast:
         h = _check_horizon(horizon_sessions)
+        c = np.asarray(bars.close[-self.window - 1:], dtype=np.float64)
+        key = (bars.sessions[-1:], len(bars), h, _fingerprint(c))
+        if key in self._forecasts:
+            return self._forecasts[key]
         asof = bars.sessions[-1] if len(bars) else None
         if len(bars) < self.window + 1:
-            return VolForecast(self.model, math.nan, h, asof, reason=(
-                f"too little history: {len(bars)} sessions, {self.window + 1} needed"))
-        c = np.asarray(bars.close[-self.window - 1:], dtype=np.float64)
+            return _remember(self._forecasts, key, VolForecast(
+                self.model, math.nan, h, asof,
+                reason=f"too little history: {len(bars)} sessions, {self.window + 1} needed"))
         if not np.all(np.isfinite(c) & (c > 0)):
             raise DataError("daily closes must be positive numbers")
         vol = float(close_to_close_vol(c, self.window)[-1])
-        return VolForecast(self.model, vol, h, asof, fit_sessions=self.window + 1)
+        return _remember(self._forecasts, key,
+                         VolForecast(self.model, vol, h, asof, fit_sessions=self.window + 1))

@@ -365,9 +365,11 @@ def test_forecast_bad_arguments_and_bars_raise():
 
 def test_realised_forecaster_is_the_trailing_close_to_close_volatility():
     b = clustered_bars(100, seed=7)
-    got = RealisedForecaster(21).forecast(b, 25)
+    f = RealisedForecaster(21)
+    got = f.forecast(b, 25)
     assert got.vol == float(close_to_close_vol(b.close, 21)[-1])
     assert got.horizon == 25
+    assert f.forecast(head(b, 100), 25) is got  # remembered for the session's other ticks
 
 
 def test_vrp_ratio_and_difference_and_unknowns():
