@@ -23,14 +23,14 @@ Forecasters (``forecast(bars, horizon_sessions) -> VolForecast``, every one the 
   previous close, like the S&P 500 index in ``arch.data.sp500`` until 2006, it is zero and the
   range spans the whole day). Garman and Klass's (1980) estimator with the same overnight term
   and plain squared returns are the alternatives (``proxy``); on the S&P 500 in 2003-2018
-  (``scripts/bench_vrp.py``) the three came within a few per cent of each other, Parkinson
-  first and squared returns last. Multi-step forecasts come from Corsi's direct regressions:
-  the mean squared close-to-close return of the next ``h`` sessions on the three averages, one
-  regression per horizon, rather than iterating the one-day recursion (that would forecast
-  the proxy, which misses what the range does not see, not the close-to-close variance, and
-  compound its error). By default the regression is in logs (the log-HAR: robust to the
-  crashes that dominate a regression in levels; better on every measure in the bench) and its
-  forecast is put back to the variance's mean with Duan's (1983) smearing factor
+  (``scripts/bench_vrp.py``) Parkinson's came first, Garman-Klass's within 2% of it, and
+  squared returns last (QLIKE 12% higher). Multi-step forecasts come from Corsi's direct
+  regressions: the mean squared close-to-close return of the next ``h`` sessions on the three
+  averages, one regression per horizon, rather than iterating the one-day recursion (that
+  would forecast the proxy rather than the close-to-close variance, and compound its error).
+  By default the regression is in logs (the log-HAR: robust to the crashes that dominate a
+  regression in levels; better on every measure in the bench) and its forecast is put back
+  to the variance's mean with Duan's (1983) smearing factor
   ``mean(exp(residual))``; ``log=False`` fits in levels.
 - ``GarchForecaster``: GJR-GARCH(1,1) (Glosten, Jagannathan and Runkle 1993; ``asymmetric=
   False`` for Bollerslev's GARCH(1,1)) fitted by ``arch.arch_model`` (constant mean, percent
