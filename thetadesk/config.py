@@ -400,6 +400,25 @@ class LadderConfig(_Section):
                            description="steps before an unfilled order is cancelled")
 
 
+class VrpEntryConfig(_Section):
+    """The plain strategy's volatility-risk-premium entry rule (``thetadesk/signals/vrp.py``):
+    enter only while the ATM implied volatility of the expiry sold is rich against a
+    point-in-time forecast of the volatility to that expiry."""
+
+    model: Literal["har", "garch", "realised"] = Field(
+        default="har", description="HAR-RV, GJR-GARCH(1,1), or the trailing 21-session "
+        "realised volatility")
+    min_ratio: float | None = Field(default=None, gt=0, le=5,
+                                    description="least implied / forecast")
+    min_difference: float | None = Field(default=None, ge=-1, le=1,
+                                         description="least implied - forecast, vol points "
+                                         "as a decimal (0.02 = 2 points)")
+
+    @property
+    def active(self) -> bool:
+        return self.min_ratio is not None or self.min_difference is not None
+
+
 class StrategyConfig(_Section):
     """What to trade and when to enter."""
 
@@ -431,6 +450,10 @@ class StrategyConfig(_Section):
         default=None, ge=2, le=400,
         description="the plain strategy enters only while spot is at or above the average of "
         "the last N daily closes (null: no trend filter)")
+    vrp: VrpEntryConfig = Field(
+        default_factory=VrpEntryConfig,
+        description="the plain strategy's volatility-risk-premium entry rule (off unless "
+        "min_ratio or min_difference is given)")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> StrategyConfig:
@@ -447,7 +470,7 @@ class StrategyConfig(_Section):
             plain_only = {"width_pct": self.width_pct is not None,
                           "width_sd": self.width_sd is not None,
                           "trend_sma": self.trend_sma is not None,
-                          "ladder": self.ladder.enabled}
+                          "ladder": self.ladder.enabled, "vrp": self.vrp.active}
             for key in (k for k, used in plain_only.items() if used):
                 problems.append(((key,), (
                     "is for the plain strategy (kind: bull_put_credit); the adaptive "

@@ -34,6 +34,33 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class VrpRule:
+    """Enter only while the ATM implied volatility of the expiry sold is at least
+    ``min_ratio`` times and/or ``min_difference`` above a point-in-time ``model`` forecast
+    (``thetadesk.signals.vrp``: har, garch, realised) of the volatility to that expiry."""
+
+    model: str = "har"
+    min_ratio: float | None = None
+    min_difference: float | None = None
+
+    def problem(self, implied: float, forecast) -> str | None:
+        """Why not to enter (in words, with the numbers), or None."""
+        from thetadesk.signals.vrp import vrp
+
+        if not math.isfinite(forecast.vol):
+            return f"no {self.model} volatility forecast: {forecast.reason}"
+        premium = vrp(implied, forecast)
+        if self.min_ratio is not None and not premium.ratio >= self.min_ratio:
+            return (f"implied {implied:.3f} is {premium.ratio:.2f}x the {self.model} forecast "
+                    f"{forecast.vol:.3f}, below {self.min_ratio:g}x (volatility premium)")
+        if self.min_difference is not None and not premium.difference >= self.min_difference:
+            return (f"implied {implied:.3f} is {premium.difference * 100:+.1f} points over the "
+                    f"{self.model} forecast {forecast.vol:.3f}, below "
+                    f"{self.min_difference * 100:+.1f} (volatility premium)")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class BullPutRules:
     """The plain strategy's rules (``strategy:`` of ``kind: bull_put_credit``). ``width`` in
     dollars unless ``width_pct`` (percent of spot) or ``width_sd`` (a multiple of the expected
@@ -53,15 +80,17 @@ class BullPutRules:
     width_sd: float | None = None
     ladder: LimitLadder | None = None
     trend_sma: int | None = None
+    vrp: VrpRule | None = None
 
     @classmethod
     def from_config(cls, strategy) -> BullPutRules:
-        lad = strategy.ladder
+        lad, v = strategy.ladder, strategy.vrp
         return cls(strategy.target_dte, strategy.min_dte, strategy.short_delta, strategy.width,
                    strategy.min_iv, strategy.min_credit_fraction, strategy.entry_start,
                    strategy.entry_end, strategy.width_pct, strategy.width_sd,
                    LimitLadder(lad.step_minutes, lad.tick, lad.max_steps) if lad.enabled
-                   else None, strategy.trend_sma)
+                   else None, strategy.trend_sma,
+                   VrpRule(v.model, v.min_ratio, v.min_difference) if v.active else None)
 
     def target_width(self, spot: float, iv: float, years: float) -> float:
         """The wanted strike distance in dollars (before rounding to listed strikes)."""
@@ -162,6 +191,7 @@ def atm_iv(chain: OptionChain, expiry) -> float:
 
 NEAR_DAYS = 3  # a weekly listing has an expiry within this many days of most targets
 TREND_MIN_SESSIONS = 20  # the trend filter's least history (of a longer average's sessions)
+VRP_HISTORY_SESSIONS = 1021  # the forecasters' fit window (1,000) and refit block (21)
 
 
 class SymbolEngine:
@@ -179,7 +209,9 @@ class SymbolEngine:
         self.market = market
         self.log = get_logger("symbol").bind(symbol=symbol)
         self._history = None  # DailyHistory, for the trend filter, made when first needed
-        self._trend_day: dict[int, tuple] = {}  # sessions -> (day, average, closes behind it)
+        self._bars_day = None  # the day ``_bars`` holds: sessions -> DailyBars before it
+        self._bars: dict[int, object] = {}
+        self._forecasters: dict[str, object] = {}  # model -> forecaster (thetadesk.signals.vrp)
         self._adaptive = None
         if any(not isinstance(r, BullPutRules) for r in self.profiles.values()):
             from thetadesk.strategies.adaptive import AdaptiveEngine
@@ -191,20 +223,12 @@ class SymbolEngine:
         context; why not to enter, or None). The average is of the last ``sessions`` completed
         sessions' closes (point in time); with fewer at the start of the source's history, of
         those there are, from ``TREND_MIN_SESSIONS`` on (none before: no entry)."""
-        day = now.astimezone(NEW_YORK).date()
-        cached = self._trend_day.get(sessions)
-        if cached is None or cached[0] != day:
-            if self._history is None:
-                from thetadesk.signals.history import DailyHistory
-
-                try:
-                    self._history = DailyHistory(self.market, self.symbol)
-                except DataError as exc:
-                    return {}, f"no trend filter: {exc}"
-            closes = self._history.before(day, sessions).close
-            cached = (day, float(np.mean(closes)) if len(closes) else math.nan, len(closes))
-            self._trend_day[sessions] = cached
-        _, average, n = cached
+        bars = self._daily(now.astimezone(NEW_YORK).date(), sessions)
+        if bars is None:
+            return {}, "no daily history for the trend filter"
+        closes = bars.close
+        n = len(closes)
+        average = float(np.mean(closes)) if n else math.nan
         if n < min(sessions, TREND_MIN_SESSIONS):
             return {}, (f"{n} sessions of history, too few for the {sessions}-session trend "
                         "filter")
@@ -213,6 +237,40 @@ class SymbolEngine:
             return figures, (f"spot {spot:.2f} below its {n}-session average {average:.2f} "
                              "(trend filter)")
         return figures, None
+
+    def _daily(self, day, sessions: int):
+        """Up to ``sessions`` daily bars before ``day`` (``DailyHistory``, point in time),
+        remembered for the day; None where the market gives no history."""
+        if self._bars_day != day:
+            self._bars_day, self._bars = day, {}
+        if sessions in self._bars:
+            return self._bars[sessions]
+        if self._history is None:
+            from thetadesk.signals.history import DailyHistory
+
+            try:
+                self._history = DailyHistory(self.market, self.symbol)
+            except DataError as exc:
+                self.log.warning("no_daily_history", reason=str(exc))
+                return None
+        bars = self._bars[sessions] = self._history.before(day, sessions)
+        return bars
+
+    def _forecast(self, now: datetime, model: str, dte: int):
+        """The ``model`` forecast of the volatility over the ``dte`` calendar days to the
+        expiry sold (in sessions: ceil(dte x 252 / 365)), from the bars before today."""
+        from thetadesk.signals.vrp import GarchForecaster, HarForecaster, RealisedForecaster
+
+        forecaster = self._forecasters.get(model)
+        if forecaster is None:
+            forecaster = {"har": HarForecaster, "garch": GarchForecaster,
+                          "realised": RealisedForecaster}[model]()
+            self._forecasters[model] = forecaster
+        bars = self._daily(now.astimezone(NEW_YORK).date(), VRP_HISTORY_SESSIONS)
+        if bars is None:
+            return None
+        horizon = min(max(math.ceil(dte * 252 / 365), 1), 252)
+        return forecaster.forecast(bars, horizon)
 
     def _chain(self, now: datetime, rules: BullPutRules | None = None) -> OptionChain:
         """A chain holding the expiry nearest the target DTE (at least ``min_dte`` out), read as
@@ -259,6 +317,15 @@ class SymbolEngine:
         trend: dict = {}
         if r.trend_sma is not None:
             trend, why_not = self._trend(now, r.trend_sma, chain.spot)
+            if why_not is not None:
+                return SymbolTick(**base, note=why_not)
+        if r.vrp is not None:
+            forecast = self._forecast(now, r.vrp.model, chain.dte(expiry))
+            if forecast is None:
+                return SymbolTick(**base, note="no daily history for the volatility forecast")
+            trend["vrp"] = {"model": r.vrp.model, "forecast": forecast.as_dict()["vol"],
+                            "horizon_sessions": forecast.horizon}
+            why_not = r.vrp.problem(iv, forecast)
             if why_not is not None:
                 return SymbolTick(**base, note=why_not)
         try:

@@ -99,7 +99,7 @@ def _duplicate_account(data):
             "strategy.target_delta",
             "strategy.target_delta: unknown key (allowed: kind, target_dte, min_dte, short_delta,"
             " width, width_pct, width_sd, min_iv, min_credit_fraction, entry_start, entry_end,"
-            " ladder, trend_sma)",
+            " ladder, trend_sma, vrp)",
             id="unknown-key",
         ),
         pytest.param(

@@ -209,3 +209,51 @@ def test_symbol_engine_trend_filter_without_enough_history_does_not_enter(market
         MORNING + timedelta(days=7))
     assert tick.intents == ()
     assert "too few for the 200-session trend filter" in tick.note
+
+
+def _replay():
+    from thetadesk.adapters.replay import HistoricalReplay
+
+    return HistoricalReplay({"SPY": 0.1}, rate=0.02, dividend_yield=0.018)
+
+
+REPLAY_MORNING = datetime(2015, 3, 10, 15, 0, tzinfo=MORNING.tzinfo)  # 11:00 New York
+
+
+def test_symbol_engine_vrp_rule_enters_only_when_implied_is_rich_against_the_forecast():
+    from thetadesk.symbol import VrpRule
+
+    market = _replay()
+    loose = SymbolEngine("SPY", replace(RULES, vrp=VrpRule("har", min_ratio=0.2)), market)
+    (intent,) = loose.tick(REPLAY_MORNING).intents
+    vrp = intent.context["vrp"]
+    assert vrp["model"] == "har"
+    assert 0.03 < vrp["forecast"] < 1.0
+    assert vrp["horizon_sessions"] == -(-intent.context["dte"] * 252 // 365)
+    strict = SymbolEngine("SPY", replace(RULES, vrp=VrpRule("har", min_ratio=5.0)), market)
+    tick = strict.tick(REPLAY_MORNING)
+    assert tick.intents == ()
+    assert "below 5x (volatility premium)" in tick.note
+    by_points = SymbolEngine("SPY", replace(RULES, vrp=VrpRule(
+        "har", min_difference=intent.context["atm_iv"] - vrp["forecast"] + 0.01)), market)
+    assert "(volatility premium)" in by_points.tick(REPLAY_MORNING).note
+
+
+def test_symbol_engine_vrp_rule_without_enough_history_does_not_enter(market):
+    from thetadesk.symbol import VrpRule
+
+    tick = SymbolEngine("SPY", replace(RULES, vrp=VrpRule("har", min_ratio=0.5)), market).tick(
+        MORNING + timedelta(days=7))
+    assert tick.intents == ()
+    assert "no har volatility forecast: too little history" in tick.note
+
+
+def test_vrp_rule_problem_reads_ratio_and_difference():
+    from thetadesk.signals.vrp import VolForecast
+    from thetadesk.symbol import VrpRule
+
+    f = VolForecast("garch", 0.15, 25, None)
+    assert VrpRule("garch", min_ratio=1.2).problem(0.18, f) is None
+    assert "1.13x the garch forecast" in VrpRule("garch", min_ratio=1.2).problem(0.17, f)
+    assert VrpRule("garch", min_difference=0.02).problem(0.18, f) is None
+    assert "+1.0 points over" in VrpRule("garch", min_difference=0.02).problem(0.16, f)
