@@ -243,6 +243,10 @@ class SimMarketConfig(_Section):
     regimes: SimRegimesConfig = Field(default_factory=SimRegimesConfig)
     shocks: tuple[SimShockConfig, ...] = Field(
         default=(), description="scheduled shocks (e.g. a -10% gap with a volatility spike)")
+    vix_options: StrictBool = Field(
+        default=False,
+        description="also list the VIX index and its monthly options (Black-76 on mean-reverting "
+        "futures, thetadesk.vix), for hedging.tail.vix_calls")
 
 
 class VendorDataConfig(_Section):
