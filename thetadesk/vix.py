@@ -25,18 +25,18 @@ The contract (Cboe VIX options, sources at the end):
 The simulator's forward model (``forward``, ``atm_vol``, ``smile``): VIX futures mean-revert,
 ``F(T) = L + (V - L) exp(-KAPPA T)`` with V the VIX now, L its long-run level (the simulator's
 VIX at its base variance in the normal regime: 17.6 for SPY at the configured 16%; the VIX
-averaged 24 over 2007-2012, a crisis-heavy period) and ``KAPPA`` = 6.0 a year (a half-life of ln 2 / 6 = 42 calendar days;
-a VIX shock has lost half its size after about 20 trading days, 28 calendar days, over the last
-decade, and futures, priced risk-neutrally, revert more slowly than the index: an assumption
-between the two). The curve is in contango when the VIX is below L (calm), in backwardation
-above it (stress). Volatility of volatility: ``VVIX_30`` = 0.90 at 30 days and V = L (VVIX
-ranged 60-146 around an average of 86 in 2007-2012 and averaged 94 over 2007-2022), times
-``(V / L) ** 0.35`` clipped to [0.8, 1.6] (VVIX rises with the VIX mainly when the VIX is
-high; 0.72-1.44 at 30 days)
-and ``(30 days / T) ** 0.4`` (the VVIX term structure usually slopes down: in 2011 the VIX
-moved 139.9% a year and its near-term future 97%); above the money it rises (the VIX smile
-slopes up: calls are dearer than puts away from the money). Options are Black-76 on F, which
-is Black-Scholes with spot F and dividend yield equal to the rate (``thetadesk.pricing``).
+averaged 24 over 2007-2012, a crisis-heavy period) and ``KAPPA`` = 6.0 a year, a half-life of
+ln 2 / 6 = 42 calendar days (a VIX shock has lost half its size after about 20 trading days,
+28 calendar days, over the last decade; futures, priced risk-neutrally, revert more slowly
+than the index: an assumption between the two). The curve is in contango when the VIX is
+below L (calm), in backwardation above it (stress). Volatility of volatility: ``VVIX_30`` =
+0.90 at 30 days and V = L (VVIX ranged 60-146 around an average of 86 in 2007-2012 and
+averaged 94 over 2007-2022), times ``(V / L) ** 0.35`` clipped to [0.8, 1.6] (VVIX rises with
+the VIX mainly when the VIX is high: 0.72-1.44 at 30 days) and ``(30 days / T) ** 0.4`` (the
+VVIX term structure usually slopes down: in 2011 the VIX moved 139.9% a year and its
+near-term future 97%); above the money it rises (the VIX smile slopes up: calls are dearer
+than puts away from the money). Options are Black-76 on F, which is Black-Scholes with spot F
+and dividend yield equal to the rate (``thetadesk.pricing``).
 
 The risk gate (``thetadesk.risk.gate``) measures a VIX option on its expiry's future, a risk
 underlying named ``forward_symbol(contract)`` ("VIX.250319"), whose price it reads from the
