@@ -491,7 +491,7 @@ class HedgeEngine:
                 self._vix_listing = True
             except DataError as exc:
                 self._vix_listing = False
-                self.log.info("vix_calls_unavailable", reason=str(exc))
+                self.log.warning("vix_calls_unavailable", reason=str(exc))
         return self._vix_listing
 
     def _buy_vix_calls(self, account: str, now: datetime, report: dict, budget: float,

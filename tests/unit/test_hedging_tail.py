@@ -212,3 +212,21 @@ def test_vix_calls_where_no_chain_is_listed_log_once_and_buy_puts_only(tmp_path)
     finally:
         broker.close()
         ledger.close()
+
+
+def test_a_vix_call_held_to_expiry_is_cash_settled_into_the_hedge_book(vix_desk):
+    market, ledger, engine, _ = vix_desk
+    chain = market.chain("VIX", MORNING)
+    row = chain.find(date(2025, 1, 22), Right.CALL, 15.0)
+    order = HedgeOrder("paper", "tail", "VIX", MORNING, "test protection",
+                       legs=(Leg(row.contract, 1),), quantity=2, limit_price=-row.quote.ask)
+    _round(engine, MORNING, [order])
+    (pos,) = [p for p in ledger.positions("paper") if p["symbol"] == "VIX"]
+    _round(engine, _at(date(2025, 1, 22), 10, 0))
+    closed = ledger.position(pos["position_id"])
+    settle = market.spot("VIX", _at(date(2025, 1, 22), 9, 30))
+    assert closed["status"] == "closed"
+    assert closed["exit_reason"] == "cash_settled"
+    assert closed["exit_price"] == pytest.approx(max(settle - 15.0, 0.0))
+    assert ledger.share_positions("paper") == []  # cash, not shares
+    assert ledger.pnl_attribution("paper")["hedge"] == pytest.approx(closed["realized_pnl"])

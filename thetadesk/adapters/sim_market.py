@@ -70,7 +70,9 @@ against F. Quotes are on Cboe's premium ticks ($0.05 below $3, $0.10 from $3) wi
 half-spread of $0.02 plus 1.5% of the price, times the regime's spread multiplier; open
 interest and volume are concentrated near the money and at round strikes. There are no VIX
 trade prints, minute paths or ``atm_iv``. Off by default: without it ``VIX`` is an unknown
-symbol, as in a market that lists no VIX options.
+symbol, as in a market that lists no VIX options. With ``whole_expiries=False`` a VIX quote
+prices its contract alone and the VIX integral runs in pieces small enough for a process
+without numba (the same bits, slower: about 12 ms per minute bar).
 
 Times are timezone-aware; time to expiry runs to 16:00 New York on the expiry date (09:30 for
 VIX options) in years of 365 days (as in ``thetadesk.chain``). Quotes and chains are as of the
@@ -106,7 +108,7 @@ from thetadesk.chain import (
 )
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
-from thetadesk.pricing import bsm_greeks
+from thetadesk.pricing import INTERPRETED_MAX_ELEMENTS, bsm_greeks
 from thetadesk.vix import VIX_ROOT, atm_vol, smile, strike_grid, tick, vix_expiries
 from thetadesk.vix import forward as vix_forward
 
@@ -728,9 +730,14 @@ class SimMarket:
         Tv = np.full_like(K, T)
         iv = self._iv(spec, bar, K, Tv)
         is_call = K >= fwd
-        price = np.atleast_1d(
-            bsm_greeks(bar.spot, K, Tv, self._rate, iv, spec.dividend_yield, is_call).price
-        )
+        if self._whole_expiries:
+            price = np.atleast_1d(
+                bsm_greeks(bar.spot, K, Tv, self._rate, iv, spec.dividend_yield, is_call).price)
+        else:  # in pieces a process without numba runs as Python, with the same bits
+            step = INTERPRETED_MAX_ELEMENTS
+            price = np.concatenate([np.atleast_1d(bsm_greeks(
+                bar.spot, K[i:i + step], Tv[i:i + step], self._rate, iv[i:i + step],
+                spec.dividend_yield, is_call[i:i + step]).price) for i in range(0, len(K), step)])
         # sigma^2 = 2 e^{rT} / T * integral of Q(K) / K^2 dK, with dK = K dx.
         integrand = price / K
         area = float(np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(x)))
@@ -1372,16 +1379,16 @@ class SimMarket:
         close = expiry_instant(contract.expiry, VIX_ROOT)
         if close <= now:
             raise DataError(f"{contract} expired at {close}")
-        bar, groups = self._vix_surface(now)
-        group = groups.get(contract.expiry)
-        i = None
-        if group is not None:
-            try:
+        group, i = None, None
+        if self._whole_expiries:
+            bar, groups = self._vix_surface(now)
+            group = groups.get(contract.expiry)
+            if group is not None and contract in group.contracts:
                 i = group.contracts.index(contract)
-            except ValueError:
-                i = None
-        if group is None or i is None:  # off the grid: the contract alone, same model
-            group, i = self._vix_price(bar, (contract,)), 0
+        else:
+            bar = self._bar(self._vix_source(), now)
+        if group is None or i is None:  # off the grid, or a small process: the contract
+            group, i = self._vix_price(bar, (contract,)), 0  # alone (elementwise: same bits)
         verdict = self._corrupt(contract, now) if self._corrupt is not None else None
         if verdict is not None:
             return _corrupted(group.ask[i], verdict, bar.time)

@@ -3,7 +3,10 @@ settlement by the paper broker: listed by Cboe's rules, Black-76 on a mean-rever
 deterministic, quoted on Cboe's ticks, AM- and cash-settled against the VIX of the expiry
 date's opening whatever the account's settlement."""
 
+import ast
 import pickle
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -18,6 +21,7 @@ from thetadesk.models import Contract, Leg, OrderRequest, OrderStatus, Right
 from thetadesk.vix import parity_forward, strike_grid
 
 SHOCK = date(2025, 1, 27)
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +139,23 @@ def test_vix_call_is_cash_settled_at_the_opening_vix_in_a_physical_account(vix_m
         assert broker.share_positions() == []
     finally:
         broker.close()
+
+
+def test_vix_in_a_market_that_prices_only_what_it_quotes_has_the_same_bits_without_numba():
+    code = (
+        "import sys, datetime\n"
+        "from tests.unit.conftest import MORNING, make_market\n"
+        "from thetadesk.models import Contract, Right\n"
+        "m = make_market(vix_options=True, whole_expiries=False)\n"
+        "c = Contract('VIX', datetime.date(2025, 2, 19), Right.CALL, 21.0)\n"
+        "q = m.quote(c, MORNING)\n"
+        "print(repr((m.spot('VIX', MORNING), q.bid, q.ask, 'numba' in sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    spot, bid, ask, numba = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    whole = make_market(vix_options=True)
+    quote = whole.quote(Contract("VIX", date(2025, 2, 19), Right.CALL, 21.0), MORNING)
+    assert (spot, bid, ask) == (whole.spot("VIX", MORNING), quote.bid, quote.ask)
+    assert whole.vix(MORNING) == make_market(vix_options=True, whole_expiries=False).vix(MORNING)
+    assert numba is False
