@@ -17,7 +17,9 @@ variance x ``--vol`` squared) on the ``--crash-session``-th session, once per va
   puts_vix_scalp    ... and gamma scalping of both
 
 The delta band is off in every variant (a band of 10^6 shares), so the figures are the tail
-book's alone. The strategies trade the same in every variant (hedges block no entry).
+book's alone. Hedges block no entry, so the strategies trade alike in every variant until an
+account breaker (daily loss, drawdown), which reads the equity hedges included, trips in one
+variant and not in another.
 
 Keys, per variant (dollars):
   crash_day_pnl         the account's P&L on the crash session (close to close)
@@ -33,8 +35,8 @@ Keys, per variant (dollars):
   hedges_refused        hedge orders the risk gate refused, by kind (a breaker halting
                         entries after the crash refuses protection it cannot show to lower
                         the book's 99% VaR)
-  scalp                 gamma scalp: {"trades", "shares" held at the end, "pnl" (its shares,
-                        realised + open, commissions included)}
+  scalp                 gamma scalp: {"trades", "trades_before_crash", "shares" held at the
+                        end, "pnl" (its shares, realised + open, commissions included)}
   seconds               wall time of the variant
 under "seeds" (seed -> variant -> figures) and their means over the seeds under "mean"
 (variant -> figures); "config": the scenario's figures, "measured_at": UTC time of the run.
@@ -100,6 +102,10 @@ def _run(args, seed, crash, name, variant, tmp: Path) -> dict:
             if d["kind"].startswith("hedge"):
                 refused[d["kind"]] = refused.get(d["kind"], 0) + 1
         scalp = scalp_book(desk.ledger, "paper", "SPY")
+        scalp["trades_before_crash"] = sum(
+            1 for o in desk.ledger.orders("paper")
+            if o["purpose"] == "hedge_gamma" and o["filled_quantity"]
+            and o["created_at"] < desk.calendar.session_open(crash).isoformat())
         last = days[-1].session
         spot = desk.market.spot("SPY", desk.calendar.session_close(last))
     finally:
@@ -132,7 +138,8 @@ def _run(args, seed, crash, name, variant, tmp: Path) -> dict:
         "hedge_pnl_end": hedge(days[-1]),
         "protection": bought,
         "hedges_refused": {k: refused.get(k, 0) for k in ("hedge_tail", "hedge_gamma")},
-        "scalp": {"trades": scalp["trades"], "shares": scalp["shares"],
+        "scalp": {"trades": scalp["trades"], "trades_before_crash": scalp["trades_before_crash"],
+                  "shares": scalp["shares"],
                   "pnl": round(scalp["cash"] + scalp["shares"] * spot, 2)},
         "seconds": round(time.perf_counter() - started, 1),
     }
