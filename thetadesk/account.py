@@ -1104,7 +1104,8 @@ class AccountEngine:
             if is_hedge(pos) and self._close_all is None:
                 continue
             legs = legs_from_json(pos["legs"])
-            if any(expiry_instant(leg.contract.expiry) <= now for leg in legs):
+            if any(expiry_instant(leg.contract.expiry, leg.contract.underlying) <= now
+                   for leg in legs):
                 continue  # expired: settled from the broker's settlements, not traded
             try:
                 quotes: dict = {leg.contract: self.market.quote(leg.contract, now)
@@ -1197,8 +1198,8 @@ class AccountEngine:
             delta = math.nan
             if spot is not None and deltas:
                 c = leg.contract
-                years = max((expiry_instant(c.expiry) - now).total_seconds(), 60.0) / (
-                    365.0 * 86400.0)
+                close = expiry_instant(c.expiry, c.underlying)
+                years = max((close - now).total_seconds(), 60.0) / (365.0 * 86400.0)
                 q = dict(self.rules.dividend_yields).get(c.underlying, 0.0)
                 vol = float(implied_vol(quotes[c].mid, spot, c.strike, years, self.rules.rate,
                                         q, c.is_call))
@@ -1525,7 +1526,8 @@ class AccountEngine:
         expired = []
         for pos in self.ledger.positions(self.name):
             legs = legs_from_json(pos["legs"])
-            closes = [expiry_instant(leg.contract.expiry) for leg in legs]
+            closes = [expiry_instant(leg.contract.expiry, leg.contract.underlying)
+                      for leg in legs]
             if min(closes) <= now:
                 expired.append((pos, legs, min(closes)))
         if not expired:

@@ -246,6 +246,10 @@ class SimMarketConfig(_Section):
     regimes: SimRegimesConfig = Field(default_factory=SimRegimesConfig)
     shocks: tuple[SimShockConfig, ...] = Field(
         default=(), description="scheduled shocks (e.g. a -10% gap with a volatility spike)")
+    vix_options: StrictBool = Field(
+        default=False,
+        description="also list the VIX index and its monthly options (Black-76 on mean-reverting "
+        "futures, thetadesk.vix), for hedging.tail.vix_calls")
 
 
 class ReplayMarketConfig(_Section):
@@ -737,13 +741,37 @@ class TailHedgeConfig(_Section):
     roll_dte: int = Field(default=21, ge=0, le=364, description="roll puts at this DTE")
     vix_calls: StrictBool = Field(
         default=False, description="also VIX calls, where the data source lists them")
+    vix_call_share: float = Field(
+        default=0.25, ge=0, le=1,
+        description="of the protection budget spent on VIX calls (vix_calls), the rest on puts")
+    vix_call_delta: float = Field(
+        default=0.30, gt=0, lt=1, description="delta of the VIX calls against their future")
+    vix_call_dte: int = Field(default=60, ge=7, le=365,
+                              description="DTE target of a new VIX call (rolled at roll_dte)")
     max_contracts: int = Field(default=10, ge=1, le=1000, description="per purchase")
 
     @model_validator(mode="after")
     def _check_roll(self) -> TailHedgeConfig:
+        problems: list[tuple[Loc, str]] = []
         if self.roll_dte >= self.dte:
-            _raise_problems([(("roll_dte",), f"must be below dte ({self.dte})")])
+            problems.append((("roll_dte",), f"must be below dte ({self.dte})"))
+        if self.roll_dte >= self.vix_call_dte:
+            problems.append((("vix_call_dte",), f"must be above roll_dte ({self.roll_dte})"))
+        _raise_problems(problems)
         return self
+
+
+class GammaScalpConfig(_Section):
+    """Delta-hedging the tail book's long options (puts, VIX calls) with the hedge symbol's
+    shares, so that their gamma buys low and sells high as the market swings."""
+
+    enabled: StrictBool = False
+    band_shares: float = Field(
+        default=50, gt=0, le=100_000,
+        description="half-width: rebalance when the tail options' beta-weighted delta plus "
+        "the scalp's shares leaves it (SPY share-equivalents)")
+    min_interval_minutes: float = Field(default=30, ge=0, le=24 * 60,
+                                        description="least time between two scalp trades")
 
 
 class DynamicHedgeConfig(_Section):
@@ -766,7 +794,8 @@ class DynamicHedgeConfig(_Section):
 
 
 class HedgingConfig(_Section):
-    """The hedging actor (actors/hedging.py): delta band, tail protection, dynamic scaling."""
+    """The hedging actor (actors/hedging.py): delta band, tail protection, dynamic scaling,
+    gamma scalping of the tail book."""
 
     enabled: StrictBool = False
     symbol: SymbolName = Field(default="SPY", description="what hedges trade (market.symbols)")
@@ -775,6 +804,7 @@ class HedgingConfig(_Section):
     delta: DeltaBandConfig = Field(default_factory=DeltaBandConfig)
     tail: TailHedgeConfig = Field(default_factory=TailHedgeConfig)
     dynamic: DynamicHedgeConfig = Field(default_factory=DynamicHedgeConfig)
+    gamma_scalp: GammaScalpConfig = Field(default_factory=GammaScalpConfig)
 
 
 class PortfolioLimitsConfig(_Section):

@@ -107,7 +107,7 @@ def build_market(config: Config, *, state_dir: Path | None = None,
     shocks = tuple(SimShock(s.date, s.gap, s.vol_multiplier) for s in sim.shocks)
     return SimMarket(seed=config.seed, symbols=symbols, rate=m.rate, start=m.start,
                      correlation=sim.correlation, regimes=regimes, shocks=shocks,
-                     whole_expiries=whole_expiries, **extra)
+                     whole_expiries=whole_expiries, vix_options=sim.vix_options, **extra)
 
 
 def paper_broker_path(state_dir: Path, account: str) -> Path:
