@@ -845,6 +845,10 @@ class RiskConfig(PortfolioLimitsConfig):
     max_open_positions: int = Field(ge=1)
     min_buying_power: float = Field(ge=0, description="must remain after a new trade")
     daily_loss_limit: float = Field(gt=0, description="breaker trips when day P&L <= -limit")
+    # One position per symbol unless the config says otherwise (null: no limit), as the
+    # account held before a ladder of positions per symbol was possible.
+    max_positions_per_symbol: int | None = Field(
+        default=1, ge=1, description="open positions and opening orders per underlying")
 
 
 class GlobalRiskConfig(PortfolioLimitsConfig):
