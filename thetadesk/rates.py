@@ -114,12 +114,18 @@ class CashInterest:
         """What one dollar earns on calendar day ``day`` (a decimal, e.g. 0.000111)."""
         return self.annual(day) / self.day_count
 
+    def grow(self, balance: float, first: date, last: date) -> float:
+        """``balance`` in dollars after the interest of the calendar days ``first`` to ``last``
+        inclusive, credited day by day (unchanged if ``last < first``). Crediting days one at a
+        time or several at once gives the same number to the last bit."""
+        day = first
+        while day <= last:
+            balance += max(0.0, balance) * self.daily(day)
+            day += timedelta(days=1)
+        return balance
+
     def accrue(self, balance: float, first: date, last: date) -> float:
         """Interest in dollars on ``balance`` over the calendar days ``first`` to ``last``
         inclusive, each day's credited before the next's (0 if ``last < first`` or the balance
         is not positive)."""
-        total, day = 0.0, first
-        while day <= last:
-            total += max(0.0, balance + total) * self.daily(day)
-            day += timedelta(days=1)
-        return total
+        return self.grow(balance, first, last) - balance

@@ -62,3 +62,15 @@ def test_cash_interest_pays_only_above_the_spread():
 def test_cash_interest_bad_values_raise_data_error(kwargs):
     with pytest.raises(DataError, match="CashInterest"):
         CashInterest(**{"rate": 0.04, **kwargs})
+
+
+def test_cash_interest_grow_is_the_same_whether_days_are_credited_one_by_one_or_together():
+    ci = CashInterest("tbill_3m", 0.0013)
+    together = ci.grow(123_456.789, date(2024, 12, 27), date(2025, 1, 6))
+    one_by_one = 123_456.789
+    for day in range(27, 32):
+        one_by_one = ci.grow(one_by_one, date(2024, 12, day), date(2024, 12, day))
+    for day in range(1, 7):
+        one_by_one = ci.grow(one_by_one, date(2025, 1, day), date(2025, 1, day))
+    assert together == one_by_one  # to the last bit
+    assert together > 123_456.789

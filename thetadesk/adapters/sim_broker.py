@@ -1083,10 +1083,13 @@ class SimBroker:
         else:
             first = through + timedelta(days=1)
             cash = self._db.execute("SELECT cash FROM book WHERE id = 1").fetchone()[0]
-            amount = self._interest.accrue(cash, first, last)
+            # The new balance, day by day: the same bits however the days are grouped into
+            # credits (a driver polling every night or only in sessions books the same cash).
+            grown = self._interest.grow(cash, first, last)
+            amount = grown - cash
             self._db.execute(
-                "UPDATE book SET cash = cash + ?, interest_paid = interest_paid + ?, "
-                "interest_through = ? WHERE id = 1", (amount, amount, last.isoformat()))
+                "UPDATE book SET cash = ?, interest_paid = interest_paid + ?, "
+                "interest_through = ? WHERE id = 1", (grown, amount, last.isoformat()))
             self._db.execute(
                 "INSERT INTO interest (first_day, last_day, balance, amount, time) "
                 "VALUES (?, ?, ?, ?, ?)",

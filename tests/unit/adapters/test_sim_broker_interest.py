@@ -271,3 +271,22 @@ def test_interest_baseline_and_broker_earn_the_same_on_the_same_days(db_path):
     assert trades == []
     assert equity == pytest.approx(closes, rel=1e-12)
     assert equity[-1] > equity[0] > 0
+
+
+def test_interest_same_cash_to_the_bit_whether_polled_every_night_or_only_in_sessions(tmp_path):
+    # Backtest-live parity: the supervisor may tick through nights and weekends, the backtest
+    # only in sessions; the days credited together or one by one book the same balance.
+    calendar = MarketCalendar()
+    sessions = calendar.sessions(date(2025, 3, 3), 10)
+    nightly = broker_on(tmp_path / "nightly.db", CashInterest("tbill_3m", 0.0013), 98_765.43)
+    daily = broker_on(tmp_path / "daily.db", CashInterest("tbill_3m", 0.0013), 98_765.43)
+    day = sessions[0]
+    while day <= sessions[-1]:
+        nightly.poll(ny(day.year, day.month, day.day, 0, 5))
+        day += timedelta(days=1)
+    for d in sessions:
+        daily.poll(calendar.session_open(d))
+        nightly.poll(calendar.session_open(d))
+
+    assert daily.account().cash == nightly.account().cash
+    assert daily.account().cash > 98_765.43
