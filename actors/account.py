@@ -53,7 +53,8 @@ class AccountActor:
                               recorded_fills=ledger.account_fills(name))
         rules = AccountRules.from_config(
             account, config.exits, rate=config.market.rate,
-            dividend_yields=tuple(sorted(dividend_yields_of(config).items())))
+            dividend_yields=tuple(sorted(dividend_yields_of(config).items())),
+            sizing=config.sizing)
         self.engine = AccountEngine(rules, ledger, broker, market, self._gate,
                                     current_time(ledger, created_at), risk_batch=self._gate_many)
         # What the supervisor would look at between two ticks (see ``rounds``).

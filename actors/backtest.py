@@ -19,18 +19,20 @@ __all__ = ["run_jobs"]
 
 
 @ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")
-def _job_task(job: Job) -> dict[str, Any]:
+def _job_task(job: Job, fn: Callable[[Job], dict[str, Any]] = run_job) -> dict[str, Any]:
     from thetadesk.logging import configure_logging
 
     configure_logging(None, "backtest", "warning", console=False)
-    return run_job(job)
+    return fn(job)
 
 
 def run_jobs(jobs: Sequence[Job], progress: Callable[[], None] | None = None,
-             ) -> list[dict[str, Any]]:
+             fn: Callable[[Job], dict[str, Any]] = run_job) -> list[dict[str, Any]]:
     """Every job as a Ray task, results in the jobs' order (Ray must be initialised);
-    ``progress()`` once per job done."""
-    refs = [_job_task.remote(job) for job in jobs]
+    ``progress()`` once per job done. ``fn`` runs one job (a module-level function, shipped
+    by reference): ``walkforward.run_job`` by default, ``research.run_summary`` for the
+    research protocol."""
+    refs = [_job_task.remote(job, fn) for job in jobs]
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)

@@ -2,12 +2,15 @@
 """Backtest a ThetaDesk config: the desk's own components over history, with a progress bar.
 
     .venv/bin/python scripts/backtest.py [--config FILE] [--start DATE] [--end DATE]
-        [--data replay|sim|PATH] [--fill-model NAME] [--walk-forward] [--monte-carlo N]
-        [--out DIR]
+        [--data replay|sim|PATH] [--fill-model NAME] [--walk-forward [--embargo N]
+        [--no-purge]] [--monte-carlo N] [--out DIR]
 
 Writes ``DIR/results.json`` (every metric; ``thetadesk/backtest/results.py``) and
 ``DIR/report.html`` (self-contained), keeps the run's ledger in ``DIR/state/`` and prints the
-headline figures next to the buy-and-hold and put-write baselines. ``--data replay`` (the
+headline figures next to the buy-and-hold and put-write baselines: annual return, Sharpe at 0%
+and over the 3-month T-bill (daily and monthly), Sortino, max drawdown and its days, win rate,
+profit factor, trades, exposure, costs paid, and the probabilistic Sharpe ratio. ``--data
+replay`` (the
 default) is the real S&P 500 (SPY) and NASDAQ (QQQ) with VIX, 2014-01-02 to 2018-10-31
 unless --start/--end say otherwise; ``sim`` the config's simulator (252 sessions from --start
 or market.start by default); a PATH users' bars and quotes (``thetadesk/backtest/engine.py``).
@@ -15,11 +18,18 @@ or market.start by default); a PATH users' bars and quotes (``thetadesk/backtest
 --display-share and --open-interest-share); without it the config's own. Exit 2 on a bad
 config or argument.
 
+``--trial-sharpes S1,S2,...`` (the annualised 0% Sharpe ratios of every variant tried, this one
+included) fills ``deflated_sharpe.dsr``, the deflated Sharpe ratio of Bailey and Lopez de Prado
+(2014); without it only the probabilistic Sharpe ratio is reported.
+
 ``--walk-forward`` adds rolling walk-forward optimisation (``thetadesk/backtest/walkforward.py``):
-windows of --in-sample sessions (default 252) followed by --out-of-sample sessions (default 126),
-the --grid (a YAML file mapping dotted config paths to lists of values; default: strategy.
-short_delta 0.15-0.30 x exits.take_profit 0.5/0.75) searched in sample by --objective (default
-sharpe), the best point traded out of sample; the jobs run as Ray tasks (``actors/backtest.py``;
+windows of --in-sample sessions (default 252), an embargo of --embargo sessions (default: the
+config's holding period, ceil(target DTE x 252 / 365), over every grid point) and --out-of-sample
+sessions (default 126); in-sample scores leave out the sessions from the opening of the first
+trade still open at the in-sample end (the purge; --no-purge scores every session). The --grid
+(a YAML file mapping dotted config paths to lists of values; default: strategy.short_delta
+0.15-0.30 x exits.take_profit 0.6/0.75) is searched in sample by --objective (default sharpe),
+the best point traded out of sample; the jobs run as Ray tasks (``actors/backtest.py``;
 RAY_ADDRESS joins a cluster, else a local one) unless --local. The stitched out-of-sample result
 goes to ``results.json`` under ``walk_forward`` with the baselines over the same sessions.
 """
@@ -67,6 +77,17 @@ def _share(text: str) -> float:
     return value
 
 
+def _sharpes(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}"
+                                         ) from None
+    if len(values) < 2:
+        raise argparse.ArgumentTypeError("give the Sharpe ratios of at least two variants")
+    return values
+
+
 def parser() -> argparse.ArgumentParser:
     from thetadesk.backtest.engine import FILL_MODELS
 
@@ -90,6 +111,12 @@ def parser() -> argparse.ArgumentParser:
                    help="walk-forward: sessions in each in-sample window (default 252)")
     p.add_argument("--out-of-sample", type=_positive, default=126, metavar="N",
                    help="walk-forward: sessions in each out-of-sample window (default 126)")
+    p.add_argument("--embargo", type=_positive, metavar="N",
+                   help="walk-forward: sessions left out between in and out of sample "
+                   "(default: the holding period)")
+    p.add_argument("--no-purge", action="store_true",
+                   help="walk-forward: score in-sample windows on every session, open trades "
+                   "at their end included")
     p.add_argument("--grid", type=Path, help="walk-forward: YAML {dotted.path: [values]}")
     p.add_argument("--objective", default="sharpe",
                    help="walk-forward: what the in-sample search maximises (default sharpe)")
@@ -97,28 +124,57 @@ def parser() -> argparse.ArgumentParser:
                    help="walk-forward: run the jobs here, one by one, instead of as Ray tasks")
     p.add_argument("--monte-carlo", type=_positive, default=0, metavar="N",
                    help="N resampled paths of the trades and of the daily returns (0: off)")
+    p.add_argument("--trial-sharpes", type=_sharpes, metavar="S1,S2,...",
+                   help="the annualised 0%% Sharpe ratios of every variant tried, this one "
+                   "included: results.json's deflated_sharpe.dsr corrects for them")
     p.add_argument("--out", type=Path, help="output directory (default: a new temporary one)")
     p.add_argument("--seed", type=_positive, help="override the config's seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
+HEADLINE = (
+    ("annual_return", "annual return", "pct"),
+    ("sharpe", "Sharpe (0%)", "num"),
+    ("sharpe_rf", "Sharpe (T-bill)", "num"),
+    ("sharpe_monthly", "monthly Sharpe (0%)", "num"),
+    ("sharpe_monthly_rf", "monthly Sharpe (T-bill)", "num"),
+    ("sortino", "Sortino (0%)", "num"),
+    ("sortino_rf", "Sortino (T-bill)", "num"),
+    ("max_drawdown", "max drawdown", "pct"),
+    ("max_drawdown_days", "drawdown days", "int"),
+    ("win_rate", "win rate", "pct"),
+    ("profit_factor", "profit factor", "num"),
+    ("trades", "trades", "int"),
+    ("exposure", "exposure", "pct"),
+    ("costs.total", "costs ($)", "usd"),
+    ("costs.per_trade", "cost per trade ($)", "usd"),
+    ("deflated_sharpe.psr", "PSR (0%)", "num"),
+    ("deflated_sharpe.dsr", "DSR (trials given)", "num"),
+)
+
+
+def _get(results: dict, key: str):
+    value = results
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _headline(results: dict) -> str:
     base = results["baselines"]
-    keys = (("annual_return", "annual return", "pct"), ("sharpe", "Sharpe", "num"),
-            ("sortino", "Sortino", "num"), ("max_drawdown", "max drawdown", "pct"),
-            ("win_rate", "win rate", "pct"), ("trades", "trades", "int"))
 
     def fmt(v, kind):
         if v is None:
             return "n/a"
-        return {"pct": f"{v * 100:.2f}%", "num": f"{v:.2f}", "int": f"{int(v)}"}[kind]
+        return {"pct": f"{v * 100:.2f}%", "num": f"{v:.2f}", "int": f"{int(v)}",
+                "usd": f"{v:,.0f}"}[kind]
 
-    lines = [f"{'':16}{'ThetaDesk':>12}{'buy & hold':>12}{'put-write':>12}"]
-    for key, label, kind in keys:
-        lines.append(f"{label:16}{fmt(results.get(key), kind):>12}"
-                     f"{fmt(base['buy_and_hold'].get(key), kind):>12}"
-                     f"{fmt(base['put_write'].get(key), kind):>12}")
+    lines = [f"{'':24}{'ThetaDesk':>12}{'buy & hold':>12}{'put-write':>12}"]
+    for key, label, kind in HEADLINE:
+        lines.append(f"{label:24}{fmt(_get(results, key), kind):>12}"
+                     f"{fmt(_get(base['buy_and_hold'], key), kind):>12}"
+                     f"{fmt(_get(base['put_write'], key), kind):>12}")
     return "\n".join(lines)
 
 
@@ -127,6 +183,7 @@ def _walk_forward(args, data: dict, bt, grid) -> dict:
 
     from thetadesk.backtest.walkforward import (
         DEFAULT_GRID,
+        default_embargo,
         grid_points,
         make_windows,
         run_job,
@@ -134,7 +191,8 @@ def _walk_forward(args, data: dict, bt, grid) -> dict:
     )
 
     points = len(grid_points(grid or DEFAULT_GRID))
-    windows = len(make_windows(bt.session_dates, args.in_sample, args.out_of_sample))
+    embargo = default_embargo(data, grid) if args.embargo is None else args.embargo
+    windows = len(make_windows(bt.session_dates, args.in_sample, args.out_of_sample, embargo))
     bar = tqdm(total=windows * (points + 1), unit="job", desc="walk-forward",
                disable=args.quiet)
     if args.local:
@@ -155,7 +213,8 @@ def _walk_forward(args, data: dict, bt, grid) -> dict:
     try:
         return walk_forward(data, str(args.data), bt.session_dates, grid=grid,
                             in_sample=args.in_sample, out_of_sample=args.out_of_sample,
-                            objective=args.objective, fill_model=args.fill_model,
+                            objective=args.objective, embargo=embargo,
+                            purge=not args.no_purge, fill_model=args.fill_model,
                             run_many=run_many)
     finally:
         bar.close()
@@ -190,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             from thetadesk.backtest.walkforward import (
                 OBJECTIVES,
                 apply_params,
+                default_embargo,
                 grid_points,
                 make_windows,
             )
@@ -204,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "lists of values")
                 for params in grid_points(grid):
                     apply_params(data, params)
-            make_windows(bt.session_dates, args.in_sample, args.out_of_sample)
+            embargo = default_embargo(data, grid) if args.embargo is None else args.embargo
+            make_windows(bt.session_dates, args.in_sample, args.out_of_sample, embargo)
     except (ConfigError, DataError, OSError, ValueError) as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
@@ -220,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = bt.run(progress=step)
     results = build_results(result, bt.market, monte_carlo=args.monte_carlo,
-                            seed=config.seed)
+                            seed=config.seed, trial_sharpes=args.trial_sharpes)
     if args.walk_forward:
         try:
             wf = _walk_forward(args, data, bt, grid)
@@ -235,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "report.html").write_text(render_html(results), encoding="utf-8")
     print(_headline(results))
     if results["walk_forward"]:
-        print("walk-forward, out of sample:")
+        wf = results["walk_forward"]
+        print(f"walk-forward, out of sample (embargo {wf['embargo_sessions']} sessions, "
+              f"in-sample purge {'on' if wf['purge'] else 'off'}):")
         print(_headline({**results["walk_forward"]["out_of_sample"],
                          "baselines": results["walk_forward"]["baselines"]}))
     print(f"wrote {out / 'results.json'} and {out / 'report.html'}")

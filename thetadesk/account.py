@@ -40,7 +40,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -76,6 +76,7 @@ from thetadesk.positions.manage import ShortLeg
 from thetadesk.pricing import bsm_greeks, implied_vol
 from thetadesk.risk.breakers import session_of
 from thetadesk.signals.timing import LimitLadder
+from thetadesk.sizing import Sizing, SizingRules, buckets, portfolio_room, size, trade_budget
 from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json
 from thetadesk.strategies.spreads import Spread, SpreadKind
 
@@ -147,13 +148,28 @@ class AccountRules:
     manage: ManageRules | None = None
     rate: float = 0.0
     dividend_yields: tuple[tuple[str, float], ...] = ()
+    sizing: SizingRules = field(default_factory=SizingRules)
+    # Strategy positions one symbol may hold (accounts[].risk.max_positions_per_symbol; None:
+    # no limit of the account's own). A symbol at its limit is not asked for entries; the risk
+    # gate checks the same limit on every order.
+    max_positions_per_symbol: int | None = 1
+    # Per-structure exit sets (``exits.structures``: strategy name, its rules), in place of
+    # ``management`` for positions of that structure.
+    structures: tuple[tuple[str, ManageRules], ...] = ()
 
     @classmethod
     def from_config(cls, account, exits, *, rate: float = 0.0,
-                    dividend_yields: tuple[tuple[str, float], ...] = ()) -> AccountRules:
+                    dividend_yields: tuple[tuple[str, float], ...] = (),
+                    sizing=None) -> AccountRules:
         return cls(account.name, tuple(account.symbols), account.max_risk_per_trade,
                    ExitRules(exits.take_profit, exits.stop_multiple, exits.close_dte),
-                   ManageRules.from_config(exits), rate, tuple(dividend_yields))
+                   ManageRules.from_config(exits), rate, tuple(dividend_yields),
+                   SizingRules() if sizing is None else SizingRules.from_config(sizing),
+                   account.risk.max_positions_per_symbol, ManageRules.by_structure(exits))
+
+    def management_of(self, strategy: str) -> ManageRules:
+        """The exit rules of a structure: its own set if ``exits.structures`` has one."""
+        return next((r for kind, r in self.structures if kind == strategy), self.management)
 
     @property
     def management(self) -> ManageRules:
@@ -215,6 +231,17 @@ class _Entry:
     intent: TradeIntent
     request: RiskRequest
     ladder: _Ladder | None
+    sizing: Sizing | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _EntryBook:
+    """What entries are measured against: the symbols that take none now, and the max loss
+    at stake per symbol (open strategy positions and the unfilled part of working opening
+    orders; the hedge book is not max loss)."""
+
+    busy: frozenset[str]
+    at_risk: dict[str, float]
 
 
 class AccountEngine:
@@ -247,7 +274,8 @@ class AccountEngine:
         self._opened = 0
         self._closed = 0
         self._order_age: Counter[str] = Counter()
-        self._own_rules: dict[str, ManageRules] = {}  # positions' own exit levels, by JSON
+        # Positions' own exit levels, by (structure, JSON).
+        self._own_rules: dict[tuple[str, str], ManageRules] = {}
         self._wall: Callable[[], float] = lambda: 0.0
         self._submit_wall = 0.0
         self._prepared: datetime | None = None  # the tick whose first half has run
@@ -256,6 +284,8 @@ class AccountEngine:
         self._rejected: list[str] = []
         self._session = session_of(now)
         self._quotes_good_at = now  # stale-data breaker: the last tick with every quote usable
+        self._bucket_session: date | None = None  # the session ``_bucket_cache`` belongs to
+        self._bucket_cache: list[tuple[str, ...]] = []
         stored = ledger.get_state(CLOSE_ALL + self.name)
         self._close_all: dict | None = json.loads(stored) if stored else None
         self.recover(now)
@@ -543,36 +573,65 @@ class AccountEngine:
         """Whether the first half of the round at ``now`` has run (``enter`` would not run it)."""
         return self._prepared == now
 
-    def entry_symbols(self) -> tuple[str, ...]:
-        """The account's symbols whose intents ``enter`` would act on now: none while it fails
-        closed, none it holds a position, an open order or shares in (``_enter`` drops those
-        intents before any side effect). The supervisor asks the symbol actors only for these.
-        """
+    def entry_symbols(self, now: datetime | None = None) -> tuple[str, ...]:
+        """The account's symbols whose intents ``enter`` would act on at ``now`` (default: the
+        round whose first half ran): none while it fails closed, none that is busy
+        (``_entry_book``: ``_enter`` drops those intents before any side effect). The
+        supervisor asks the symbol actors only for these."""
         if self.fail_closed is not None or self._close_all is not None:
             return ()
-        busy = self._busy_symbols()
+        busy = self._entry_book(now).busy
         return tuple(s for s in self.rules.symbols if s not in busy)
 
     # -- entries ------------------------------------------------------------------------------
 
-    def _busy_symbols(self) -> set[str]:
-        """Symbols with a strategy position, a working strategy order or assigned shares (the
-        hedge book does not block entries)."""
-        busy = {p["symbol"] for p in self.ledger.positions(self.name) if not is_hedge(p)}
-        busy |= {o["symbol"] for o in self.ledger.orders(self.name, OPEN_STATUSES)
-                 if not o["purpose"].startswith(HEDGE_PREFIX)}
+    def _entry_book(self, now: datetime | None = None) -> _EntryBook:
+        """The symbols that take no new entry at ``now`` and the max loss at stake (see
+        ``_EntryBook``). Busy: a working strategy order or assigned shares in the symbol, a
+        working entry between two steps, as many strategy positions as
+        ``max_positions_per_symbol`` allows, or an entry fewer than ``min_days_between_entries``
+        calendar days ago (New York dates). The hedge book blocks nothing."""
+        now = self._prepared if now is None else now
+        positions = [p for p in self.ledger.positions(self.name) if not is_hedge(p)]
+        orders = [o for o in self.ledger.orders(self.name, OPEN_STATUSES)
+                  if not o["purpose"].startswith(HEDGE_PREFIX)]
+        busy = {o["symbol"] for o in orders}
         busy |= {p["symbol"] for p in self.ledger.share_positions(self.name)}
         # A working entry between two steps (the old order cancelled, the next not yet sent).
         busy |= {d["symbol"] for d in self.ledger.decisions(self.name, status="open",
                                                             kind=LADDER)}
-        return busy
+        held = Counter(p["symbol"] for p in positions)
+        limit = self.rules.max_positions_per_symbol
+        if limit is not None:
+            busy |= {s for s, n in held.items() if n >= limit}
+        spacing = self.rules.sizing.min_days_between_entries
+        if spacing > 0 and now is not None:
+            today = now.astimezone(NEW_YORK).date()
+            busy |= {s for s, at in self.ledger.latest_openings(self.name).items()
+                     if (today - at.astimezone(NEW_YORK).date()).days < spacing}
+        at_risk: Counter[str] = Counter()
+        for p in positions:
+            if math.isfinite(p["max_loss_per_spread"]):
+                at_risk[p["symbol"]] += p["max_loss_per_spread"] * p["quantity"]
+        for o in orders:
+            if o["opening"] and o["instrument"] == "options":
+                intent = (self.ledger.intent_for_order(o["client_order_id"])
+                          or self.ledger.intent_for_order(o["position_id"]) or {})
+                loss = json.loads(intent.get("context") or "{}").get("max_loss_per_spread")
+                if isinstance(loss, int | float) and math.isfinite(loss):
+                    at_risk[o["symbol"]] += loss * (o["quantity"] - o["filled_quantity"])
+        return _EntryBook(frozenset(busy), dict(at_risk))
+
+    def _busy_symbols(self) -> frozenset[str]:
+        return self._entry_book().busy
 
     def _enter(self, intent: TradeIntent, now: datetime, submitted: list[str],
                rejected: list[str], placed: list[float]) -> None:
         """One intent: checked by the gate on its own, then placed."""
-        if intent.symbol in self._busy_symbols():
+        book = self._entry_book(now)
+        if intent.symbol in book.busy:
             return
-        entry = self._entry_request(intent, now, self.broker.account())
+        entry = self._entry_request(intent, now, self.broker.account(), book.at_risk)
         if entry is not None:
             # The raw verdict: ``_place_entry`` records it (with the order it approves).
             self._place_entry(entry, self.risk_gate(entry.request), now, submitted, rejected,
@@ -581,26 +640,29 @@ class AccountEngine:
     def _enter_batch(self, intents: Sequence[TradeIntent], now: datetime,
                      submitted: list[str], rejected: list[str], placed: list[float]) -> None:
         """The tick's intents checked together (``risk_batch``), then placed in order. The same
-        outcome as one at a time: an intent for a symbol already held or working is dropped;
-        of several for one symbol the first goes, and the next is tried (in a further batch)
-        only if the gate refused it."""
+        outcome as one at a time: an intent for a busy symbol is dropped; of several for one
+        symbol the first goes, and the next is tried (in a further batch) only if the gate
+        refused it. Each entry is sized with the max loss of the batch's earlier entries
+        counted as at stake (as if approved: a refusal only makes the later ones smaller)."""
         remaining = list(intents)
         while remaining:
-            busy = self._busy_symbols()
+            book = self._entry_book(now)
+            at_risk = Counter(book.at_risk)
             acct = self.broker.account()
             batch: list[_Entry] = []
             later: list[TradeIntent] = []
             taken: set[str] = set()
             for intent in remaining:
-                if intent.symbol in busy:
+                if intent.symbol in book.busy:
                     continue
                 if intent.symbol in taken:
                     later.append(intent)
                     continue
-                entry = self._entry_request(intent, now, acct)
+                entry = self._entry_request(intent, now, acct, at_risk)
                 if entry is not None:
                     batch.append(entry)
                     taken.add(intent.symbol)
+                    at_risk[intent.symbol] += entry.request.max_loss
             if not batch:
                 return
             verdicts = list(self.risk_batch([e.request for e in batch]))
@@ -611,26 +673,60 @@ class AccountEngine:
                 self._place_entry(entry, verdict, now, submitted, rejected, placed)
             remaining = later
 
-    def _entry_request(self, intent: TradeIntent, now: datetime,
-                       acct: BrokerAccount) -> _Entry | None:
-        """The risk request for an intent, sized for this account, or None (with the reason
-        logged) if the intent is unusable, too big for the budget, or already handled."""
+    def _buckets(self) -> list[tuple[str, ...]]:
+        """The account's symbols in buckets of correlated underlyings, from the recorded closes
+        (``thetadesk.sizing.buckets``), worked out once per session."""
+        if self._bucket_session != self._session:
+            s = self.rules.sizing
+            closes = {sym: self.ledger.closes(sym, s.correlation_window + 1)
+                      for sym in self.rules.symbols}
+            self._bucket_cache = buckets(self.rules.symbols, closes,
+                                         threshold=s.bucket_correlation,
+                                         window=s.correlation_window)
+            self._bucket_session = self._session
+        return self._bucket_cache
+
+    def _size(self, intent: TradeIntent, acct: BrokerAccount,
+              at_risk: Mapping[str, float]) -> Sizing:
+        """How many spreads ``intent`` gets (``thetadesk.sizing``), from the account's equity
+        and what is at stake."""
+        s = self.rules.sizing
+        iv = intent.context.get("atm_iv")
+        budget, vol = trade_budget(s, equity=acct.equity,
+                                   fixed_budget=self.rules.max_risk_per_trade,
+                                   size_multiplier=intent.size_multiplier,
+                                   atm_iv=iv if isinstance(iv, int | float) else None)
+        bucket = next((b for b in self._buckets() if intent.symbol in b), (intent.symbol,)) \
+            if s.needs_buckets else ()
+        room_total, room_bucket = portfolio_room(s, equity=acct.equity, at_risk=at_risk,
+                                                 symbol=intent.symbol, bucket=bucket)
+        quantity, why = size(intent.max_loss_per_spread, budget, room_total, room_bucket)
+        if why and intent.size_multiplier != 1 and quantity == 0 and "budget" in why:
+            why += f" (x{intent.size_multiplier:g} for the regime)"
+        if why and vol != 1 and "budget" in why:
+            why += f" (x{vol:.2f} for implied volatility {iv:.1%})"
+        return Sizing(quantity, budget, vol, room_total, room_bucket, tuple(bucket), why)
+
+    def _entry_request(self, intent: TradeIntent, now: datetime, acct: BrokerAccount,
+                       at_risk: Mapping[str, float] | None = None) -> _Entry | None:
+        """The risk request for an intent, sized for this account (``_size``), or None (with
+        the reason logged) if the intent is unusable, too big for the budget or the room left,
+        or already handled."""
         if not (intent.max_loss_per_spread > 0 and math.isfinite(intent.max_loss_per_spread)):
             self.log.warning("intent_rejected", intent_id=intent.intent_id,
                              reason=f"max loss per spread {intent.max_loss_per_spread} unusable")
             return None
-        size = intent.size_multiplier
-        if not (isinstance(size, int | float) and math.isfinite(size) and 0 < size <= 2):
+        multiplier = intent.size_multiplier
+        if not (isinstance(multiplier, int | float) and math.isfinite(multiplier)
+                and 0 < multiplier <= 2):
             self.log.warning("intent_rejected", intent_id=intent.intent_id,
-                             reason=f"size multiplier {size!r} outside (0, 2]")
+                             reason=f"size multiplier {multiplier!r} outside (0, 2]")
             return None
-        budget = self.rules.max_risk_per_trade * size
-        quantity = int(budget // intent.max_loss_per_spread)
+        sizing = self._size(intent, acct, at_risk if at_risk is not None
+                            else self._entry_book(now).at_risk)
+        quantity = sizing.quantity
         if quantity < 1:
-            self.log.info("intent_skipped", intent_id=intent.intent_id, reason=(
-                f"one spread risks ${intent.max_loss_per_spread:,.2f}, more than the "
-                f"${budget:,.2f} budget per trade"
-                + ("" if size == 1 else f" (x{size:g} for the regime)")))
+            self.log.info("intent_skipped", intent_id=intent.intent_id, reason=sizing.reason)
             return None
         try:
             ladder = _ladder_of(intent.context)
@@ -646,18 +742,17 @@ class AccountEngine:
         cid = entry_order_id(self.name, intent)
         if self.ledger.order(cid) is not None:
             return None  # the same decision, already handled (e.g. a re-sent tick)
-        multiplier = intent.spread.multiplier
         request = RiskRequest(
             account=self.name, client_order_id=cid, intent_id=intent.intent_id,
             symbol=intent.symbol, opening=True, quantity=quantity,
             max_loss=quantity * intent.max_loss_per_spread,
             buying_power_needed=quantity * (intent.margin_per_spread
-                                            - intent.limit_price * multiplier),
+                                            - intent.limit_price * intent.spread.multiplier),
             buying_power=acct.buying_power, open_positions=self._open_count(),
             now=now, legs=intent.spread.legs,
             **self._marks(intent.spread.legs, now, intent.context.get("leg_mids")),
         )
-        return _Entry(intent, request, ladder)
+        return _Entry(intent, request, ladder, sizing)
 
     def _check(self, request: RiskRequest) -> RiskVerdict:
         """One order through the risk gate; a verdict the gate left to the caller to record
@@ -695,6 +790,8 @@ class AccountEngine:
         context = {**intent.context, "quantity": quantity,
                    "max_loss_per_spread": intent.max_loss_per_spread,
                    "max_profit_per_spread": intent.max_profit_per_spread}
+        if entry.sizing is not None:
+            context["sizing"] = entry.sizing.as_detail()
         with self.ledger.transaction():
             self._record_verdict(request, verdict)
             if ladder is not None:  # a working order: its steps are one decision
@@ -1007,7 +1104,8 @@ class AccountEngine:
             if is_hedge(pos) and self._close_all is None:
                 continue
             legs = legs_from_json(pos["legs"])
-            if any(expiry_instant(leg.contract.expiry) <= now for leg in legs):
+            if any(expiry_instant(leg.contract.expiry, leg.contract.underlying) <= now
+                   for leg in legs):
                 continue  # expired: settled from the broker's settlements, not traded
             try:
                 quotes: dict = {leg.contract: self.market.quote(leg.contract, now)
@@ -1060,10 +1158,11 @@ class AccountEngine:
         adaptive strategy's regime parameters: ``take_profit``, ``stop_multiple``) where it has
         them. A take-profit level replaces the last rung; earlier rungs at or above it go."""
         text = pos.get("exit_rules")
-        base = self.rules.management
+        strategy = pos.get("strategy") or ""
+        base = self.rules.management_of(strategy)
         if not text:
             return base
-        cached = self._own_rules.get(text)
+        cached = self._own_rules.get((strategy, text))
         if cached is None:
             own = json.loads(text)
             cached = base
@@ -1073,7 +1172,7 @@ class AccountEngine:
                 tp = float(own["take_profit"])
                 cached = replace(cached, take_profit=tp,
                                  ladder=tuple(r for r in cached.ladder if r < tp))
-            self._own_rules[text] = cached
+            self._own_rules[(strategy, text)] = cached
         return cached
 
     def _rules_read_deltas(self) -> bool:
@@ -1099,8 +1198,8 @@ class AccountEngine:
             delta = math.nan
             if spot is not None and deltas:
                 c = leg.contract
-                years = max((expiry_instant(c.expiry) - now).total_seconds(), 60.0) / (
-                    365.0 * 86400.0)
+                close = expiry_instant(c.expiry, c.underlying)
+                years = max((close - now).total_seconds(), 60.0) / (365.0 * 86400.0)
                 q = dict(self.rules.dividend_yields).get(c.underlying, 0.0)
                 vol = float(implied_vol(quotes[c].mid, spot, c.strike, years, self.rules.rate,
                                         q, c.is_call))
@@ -1427,7 +1526,8 @@ class AccountEngine:
         expired = []
         for pos in self.ledger.positions(self.name):
             legs = legs_from_json(pos["legs"])
-            closes = [expiry_instant(leg.contract.expiry) for leg in legs]
+            closes = [expiry_instant(leg.contract.expiry, leg.contract.underlying)
+                      for leg in legs]
             if min(closes) <= now:
                 expired.append((pos, legs, min(closes)))
         if not expired:

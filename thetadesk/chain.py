@@ -1,7 +1,8 @@
 """An option chain at one instant, and the selections strategies make from it.
 
 Time to expiry runs from the chain's ``as_of`` instant to the expiry's 16:00 America/New_York
-close (index ETF options are PM-settled), in years of 365 days. DTE is the number of calendar
+close (index ETF options are PM-settled; AM-settled roots such as VIX expire at 09:30 on the
+expiry date, ``thetadesk.vix``), in years of 365 days. DTE is the number of calendar
 days from ``as_of``'s New York date to the expiry date.
 
 Deltas come from the data source where it supplies them; otherwise they are computed from each
@@ -28,6 +29,7 @@ import numpy as np
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
 from thetadesk.pricing import bsm_greeks, implied_vol
+from thetadesk.vix import AM_EXPIRY, AM_SETTLED
 
 __all__ = ["NEW_YORK", "OptionChain", "OptionQuote", "contract_arrays", "expiry_instant"]
 
@@ -36,20 +38,27 @@ _CLOSE = time(16, 0)
 _YEAR = timedelta(days=365)
 
 
-def expiry_instant(expiry: date) -> datetime:
-    """The moment an index ETF option stops trading: 16:00 New York time on its expiry date."""
+def expiry_instant(expiry: date, root: str | None = None) -> datetime:
+    """The moment an option on ``root`` expires: 16:00 New York time on its expiry date for an
+    index ETF option (PM-settled, the default); 09:30 for an AM-settled root (VIX: settled
+    against the expiry date's opening, after its last trading day, ``thetadesk.vix``)."""
+    if root is not None and root in AM_SETTLED:
+        return datetime.combine(expiry, AM_EXPIRY, tzinfo=NEW_YORK)
     return datetime.combine(expiry, _CLOSE, tzinfo=NEW_YORK)
 
 
 def contract_arrays(contracts, at: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Strikes, years to expiry from ``at`` (to the 16:00 New York close, 365-day years) and
+    """Strikes, years to expiry from ``at`` (to the expiry instant, 365-day years) and
     is-call flags of ``contracts``, as arrays ready for the vectorised pricing functions."""
-    years: dict[date, float] = {}
+    years: dict[tuple[date, bool], float] = {}
+    keys = []
     for c in contracts:
-        if c.expiry not in years:
-            years[c.expiry] = (expiry_instant(c.expiry) - at) / _YEAR
+        key = (c.expiry, c.underlying in AM_SETTLED)
+        if key not in years:
+            years[key] = (expiry_instant(c.expiry, c.underlying) - at) / _YEAR
+        keys.append(key)
     strikes = np.array([c.strike for c in contracts], dtype=np.float64)
-    T = np.array([years[c.expiry] for c in contracts], dtype=np.float64)
+    T = np.array([years[k] for k in keys], dtype=np.float64)
     is_call = np.array([c.is_call for c in contracts], dtype=np.bool_)
     return strikes, T, is_call
 
@@ -103,7 +112,7 @@ class OptionChain:
                 )
             expiry = contract.expiry
             if expiry not in live:
-                live[expiry] = expiry_instant(expiry) > as_of
+                live[expiry] = expiry_instant(expiry, underlying) > as_of
             if live[expiry]:  # an expired contract is not tradable, not selectable
                 self._rows.setdefault(expiry, []).append(row)
         self._deltas: dict[tuple[date, Right], np.ndarray] = {}
@@ -180,7 +189,7 @@ class OptionChain:
         live: dict[date, bool] = {}
         for (expiry, right), idx in sides.items():
             if expiry not in live:
-                live[expiry] = expiry_instant(expiry) > as_of
+                live[expiry] = expiry_instant(expiry, underlying) > as_of
             if live[expiry] and len(idx):
                 chain._sides[(expiry, Right(right))] = (
                     idx if isinstance(idx, np.ndarray) and idx.dtype == np.intp
@@ -203,8 +212,8 @@ class OptionChain:
         return (expiry - self.as_of.astimezone(NEW_YORK).date()).days
 
     def years_to_expiry(self, expiry: date) -> float:
-        """Time to the expiry's 16:00 New York close in years of 365 days."""
-        return (expiry_instant(expiry) - self.as_of) / _YEAR
+        """Time to the expiry instant (``expiry_instant``) in years of 365 days."""
+        return (expiry_instant(expiry, self.underlying) - self.as_of) / _YEAR
 
     def rows(self, expiry: date, right: Right | None = None) -> list[OptionQuote]:
         if self._cols is not None:

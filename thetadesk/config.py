@@ -50,6 +50,7 @@ __all__ = [
     "AccountConfig",
     "AlpacaAccountConfig",
     "AlpacaDataConfig",
+    "BacktestConfig",
     "BreakersConfig",
     "CashInterestConfig",
     "Config",
@@ -59,11 +60,13 @@ __all__ = [
     "LoggingConfig",
     "MarketConfig",
     "NotificationsConfig",
+    "ReplayMarketConfig",
     "RiskConfig",
     "RiskReportsConfig",
     "SimMarketConfig",
     "SimRegimesConfig",
     "SimShockConfig",
+    "SizingConfig",
     "StrategyConfig",
     "SymbolConfig",
     "VendorDataConfig",
@@ -245,6 +248,25 @@ class SimMarketConfig(_Section):
     regimes: SimRegimesConfig = Field(default_factory=SimRegimesConfig)
     shocks: tuple[SimShockConfig, ...] = Field(
         default=(), description="scheduled shocks (e.g. a -10% gap with a volatility spike)")
+    vix_options: StrictBool = Field(
+        default=False,
+        description="also list the VIX index and its monthly options (Black-76 on mean-reverting "
+        "futures, thetadesk.vix), for hedging.tail.vix_calls")
+
+
+class ReplayMarketConfig(_Section):
+    """Realism of the historical replay (``HistoricalReplay``); ``source: sim`` ignores it.
+
+    Defaults are the replay's own documented figures (``thetadesk/adapters/replay.py``)."""
+
+    atm_vix_ratio: float = Field(
+        default=0.90, ge=0.5, le=1.5,
+        description="30-day at-the-money implied volatility / VIX (the VIX is a variance-swap "
+        "level that includes the put skew, so it sits above ATM; 1.0: ATM at the VIX)")
+    spot_vol_beta: float = Field(
+        default=-4.94, ge=-15, le=0,
+        description="d ln(implied volatility) / d ln(index) within the day, from the previous "
+        "close (the VIX:SPX beta); 0: implied volatility frozen at the previous close all day")
 
 
 class VendorDataConfig(_Section):
@@ -310,6 +332,7 @@ class MarketConfig(_Section):
     rate: float = Field(ge=-0.05, le=0.5, description="risk-free rate, continuous, annual")
     symbols: dict[SymbolName, SymbolConfig] = Field(min_length=1)
     sim: SimMarketConfig = Field(default_factory=SimMarketConfig)
+    replay: ReplayMarketConfig = Field(default_factory=ReplayMarketConfig)
 
     @property
     def live(self) -> bool:
@@ -373,6 +396,35 @@ class MarketConfig(_Section):
         return problems
 
 
+class LadderConfig(_Section):
+    """Working entries: start at mid, a tick toward natural every step, then cancel."""
+
+    enabled: StrictBool = False
+    step_minutes: int = Field(default=5, ge=1, le=120, description="minutes between steps")
+    tick: float = Field(default=0.01, gt=0, le=1, description="price step, dollars per share")
+    max_steps: int = Field(default=5, ge=0, le=100,
+                           description="steps before an unfilled order is cancelled")
+
+
+class VrpEntryConfig(_Section):
+    """The plain strategy's volatility-risk-premium entry rule (``thetadesk/signals/vrp.py``):
+    enter only while the ATM implied volatility of the expiry sold is rich against a
+    point-in-time forecast of the volatility to that expiry."""
+
+    model: Literal["har", "garch", "realised"] = Field(
+        default="har", description="HAR-RV, GJR-GARCH(1,1), or the trailing 21-session "
+        "realised volatility")
+    min_ratio: float | None = Field(default=None, gt=0, le=5,
+                                    description="least implied / forecast")
+    min_difference: float | None = Field(default=None, ge=-1, le=1,
+                                         description="least implied - forecast, vol points "
+                                         "as a decimal (0.02 = 2 points)")
+
+    @property
+    def active(self) -> bool:
+        return self.min_ratio is not None or self.min_difference is not None
+
+
 class StrategyConfig(_Section):
     """What to trade and when to enter."""
 
@@ -382,11 +434,32 @@ class StrategyConfig(_Section):
     target_dte: int = Field(ge=1, le=365, description="calendar days to expiry to aim for")
     min_dte: int = Field(ge=0, le=365, description="fewest calendar days to expiry to enter")
     short_delta: float = Field(gt=0, lt=0.5, description="absolute delta of the short strike")
-    width: float = Field(gt=0, description="strike distance between the legs, dollars")
+    width: float = Field(gt=0, description="strike distance between the legs, dollars (unless "
+                         "width_pct or width_sd is given)")
+    width_pct: float | None = Field(
+        default=None, gt=0, le=20,
+        description="the plain strategy's width as a percent of spot (1.5 = 1.5%)")
+    width_sd: float | None = Field(
+        default=None, gt=0, le=3,
+        description="the plain strategy's width as a multiple of the expected move to expiry "
+        "(spot x ATM IV x sqrt(years))")
     min_iv: float = Field(ge=0, description="least ATM implied vol to enter (0.12 = 12%)")
-    min_credit_fraction: float = Field(gt=0, lt=1, description="least net credit / width")
+    min_credit_fraction: float = Field(ge=0, lt=1,
+                                       description="least net credit / width (0: no floor)")
     entry_start: NewYorkTime = Field(description="earliest entry, New York time")
     entry_end: NewYorkTime = Field(description="latest entry, New York time")
+    ladder: LadderConfig = Field(
+        default_factory=LadderConfig,
+        description="the plain strategy's working entries from mid (the adaptive strategy's: "
+        "decision.timing.ladder)")
+    trend_sma: int | None = Field(
+        default=None, ge=2, le=400,
+        description="the plain strategy enters only while spot is at or above the average of "
+        "the last N daily closes (null: no trend filter)")
+    vrp: VrpEntryConfig = Field(
+        default_factory=VrpEntryConfig,
+        description="the plain strategy's volatility-risk-premium entry rule (off unless "
+        "min_ratio or min_difference is given)")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> StrategyConfig:
@@ -397,6 +470,17 @@ class StrategyConfig(_Section):
             problems.append(
                 (("entry_end",), f"must be after entry_start ({self.entry_start:%H:%M})")
             )
+        if self.width_pct is not None and self.width_sd is not None:
+            problems.append((("width_sd",), "give width_pct or width_sd, not both"))
+        if self.kind == "adaptive":
+            plain_only = {"width_pct": self.width_pct is not None,
+                          "width_sd": self.width_sd is not None,
+                          "trend_sma": self.trend_sma is not None,
+                          "ladder": self.ladder.enabled, "vrp": self.vrp.active}
+            for key in (k for k, used in plain_only.items() if used):
+                problems.append(((key,), (
+                    "is for the plain strategy (kind: bull_put_credit); the adaptive "
+                    "strategy takes its own from the decision section")))
         _raise_problems(problems)
         return self
 
@@ -441,16 +525,6 @@ class SelectorConfig(_Section):
             _raise_problems([(("debit_max_rank",),
                               f"must be below credit_min_rank ({self.credit_min_rank:g})")])
         return self
-
-
-class LadderConfig(_Section):
-    """Working entries: start at mid, a tick toward natural every step, then cancel."""
-
-    enabled: StrictBool = False
-    step_minutes: int = Field(default=5, ge=1, le=120, description="minutes between steps")
-    tick: float = Field(default=0.01, gt=0, le=1, description="price step, dollars per share")
-    max_steps: int = Field(default=5, ge=0, le=100,
-                           description="steps before an unfilled order is cancelled")
 
 
 class TimingConfig(_Section):
@@ -573,12 +647,37 @@ class RepairConfig(_Section):
     add_fraction: float = Field(default=0.5, gt=0, le=2, description="of the opened quantity")
 
 
+class StructureExitsConfig(_Section):
+    """One structure's own exit set (``exits.structures.<kind>``): only the keys given replace
+    the ``exits:`` section's (``stop_multiple: null`` there means no stop for it)."""
+
+    take_profit: float = Field(default=0.75, gt=0, le=1,
+                               description="fraction of max profit taken")
+    stop_multiple: float | None = Field(
+        default=None, gt=0, description="loss, as a multiple of the premium; null: no stop")
+    close_dte: int = Field(default=7, ge=0, description="close at or below this many DTE")
+    hold_to_expiry: StrictBool = False
+    min_close_value: float | None = Field(default=None, ge=0, le=5)
+    ladder: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = Field(default=(), max_length=9)
+    trail: float | None = Field(default=None, gt=0, lt=1)
+
+
 class ExitsConfig(_Section):
     """When an open spread is closed, scaled out of, rolled or repaired."""
 
     take_profit: float = Field(gt=0, le=1, description="fraction of max profit taken")
-    stop_multiple: float = Field(gt=0, description="loss, as a multiple of the credit, to stop at")
+    stop_multiple: float | None = Field(
+        gt=0, description="loss, as a multiple of the credit, to stop at; null: no per-trade "
+        "stop (the portfolio's loss limits and breakers remain)")
     close_dte: int = Field(ge=0, description="close at or below this many days to expiry")
+    min_close_value: float | None = Field(
+        default=None, ge=0, le=5,
+        description="a credit spread worth at most this (dollars per share at mid) to buy back "
+        "is left to expire rather than closed by a time exit, take profit or trail")
+    structures: dict[Literal["bull_put_credit", "bear_call_credit", "iron_condor",
+                             "bull_call_debit", "bear_put_debit"],
+                     StructureExitsConfig] = Field(
+        default_factory=dict, description="per-structure exit sets: only the keys given differ")
     ladder: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = Field(
         default=(), max_length=9,
         description="earlier profit rungs (fractions of max profit, ascending, below "
@@ -602,6 +701,15 @@ class ExitsConfig(_Section):
         if any(rungs[i + 1] <= rungs[i] for i in range(len(rungs) - 1)):
             problems.append((("ladder",), "rungs must ascend and stay below take_profit "
                              f"({self.take_profit:g}), got {list(self.ladder)}"))
+        for kind, own in self.structures.items():
+            given = own.model_fields_set
+            tp = own.take_profit if "take_profit" in given else self.take_profit
+            ladder = own.ladder if "ladder" in given else tuple(r for r in self.ladder if r < tp)
+            rungs = (*ladder, tp)
+            if any(rungs[i + 1] <= rungs[i] for i in range(len(rungs) - 1)):
+                problems.append((("structures", kind, "ladder"), (
+                    f"rungs must ascend and stay below take_profit ({tp:g}), got "
+                    f"{list(ladder)}")))
         if (self.short_delta_stop is not None and self.roll.enabled
                 and self.short_delta_stop <= self.roll.when_short_delta):
             problems.append((("short_delta_stop",), (
@@ -635,13 +743,37 @@ class TailHedgeConfig(_Section):
     roll_dte: int = Field(default=21, ge=0, le=364, description="roll puts at this DTE")
     vix_calls: StrictBool = Field(
         default=False, description="also VIX calls, where the data source lists them")
+    vix_call_share: float = Field(
+        default=0.25, ge=0, le=1,
+        description="of the protection budget spent on VIX calls (vix_calls), the rest on puts")
+    vix_call_delta: float = Field(
+        default=0.30, gt=0, lt=1, description="delta of the VIX calls against their future")
+    vix_call_dte: int = Field(default=60, ge=7, le=365,
+                              description="DTE target of a new VIX call (rolled at roll_dte)")
     max_contracts: int = Field(default=10, ge=1, le=1000, description="per purchase")
 
     @model_validator(mode="after")
     def _check_roll(self) -> TailHedgeConfig:
+        problems: list[tuple[Loc, str]] = []
         if self.roll_dte >= self.dte:
-            _raise_problems([(("roll_dte",), f"must be below dte ({self.dte})")])
+            problems.append((("roll_dte",), f"must be below dte ({self.dte})"))
+        if self.roll_dte >= self.vix_call_dte:
+            problems.append((("vix_call_dte",), f"must be above roll_dte ({self.roll_dte})"))
+        _raise_problems(problems)
         return self
+
+
+class GammaScalpConfig(_Section):
+    """Delta-hedging the tail book's long options (puts, VIX calls) with the hedge symbol's
+    shares, so that their gamma buys low and sells high as the market swings."""
+
+    enabled: StrictBool = False
+    band_shares: float = Field(
+        default=50, gt=0, le=100_000,
+        description="half-width: rebalance when the tail options' beta-weighted delta plus "
+        "the scalp's shares leaves it (SPY share-equivalents)")
+    min_interval_minutes: float = Field(default=30, ge=0, le=24 * 60,
+                                        description="least time between two scalp trades")
 
 
 class DynamicHedgeConfig(_Section):
@@ -664,7 +796,8 @@ class DynamicHedgeConfig(_Section):
 
 
 class HedgingConfig(_Section):
-    """The hedging actor (actors/hedging.py): delta band, tail protection, dynamic scaling."""
+    """The hedging actor (actors/hedging.py): delta band, tail protection, dynamic scaling,
+    gamma scalping of the tail book."""
 
     enabled: StrictBool = False
     symbol: SymbolName = Field(default="SPY", description="what hedges trade (market.symbols)")
@@ -673,6 +806,7 @@ class HedgingConfig(_Section):
     delta: DeltaBandConfig = Field(default_factory=DeltaBandConfig)
     tail: TailHedgeConfig = Field(default_factory=TailHedgeConfig)
     dynamic: DynamicHedgeConfig = Field(default_factory=DynamicHedgeConfig)
+    gamma_scalp: GammaScalpConfig = Field(default_factory=GammaScalpConfig)
 
 
 class PortfolioLimitsConfig(_Section):
@@ -907,6 +1041,54 @@ class AlpacaAccountConfig(_Section):
         description="seconds a dropped stream is still trusted before polling takes over")
 
 
+class SizingConfig(_Section):
+    """Portfolio construction (``thetadesk/sizing.py``): each trade's budget, the portfolio's
+    and each bucket of correlated underlyings' budgets, spacing between entries, and smaller
+    trades in high volatility. Percentages are of current equity (2.0 = 2%)."""
+
+    risk_per_trade_pct: float | None = Field(
+        default=None, gt=0, le=20,
+        description="a trade's max loss as a percent of current equity; null: the account's "
+        "fixed-dollar max_risk_per_trade")
+    max_total_risk_pct: float | None = Field(
+        default=None, gt=0, le=100,
+        description="max loss of all open strategy positions and working entries, percent of "
+        "equity; null: no such budget (the risk gate's dollar limits still apply)")
+    max_bucket_risk_pct: float | None = Field(
+        default=None, gt=0, le=100,
+        description="max loss in one bucket of correlated underlyings, percent of equity")
+    bucket_correlation: float = Field(
+        default=0.7, ge=0, le=1,
+        description="underlyings whose daily returns correlate at least this much share a bucket")
+    correlation_window: int = Field(default=60, ge=20, le=1000,
+                                    description="daily returns behind the correlations")
+    min_days_between_entries: int = Field(
+        default=0, ge=0, le=365,
+        description="calendar days between two entries in one symbol (0: no spacing)")
+    vol_target_iv: float | None = Field(
+        default=None, gt=0, le=3,
+        description="above this ATM implied vol a trade's budget shrinks by target / IV")
+    vol_min_multiplier: float = Field(default=0.25, gt=0, le=1,
+                                      description="the least the volatility multiplier goes")
+
+    @model_validator(mode="after")
+    def _check_budgets(self) -> SizingConfig:
+        problems: list[tuple[Loc, str]] = []
+        total, bucket = self.max_total_risk_pct, self.max_bucket_risk_pct
+        if total is not None and bucket is not None and bucket > total:
+            problems.append((("max_bucket_risk_pct",), (
+                f"{_number(bucket)} is above max_total_risk_pct ({_number(total)}): a bucket "
+                "cannot hold more than the whole portfolio")))
+        per_trade = self.risk_per_trade_pct
+        for key, limit in (("max_total_risk_pct", total), ("max_bucket_risk_pct", bucket)):
+            if per_trade is not None and limit is not None and per_trade > limit:
+                problems.append(((key,), (
+                    f"{_number(limit)} is below risk_per_trade_pct ({_number(per_trade)}): "
+                    "no full-size trade would fit")))
+        _raise_problems(problems)
+        return self
+
+
 class AccountConfig(_Section):
     """One trading account and the broker behind it."""
 
@@ -1080,6 +1262,17 @@ class RiskReportsConfig(_Section):
         return value
 
 
+class BacktestConfig(_Section):
+    """What a backtest does in place of a person (``scripts/backtest.py``; the live desk
+    ignores it)."""
+
+    reset_after_sessions: int | None = Field(
+        default=None, ge=1, le=252,
+        description="a breaker that needs a person (auto_reset: manual) is reset this many "
+        "sessions after its trip, recorded as the backtest's policy; null: never (it halts "
+        "new entries for the rest of the run, as it would live until someone resets it)")
+
+
 class Config(_Section):
     """The whole configuration. The supervisor hands each actor only its own section."""
 
@@ -1099,6 +1292,8 @@ class Config(_Section):
     global_risk: GlobalRiskConfig = Field(default_factory=GlobalRiskConfig)
     hedging: HedgingConfig = Field(default_factory=HedgingConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    sizing: SizingConfig = Field(default_factory=SizingConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -1146,6 +1341,11 @@ class Config(_Section):
                     "or every new position would be closed at once",
                 )
             )
+        for kind, own in self.exits.structures.items():
+            if "close_dte" in own.model_fields_set and own.close_dte >= self.strategy.min_dte:
+                problems.append((("exits", "structures", kind, "close_dte"), (
+                    f"must be < strategy.min_dte ({self.strategy.min_dte}), or every new "
+                    "position would be closed at once")))
         if DEFAULT_PROFILE in self.strategies:
             problems.append((("strategies", DEFAULT_PROFILE), (
                 "is the strategy section's own name: give the variant another name")))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class ExitRules:
     take_profit: float  # fraction of max profit
-    stop_multiple: float  # loss as a multiple of the credit received
+    stop_multiple: float | None  # loss as a multiple of the credit received; None: no stop
     close_dte: int  # close at or below this many days to expiry
 
 
@@ -36,7 +36,7 @@ def decide_exit(entry_credit: float, value_now: float, dte: int, rules: ExitRule
             f"profit {profit:.2f}/share >= {rules.take_profit:.0%} of the "
             f"{entry_credit:.2f} credit",
         )
-    if -profit >= rules.stop_multiple * entry_credit - eps:
+    if rules.stop_multiple is not None and -profit >= rules.stop_multiple * entry_credit - eps:
         return ExitDecision(
             "stop",
             f"loss {-profit:.2f}/share >= {rules.stop_multiple:g} x the {entry_credit:.2f} credit",

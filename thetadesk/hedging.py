@@ -16,9 +16,14 @@ option prices net per share (< 0 a debit).
   the excess are sold first.
 - **Tail protection.** ``tail_budget``: ``premium_fraction`` of the credit the strategies
   collected, less what protection has cost net so far, buys out-of-the-money puts of
-  ``put_delta`` near ``dte`` days (and VIX calls when ``vix_calls`` and the data source lists
-  VIX options; the simulator and the replay do not, and then none are bought). A put at or
-  below ``roll_dte`` days is sold; its proceeds go back to the budget and buy the next one.
+  ``put_delta`` near ``dte`` days. With ``vix_calls``, where the data source lists VIX options
+  (the simulator with ``market.sim.vix_options``; the replay and the live sources list none,
+  and then ``vix_calls_unavailable`` is logged once and the puts get the whole budget),
+  ``vix_call_share`` of the fraction is a budget of its own (net of what VIX calls cost)
+  that buys VIX calls of ``vix_call_delta`` (against their future, ``thetadesk.vix``) near
+  ``vix_call_dte`` days. Any protection at or below ``roll_dte`` days is sold; its proceeds
+  go back to its budget and buy the next one. One purchase of each kind per check, none while
+  a protection order is working; ``max_contracts`` per purchase.
 - **Dynamic.** ``dynamic_levels``: a stress level in [0, 1] from the 99% VaR usage (VaR over
   the account's ``max_var99``) and the implied-volatility ratio (ATM IV of the hedge symbol
   over its configured vol); the band narrows to ``band_at_full`` x and the tail fraction grows
@@ -27,6 +32,16 @@ option prices net per share (< 0 a debit).
   ``s = |G| S sigma_daily`` shares a day; a band of half-width h is left about ``(s / h)^2``
   times a day (a random walk's exit time from (-h, h) is h^2 / s^2), each time trading about h
   shares at ``cost_per_share``: ``s^2 c / h`` dollars a day.
+
+- **Gamma scalping** (``gamma_scalp``, off by default). The tail book's long options carry
+  positive gamma: their delta falls as the market falls and rises as it rises. The scalp
+  delta-hedges THEIR beta-weighted delta (measured as the gate measures it: a VIX call's is
+  negative too) with the hedge symbol's shares, its own holding within the hedge share book
+  (``scalp_book``: the fills of its "hedge_gamma" orders), back inside ``scalp_band`` in
+  round lots (``delta_hedge_shares``) at most once per ``scalp_interval``: it buys shares as
+  the market falls and sells them as it recovers, so the swings pay for part of the options'
+  decay. The price: the shares it holds against the options give back part of their gain in
+  a gap down (``scripts/bench_tail_hedge.py`` measures both).
 
 Every order is a ``HedgeOrder`` for the account actor, which sends it through the risk gate.
 ``hedge_book`` marks the hedge book at mid: its open P&L, reported next to the realised P&L
@@ -46,8 +61,10 @@ from thetadesk.chain import NEW_YORK, OptionChain
 from thetadesk.errors import DataError
 from thetadesk.logging import get_logger
 from thetadesk.messages import HedgeOrder
-from thetadesk.models import Leg, Right
+from thetadesk.models import Contract, Leg, Right
+from thetadesk.risk.gate import exposure
 from thetadesk.store import HEDGE_PREFIX, Ledger, legs_from_json
+from thetadesk.vix import VIX_ROOT
 
 HEDGE_STATE = "hedge:"  # + account: run-state key of the latest hedge report (JSON)
 TRADING_DAYS = 252
@@ -71,6 +88,9 @@ class HedgeRules:
     tail_dte: int = 60
     tail_roll_dte: int = 21
     vix_calls: bool = False
+    vix_call_share: float = 0.25
+    vix_call_delta: float = 0.30
+    vix_call_dte: int = 60
     max_contracts: int = 10
     var_usage_from: float = 0.5
     iv_ratio_from: float = 1.25
@@ -78,19 +98,25 @@ class HedgeRules:
     band_at_full: float = 0.5
     tail_at_full: float = 2.0
     cost_per_share: float = 0.01  # half a one-cent share spread plus fees, for the estimate
+    gamma_scalp: bool = False
+    scalp_band: float = 50.0
+    scalp_interval: timedelta = timedelta(minutes=30)
 
     @classmethod
     def from_config(cls, hedging) -> HedgeRules:
-        d, t, y = hedging.delta, hedging.tail, hedging.dynamic
+        d, t, y, g = hedging.delta, hedging.tail, hedging.dynamic, hedging.gamma_scalp
         return cls(
             symbol=hedging.symbol, check_minutes=hedging.check_minutes, band=d.band,
             target=d.target, instrument=d.instrument, lot=d.lot, option_delta=d.option_delta,
             option_dte=d.option_dte, min_interval=timedelta(minutes=d.min_interval_minutes),
             tail_fraction=t.premium_fraction, put_delta=t.put_delta, tail_dte=t.dte,
-            tail_roll_dte=t.roll_dte, vix_calls=t.vix_calls, max_contracts=t.max_contracts,
+            tail_roll_dte=t.roll_dte, vix_calls=t.vix_calls, vix_call_share=t.vix_call_share,
+            vix_call_delta=t.vix_call_delta, vix_call_dte=t.vix_call_dte,
+            max_contracts=t.max_contracts,
             var_usage_from=y.var_usage_from, iv_ratio_from=y.iv_ratio_from,
             iv_ratio_full=y.iv_ratio_full, band_at_full=y.band_at_full,
-            tail_at_full=y.tail_at_full,
+            tail_at_full=y.tail_at_full, gamma_scalp=g.enabled, scalp_band=g.band_shares,
+            scalp_interval=timedelta(minutes=g.min_interval_minutes),
         )
 
 
@@ -213,10 +239,11 @@ class HedgeEngine:
         self.accounts = dict(accounts)
         self.vols = dict(vols)
         self.log = get_logger("hedging")
-        self._vix_unlisted_said = False
-        # account -> (New York date, dollars of one protective put when last priced): a budget
-        # below it that day is not worth a chain fetch per check.
+        self._vix_listing: bool | None = None  # whether the source lists VIX options
+        # account -> (New York date, dollars of one protective put / VIX call when last
+        # priced): a budget below it that day is not worth a chain fetch per check.
         self._put_cost: dict[str, tuple[Any, float]] = {}
+        self._vix_cost: dict[str, tuple[Any, float]] = {}
 
     def due(self, last: datetime | None, now: datetime) -> bool:
         """Whether a check is due at ``now`` after the one at ``last``."""
@@ -272,9 +299,11 @@ class HedgeEngine:
         report["book"] = hedge_book(self.ledger, self.market, account, now)
         orders += self._delta(account, now, delta, levels, chains, report)
         orders += self._tail(account, now, levels, chains, report)
+        orders += self._gamma(account, now, report)
         if orders:
             self.log.info("hedges", account=account, orders=len(orders),
-                          **{k: v for k, v in report.items() if k not in ("gamma", "rebalance")})
+                          **{k: v for k, v in report.items()
+                             if k not in ("gamma", "rebalance", "gamma_scalp")})
         return orders, report
 
     def _upkeep(self, exposure, band: float, now: datetime) -> dict[str, float]:
@@ -373,13 +402,17 @@ class HedgeEngine:
         collected = sum(p["entry_price"] * (p["initial_quantity"] or p["quantity"]) * _mult(p)
                         for p in positions if not p["strategy"].startswith("hedge")
                         and p["entry_price"] > 0)
-        spent = sum(-p["entry_price"] * p["quantity"] * _mult(p) + p["commissions"]
-                    for p in tails if p["status"] == "open")
-        spent -= sum(p["realized_pnl"] or 0.0 for p in tails)
-        budget = tail_budget(collected, levels.tail_fraction, spent)
+        puts = [p for p in tails if not _on_vix(p)]
+        calls = [p for p in tails if _on_vix(p)]
+        share = r.vix_call_share if r.vix_calls and self._vix_listed(now) else 0.0
+        spent, vix_spent = _spent(puts), _spent(calls)
+        budget = tail_budget(collected, levels.tail_fraction * (1.0 - share), spent)
+        vix_budget = tail_budget(collected, levels.tail_fraction * share, vix_spent)
         report["tail"] = {"collected": round(collected, 2), "spent": round(spent, 2),
-                          "budget": round(budget, 2), "held": sum(
-                              p["quantity"] for p in tails if p["status"] == "open")}
+                          "budget": round(budget, 2), "held": _held(puts)}
+        if share:
+            report["tail"]["vix"] = {"spent": round(vix_spent, 2),
+                                     "budget": round(vix_budget, 2), "held": _held(calls)}
         if levels.tail_fraction <= 0:
             return []
         orders: list[HedgeOrder] = []
@@ -390,57 +423,198 @@ class HedgeEngine:
             expiry = legs_from_json(pos["legs"])[0].contract.expiry
             if (expiry - today).days <= r.tail_roll_dte:
                 orders.append(HedgeOrder(
-                    account, "tail_roll", r.symbol, now,
+                    account, "tail_roll", pos["symbol"], now,
                     f"protection {pos['position_id']} is {(expiry - today).days} days from "
                     f"expiry (roll at {r.tail_roll_dte})", close_position_id=pos["position_id"],
                     detail={"dte": (expiry - today).days}))
         working = any(o["purpose"] == "hedge_tail" and o["opening"]
                       for o in self.ledger.orders(account, ("pending_submit", "new",
                                                             "partially_filled")))
-        if orders or working or budget < _MIN_TAIL_BUDGET:
+        if orders or working:
             return orders
+        orders += self._buy_put(account, now, levels, chains, report, budget, collected, spent)
+        if share:
+            orders += self._buy_vix_calls(account, now, report["tail"]["vix"], vix_budget,
+                                          collected, vix_spent, levels)
+        return orders
+
+    def _buy_put(self, account: str, now: datetime, levels: Levels, chains: _Chains,
+                 report: dict, budget: float, collected: float, spent: float,
+                 ) -> list[HedgeOrder]:
+        r = self.rules
+        today = now.astimezone(NEW_YORK).date()
+        if budget < _MIN_TAIL_BUDGET:
+            return []
         priced = self._put_cost.get(account)
         if priced is not None and priced[0] == today and budget < priced[1]:
             report["tail"]["note"] = (f"budget ${budget:,.2f} below one protective put "
                                       f"(${priced[1]:,.2f} when priced today)")
-            return orders
+            return []
         chain = chains.window(max(r.tail_roll_dte + 1, r.tail_dte - _WINDOW_AFTER),
                               r.tail_dte + _WINDOW_AFTER)
         if chain is None:
             report["tail"]["note"] = "no chain to pick a protective put from"
-            return orders
-        if r.vix_calls and not self._vix_unlisted_said:
-            try:
-                self.market.chain("VIX", now)
-            except DataError as exc:
-                self._vix_unlisted_said = True
-                self.log.info("vix_calls_unavailable", reason=str(exc))
+            return []
         try:
             expiry = chain.nearest_expiry(r.tail_dte, min_dte=r.tail_roll_dte + 1)
             row = chain.strike_by_delta(expiry, r.put_delta, Right.PUT)
         except DataError as exc:
             report["tail"]["note"] = f"no protective put: {exc}"
-            return orders
+            return []
         ask = row.quote.ask
         if not (ask > 0):
-            return orders
+            return []
         price = math.ceil(ask * 100 - 1e-9) / 100
         contracts = min(r.max_contracts, math.floor(budget / (price * row.contract.multiplier)))
         self._put_cost[account] = (today, price * row.contract.multiplier)
         if contracts < 1:
             report["tail"]["note"] = (f"budget ${budget:,.2f} below one {row.contract.occ} at "
                                       f"${price * row.contract.multiplier:,.2f}")
-            return orders
+            return []
         report["tail"]["buy"] = f"{contracts} {row.contract.occ} at {price:.2f}"
-        orders.append(HedgeOrder(
+        return [HedgeOrder(
             account, "tail", r.symbol, now,
             f"protection: ${budget:,.2f} of budget ({levels.tail_fraction:.1%} of "
             f"${collected:,.2f} collected, ${spent:,.2f} spent) buys {contracts} "
             f"{row.contract.occ}", legs=(Leg(row.contract, 1),), quantity=contracts,
             limit_price=-price, detail={"budget": round(budget, 2), "contracts": contracts,
                                         "put_delta": r.put_delta,
-                                        "dte": chain.dte(expiry)}))
-        return orders
+                                        "dte": chain.dte(expiry)})]
+
+    def _vix_listed(self, now: datetime) -> bool:
+        """Whether the data source lists VIX options (asked once: a source either lists them
+        or does not; ``vix_calls_unavailable`` is logged once when it does not)."""
+        if self._vix_listing is None:
+            try:
+                self.market.chain(VIX_ROOT, now, min_dte=self.rules.tail_roll_dte + 1,
+                                  max_dte=self.rules.vix_call_dte + _WINDOW_AFTER)
+                self._vix_listing = True
+            except DataError as exc:
+                self._vix_listing = False
+                self.log.warning("vix_calls_unavailable", reason=str(exc))
+        return self._vix_listing
+
+    def _buy_vix_calls(self, account: str, now: datetime, report: dict, budget: float,
+                       collected: float, spent: float, levels: Levels) -> list[HedgeOrder]:
+        """VIX calls of ``vix_call_delta`` (against their future) nearest ``vix_call_dte``
+        days out, with the VIX share of the protection budget."""
+        r = self.rules
+        today = now.astimezone(NEW_YORK).date()
+        if budget < _MIN_TAIL_BUDGET:
+            return []
+        priced = self._vix_cost.get(account)
+        if priced is not None and priced[0] == today and budget < priced[1]:
+            report["note"] = (f"budget ${budget:,.2f} below one VIX call (${priced[1]:,.2f} "
+                              "when priced today)")
+            return []
+        try:
+            chain = self.market.chain(VIX_ROOT, now, min_dte=r.tail_roll_dte + 1,
+                                      max_dte=r.vix_call_dte + _WINDOW_AFTER)
+            expiry = chain.nearest_expiry(r.vix_call_dte, min_dte=r.tail_roll_dte + 1)
+            row = chain.strike_by_delta(expiry, r.vix_call_delta, Right.CALL)
+        except DataError as exc:
+            report["note"] = f"no VIX call: {exc}"
+            return []
+        ask = row.quote.ask
+        if not (ask > 0):
+            return []
+        price = math.ceil(ask * 100 - 1e-9) / 100
+        cost = price * row.contract.multiplier
+        contracts = min(r.max_contracts, math.floor(budget / cost))
+        self._vix_cost[account] = (today, cost)
+        if contracts < 1:
+            report["note"] = f"budget ${budget:,.2f} below one {row.contract.occ} at ${cost:,.2f}"
+            return []
+        report["buy"] = f"{contracts} {row.contract.occ} at {price:.2f}"
+        return [HedgeOrder(
+            account, "tail", VIX_ROOT, now,
+            f"protection: ${budget:,.2f} of VIX budget ({r.vix_call_share:.0%} of "
+            f"{levels.tail_fraction:.1%} of ${collected:,.2f} collected, ${spent:,.2f} spent) "
+            f"buys {contracts} {row.contract.occ}", legs=(Leg(row.contract, 1),),
+            quantity=contracts, limit_price=-price,
+            detail={"budget": round(budget, 2), "contracts": contracts,
+                    "vix_call_delta": r.vix_call_delta, "dte": chain.dte(expiry),
+                    "vix": chain.spot})]
+
+    # -- gamma scalping ---------------------------------------------------------------------
+
+    def _last_scalp(self, account: str) -> datetime | None:
+        found = [d for d in self.ledger.decisions(account, kind="hedge_gamma")
+                 if d["status"] != "abandoned"]
+        return datetime.fromisoformat(found[-1]["decided_at"]) if found else None
+
+    def _gamma(self, account: str, now: datetime, report: dict) -> list[HedgeOrder]:
+        """Delta-hedge the tail book's options (``gamma_scalp``): their beta-weighted delta
+        plus the scalp's shares back inside ``scalp_band`` in round lots, at most once per
+        ``scalp_interval``."""
+        r = self.rules
+        if not r.gamma_scalp:
+            return []
+        options: dict[Contract, int] = {}
+        for pos in self.ledger.positions(account):
+            if pos["strategy"] != "hedge_tail":
+                continue
+            for leg in legs_from_json(pos["legs"]):
+                options[leg.contract] = options.get(leg.contract, 0) + leg.ratio * pos[
+                    "quantity"]
+        scalp = scalp_book(self.ledger, account, r.symbol)
+        working = any(o["purpose"] == "hedge_gamma" for o in self.ledger.orders(
+            account, ("pending_submit", "new", "partially_filled")))
+        state: dict[str, Any] = {"shares": scalp["shares"], "trades": scalp["trades"],
+                                 "band": r.scalp_band}
+        report["gamma_scalp"] = state
+        try:
+            spot = self.market.spot(r.symbol, now)
+            state["pnl"] = round(scalp["cash"] + scalp["shares"] * spot, 2)
+            option_delta = 0.0
+            if options:
+                if self.risk.snapshots is None:
+                    state["note"] = "no market to measure the tail book's delta"
+                    return []
+                portfolio = self.risk.snapshots.build(options, {}, now)
+                option_delta = exposure(portfolio, 0.0, {}, self.risk.betas(now)
+                                        ).beta_weighted_delta or 0.0
+        except DataError as exc:
+            state["note"] = f"cannot measure the tail book: {exc}"
+            return []
+        delta = option_delta + scalp["shares"]
+        state.update(option_delta=round(option_delta, 2), delta=round(delta, 2))
+        if working:
+            state["note"] = "a scalp order is working"
+            return []
+        shares = delta_hedge_shares(delta, r.scalp_band, 0.0, r.lot)
+        if not shares:
+            return []
+        last = self._last_scalp(account)
+        if last is not None and now - last < r.scalp_interval:
+            state["note"] = (f"out of band but the last scalp was at {last.isoformat()}, less "
+                             f"than {r.scalp_interval} ago")
+            return []
+        state["trade"] = f"{shares:+d} {r.symbol}"
+        return [HedgeOrder(
+            account, "gamma", r.symbol, now,
+            f"gamma scalp: the tail book's delta {option_delta:+.0f} with {scalp['shares']:+d} "
+            f"scalp shares is {delta:+.0f}, outside +/- {r.scalp_band:.0f}", shares=shares,
+            detail={"option_delta": round(option_delta, 2), "held": scalp["shares"],
+                    "band": r.scalp_band, "shares": shares})]
+
+
+def scalp_book(ledger: Ledger, account: str, symbol: str) -> dict[str, Any]:
+    """The gamma scalp's own shares of ``symbol`` in ``account`` (the hedge share book is
+    shared with the delta band): ``shares`` (signed, filled), ``cash`` (dollars its fills
+    moved, commissions included, > 0 received), ``trades`` (orders with a fill)."""
+    shares, cash, trades = 0, 0.0, 0
+    for order in ledger.orders(account):
+        if (order["purpose"] != "hedge_gamma" or order["instrument"] != "shares"
+                or order["symbol"] != symbol):
+            continue
+        sign = 1 if order["side"] == "buy" else -1
+        fills = ledger.fills(client_order_id=order["client_order_id"])
+        trades += bool(fills)
+        for fill in fills:
+            shares += sign * fill["quantity"]
+            cash -= sign * fill["quantity"] * fill["price"] + fill["commission"]
+    return {"shares": shares, "cash": cash, "trades": trades}
 
 
 _IV_WINDOW = (21, 45)  # DTE of the chain the 30-day ATM implied volatility is read from
@@ -467,6 +641,23 @@ class _Chains:
                                  min_dte=key[0], max_dte=key[1], reason=str(exc))
                 self._got[key] = None
         return self._got[key]
+
+
+def _on_vix(pos: dict) -> bool:
+    legs = legs_from_json(pos["legs"])
+    return bool(legs) and legs[0].contract.underlying == VIX_ROOT
+
+
+def _spent(tails: list[dict]) -> float:
+    """What protection cost net: premiums of the open positions and commissions, less the
+    realised P&L of all (closed ones' proceeds)."""
+    out = sum(-p["entry_price"] * p["quantity"] * _mult(p) + p["commissions"]
+              for p in tails if p["status"] == "open")
+    return out - sum(p["realized_pnl"] or 0.0 for p in tails)
+
+
+def _held(tails: list[dict]) -> int:
+    return sum(p["quantity"] for p in tails if p["status"] == "open")
 
 
 def _mult(pos: dict) -> int:

@@ -85,7 +85,8 @@ class LockstepDesk:
                                   durable=durable)
             self.brokers[account.name] = broker
             rules = AccountRules.from_config(account, config.exits, rate=config.market.rate,
-                                             dividend_yields=tuple(sorted(yields.items())))
+                                             dividend_yields=tuple(sorted(yields.items())),
+                                             sizing=config.sizing)
             self.accounts[account.name] = AccountEngine(rules, self.ledger, broker, self.market,
                                                         self._check_one, start,
                                                         risk_batch=self._check_entries)

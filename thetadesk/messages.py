@@ -97,10 +97,12 @@ class HedgeOrder:
     option purchase (``legs``, each ratio +1, ``quantity`` units at ``limit_price`` net per
     share, < 0 a debit), or the close of the hedge position ``close_position_id``.
 
-    ``kind``: "delta" (back to the band's middle), "tail" (protection bought), "tail_roll" (a
-    put near expiry sold before it is replaced), "unwind" (an option delta hedge that now adds
-    delta). ``reduces_risk``: the hedging engine found it lowers the book's risk; under a
-    HALTED breaker the gate lets it through only when its own measures agree."""
+    ``kind``: "delta" (back to the band's middle), "tail" (protection bought: puts, or VIX
+    calls with ``symbol`` "VIX"), "tail_roll" (protection near expiry sold before it is
+    replaced), "unwind" (an option delta hedge that now adds delta), "gamma" (shares that
+    delta-hedge the tail book's options: gamma scalping). ``reduces_risk``: the hedging engine
+    found it lowers the book's risk; under a HALTED breaker the gate lets it through only when
+    its own measures agree."""
 
     account: str
     kind: str
@@ -117,7 +119,9 @@ class HedgeOrder:
 
     @property
     def strategy(self) -> str:
-        return "hedge_tail" if self.kind in ("tail", "tail_roll") else "hedge_delta"
+        if self.kind in ("tail", "tail_roll"):
+            return "hedge_tail"
+        return "hedge_gamma" if self.kind == "gamma" else "hedge_delta"
 
 
 @dataclass(frozen=True, slots=True)

@@ -731,6 +731,15 @@ class Ledger:
                  position_id),
             )
 
+    def latest_openings(self, account: str) -> dict[str, datetime]:
+        """When each symbol's latest strategy position (open or closed) was opened; the hedge
+        book's positions are not counted."""
+        rows = self._conn.execute(
+            "SELECT symbol, MAX(opened_at) FROM positions WHERE account = ?"
+            " AND substr(strategy, 1, ?) != ? GROUP BY symbol",
+            (account, len(HEDGE_PREFIX), HEDGE_PREFIX)).fetchall()
+        return {symbol: datetime.fromisoformat(at) for symbol, at in rows}
+
     def position(self, position_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM positions WHERE position_id = ?", (position_id,))
         return rows[0] if rows else None

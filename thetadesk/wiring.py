@@ -93,6 +93,8 @@ def build_market(config: Config, *, state_dir: Path | None = None,
             dividend_yield={name: c.dividend_yield for name, c in m.symbols.items()},
             strike_step={name: step for name, (_, _, step) in series.items()},
             seed=config.seed,
+            atm_vix_ratio=m.replay.atm_vix_ratio,
+            spot_vol_beta=m.replay.spot_vol_beta,
         )
     symbols = {
         name: SimSymbol(spot=s.spot, vol=s.vol, dividend_yield=s.dividend_yield,
@@ -106,7 +108,7 @@ def build_market(config: Config, *, state_dir: Path | None = None,
     shocks = tuple(SimShock(s.date, s.gap, s.vol_multiplier) for s in sim.shocks)
     return SimMarket(seed=config.seed, symbols=symbols, rate=m.rate, start=m.start,
                      correlation=sim.correlation, regimes=regimes, shocks=shocks,
-                     whole_expiries=whole_expiries, **extra)
+                     whole_expiries=whole_expiries, vix_options=sim.vix_options, **extra)
 
 
 def paper_broker_path(state_dir: Path, account: str) -> Path:

@@ -99,7 +99,8 @@ def compute() -> dict:
     data["market"]["tick_seconds"] = 1800
     data["risk_reports"]["monte_carlo_scenarios"] = 0
     sessions = MarketCalendar().sessions(date(2025, 1, 6), 12)
-    kwargs = dict(grid={"strategy.short_delta": [0.20, 0.30]}, in_sample=4, out_of_sample=4)
+    kwargs = dict(grid={"strategy.short_delta": [0.20, 0.30]}, in_sample=4, out_of_sample=4,
+                  embargo=0)
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     # The node goes when the first window job is done, the rest (and the out-of-sample

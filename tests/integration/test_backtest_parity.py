@@ -59,7 +59,7 @@ def test_walk_forward_windows_as_ray_tasks_equal_the_local_run(ray_address):
     data["risk_reports"]["monte_carlo_scenarios"] = 0
     sessions = MarketCalendar().sessions(date(2025, 1, 6), 15)
     grid = {"strategy.short_delta": [0.20, 0.30]}
-    kwargs = dict(grid=grid, in_sample=5, out_of_sample=5)
+    kwargs = dict(grid=grid, in_sample=5, out_of_sample=5, embargo=0)  # Ray vs local, no gap
 
     on_ray = walk_forward(data, "sim", sessions, run_many=run_jobs, **kwargs)
     here = walk_forward(data, "sim", sessions, run_many=run_local, **kwargs)

@@ -22,10 +22,10 @@ LIMITS = RiskLimits(max_loss_per_trade=1500, max_open_positions=4, min_buying_po
                     daily_loss_limit=2000)
 
 
-def make_market(corrupt=None, seed=7):
+def make_market(corrupt=None, seed=7, **kwargs):
     return SimMarket(seed=seed, symbols={"SPY": SimSymbol(580.0, 0.16, 0.013, 5.0),
                                          "QQQ": SimSymbol(500.0, 0.20, 0.006, 5.0)},
-                     rate=0.04, start=START, corrupt=corrupt)
+                     rate=0.04, start=START, corrupt=corrupt, **kwargs)
 
 
 @pytest.fixture

@@ -98,7 +98,8 @@ def _duplicate_account(data):
             _set(["strategy", "target_delta"], 0.3),
             "strategy.target_delta",
             "strategy.target_delta: unknown key (allowed: kind, target_dte, min_dte, short_delta,"
-            " width, min_iv, min_credit_fraction, entry_start, entry_end)",
+            " width, width_pct, width_sd, min_iv, min_credit_fraction, entry_start, entry_end,"
+            " ladder, trend_sma, vrp)",
             id="unknown-key",
         ),
         pytest.param(

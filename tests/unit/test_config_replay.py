@@ -41,3 +41,45 @@ def test_replay_config_refuses_a_start_outside_the_data(start):
     with pytest.raises(ConfigError, match=re.escape(
             "market.start: replay data covers 2000-01-03 to 2018-10-31")):
         parse_config(replay_config(start=start))
+
+
+# -- market.replay: the replay's realism -------------------------------------------------------
+
+
+def test_replay_config_defaults_are_the_replays_documented_figures():
+    from thetadesk.adapters import replay
+
+    config = parse_config(replay_config())
+    without = replay_config()
+    del without["market"]["replay"]
+    assert config.market.replay == parse_config(without).market.replay
+    assert config.market.replay.atm_vix_ratio == replay.ATM_VIX_RATIO == 0.90
+    assert config.market.replay.spot_vol_beta == replay.SPOT_VOL_BETA == -4.94
+
+
+def test_replay_config_values_reach_the_replay():
+    from thetadesk.wiring import build_market
+
+    data = replay_config()
+    data["market"]["replay"] = {"atm_vix_ratio": 0.85, "spot_vol_beta": -6.5}
+    market = build_market(parse_config(data))
+    assert (market.atm_vix_ratio, market.spot_vol_beta) == (0.85, -6.5)
+    market = build_market(parse_config(replay_config()))
+    assert (market.atm_vix_ratio, market.spot_vol_beta) == (0.90, -4.94)
+
+
+@pytest.mark.parametrize(("replay", "message"), [
+    ({"atm_vix_ratio": 1.6}, "market.replay.atm_vix_ratio: must be <= 1.5"),
+    ({"atm_vix_ratio": 0.4}, "market.replay.atm_vix_ratio: must be >= 0.5"),
+    ({"atm_vix_ratio": ".nan"}, "market.replay.atm_vix_ratio: must be a finite number"),
+    ({"atm_vix_ratio": True}, "market.replay.atm_vix_ratio: must be a number, got 'true'"),
+    ({"spot_vol_beta": 4.94}, "market.replay.spot_vol_beta: must be <= 0"),
+    ({"spot_vol_beta": -16}, "market.replay.spot_vol_beta: must be >= -15"),
+    ({"beta": -4.94},
+     "market.replay.beta: unknown key (allowed: atm_vix_ratio, spot_vol_beta)"),
+])
+def test_replay_config_refuses_values_out_of_bounds_naming_the_key(replay, message):
+    data = replay_config()
+    data["market"]["replay"] = {k: float("nan") if v == ".nan" else v for k, v in replay.items()}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(data)

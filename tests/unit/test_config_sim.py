@@ -131,6 +131,14 @@ def test_market_sim_values_reach_the_market(build):
     assert len(spy) > len(qqq)
 
 
+def test_market_sim_vix_options_list_the_vix_chain(build):
+    market, _ = build(_data(vix_options=True))
+    assert market.chain("VIX", MIDDAY).expiries()
+    plain, _ = build(_data())
+    with pytest.raises(DataError, match="unknown symbol 'VIX'"):
+        plain.chain("VIX", MIDDAY)
+
+
 def test_market_sim_transition_drives_the_regime(build):
     data = _data()
     data["market"]["sim"]["regimes"]["transition"] = [[0, 0, 1], [0, 0, 1], [0, 0, 1]]
@@ -274,7 +282,7 @@ ACC = ["accounts", 0]
                      "market.sim.correlation: must be >= 0", id="correlation-below-0"),
         pytest.param(_set([*SIM, "corelation"], 0.5), "market.sim.corelation",
                      "market.sim.corelation: unknown key (allowed: correlation, "
-                     "daily_expiries, regimes, shocks)", id="sim-unknown-key"),
+                     "daily_expiries, regimes, shocks, vix_options)", id="sim-unknown-key"),
         pytest.param(_set([*SIM, "daily_expiries"], ["SPY", "IWM"]),
                      "market.sim.daily_expiries[1]",
                      "market.sim.daily_expiries[1]: unknown symbol 'IWM' (market.symbols has: "

@@ -133,3 +133,127 @@ def test_the_narrow_chain_read_proposes_exactly_what_the_wide_read_did():
                 assert first == (max(rules.min_dte, rules.target_dte - 3),
                                  rules.target_dte + 3)
     assert checked > 5  # the comparison covered real proposals, not only refusals
+
+
+def test_symbol_engine_width_pct_is_a_share_of_spot_on_listed_strikes(market):
+    rules = replace(RULES, width_pct=1.7, min_credit_fraction=0.0)
+    (intent,) = SymbolEngine("SPY", rules, market).tick(MORNING).intents
+    short, long_ = intent.spread.legs
+    spot = intent.context["spot"]
+    width = short.contract.strike - long_.contract.strike
+    assert intent.context["width"] == width
+    assert abs(width - 0.017 * spot) <= 2.5  # the listed strike nearest it ($5 grid)
+    assert intent.max_loss_per_spread == (width - intent.limit_price) * 100
+
+
+def test_symbol_engine_width_sd_scales_with_the_expected_move(market):
+    narrow = SymbolEngine("SPY", replace(RULES, width_sd=0.1, min_credit_fraction=0.0),
+                          market).tick(MORNING).intents[0]
+    wide = SymbolEngine("SPY", replace(RULES, width_sd=0.4, min_credit_fraction=0.0),
+                        market).tick(MORNING).intents[0]
+    assert wide.context["width"] > narrow.context["width"] > 0
+    c = wide.context
+    years = (datetime.fromisoformat(c["expiry"] + "T16:00:00-05:00")
+             - MORNING).total_seconds() / (365 * 86400)
+    expected = 0.4 * c["spot"] * c["atm_iv"] * years ** 0.5
+    assert abs(c["width"] - expected) <= 2.5
+
+
+def test_symbol_engine_with_a_ladder_starts_at_mid_and_sizes_by_its_last_step(market):
+    from thetadesk.signals.timing import LimitLadder
+
+    ladder = LimitLadder(step_minutes=5, tick=0.01, max_steps=4)
+    plain = SymbolEngine("SPY", RULES, market).tick(MORNING).intents[0]
+    (intent,) = SymbolEngine("SPY", replace(RULES, ladder=ladder), market).tick(
+        MORNING).intents
+    mid, natural = intent.context["mid_credit"], intent.context["natural_credit"]
+    assert intent.limit_price == ladder.start(mid, natural, True)
+    assert intent.limit_price > plain.limit_price  # asks for more than natural
+    spec = intent.context["ladder"]
+    assert (spec["step_minutes"], spec["max_steps"], spec["credit"]) == (5, 4, True)
+    worst = ladder.net(mid, natural, 4)
+    assert intent.max_loss_per_spread == (5.0 - worst) * 100
+
+
+def _past_closes(market, day, n):
+    from thetadesk.clock import MarketCalendar
+
+    cal = MarketCalendar()
+    out, d = [], cal.previous_session(day)
+    while len(out) < n:
+        out.append(float(market.day_path("SPY", d)[-1]))
+        d = cal.previous_session(d)
+    return out
+
+
+def test_symbol_engine_trend_filter_compares_spot_with_the_average_of_past_closes(market):
+    at = MORNING + timedelta(days=42)  # six weeks in: 29 sessions of history
+    average = sum(_past_closes(market, at.date(), 20)) / 20
+    engine = SymbolEngine("SPY", replace(RULES, trend_sma=20), market)
+
+    tick = engine.tick(at)
+
+    if market.spot("SPY", at) >= average:
+        (intent,) = tick.intents
+        assert intent.context["trend_sma"] == round(average, 4)
+        assert intent.context["trend_sessions"] == 20
+    else:
+        assert tick.intents == ()
+        assert "(trend filter)" in tick.note
+    assert engine._trend(at, 20, average * 1.01)[1] is None
+    assert "below its 20-session average" in engine._trend(at, 20, average * 0.99)[1]
+
+
+def test_symbol_engine_trend_filter_without_enough_history_does_not_enter(market):
+    tick = SymbolEngine("SPY", replace(RULES, trend_sma=200), market).tick(
+        MORNING + timedelta(days=7))
+    assert tick.intents == ()
+    assert "too few for the 200-session trend filter" in tick.note
+
+
+def _replay():
+    from thetadesk.adapters.replay import HistoricalReplay
+
+    return HistoricalReplay({"SPY": 0.1}, rate=0.02, dividend_yield=0.018)
+
+
+REPLAY_MORNING = datetime(2015, 3, 10, 15, 0, tzinfo=MORNING.tzinfo)  # 11:00 New York
+
+
+def test_symbol_engine_vrp_rule_enters_only_when_implied_is_rich_against_the_forecast():
+    from thetadesk.symbol import VrpRule
+
+    market = _replay()
+    loose = SymbolEngine("SPY", replace(RULES, vrp=VrpRule("har", min_ratio=0.2)), market)
+    (intent,) = loose.tick(REPLAY_MORNING).intents
+    vrp = intent.context["vrp"]
+    assert vrp["model"] == "har"
+    assert 0.03 < vrp["forecast"] < 1.0
+    assert vrp["horizon_sessions"] == -(-intent.context["dte"] * 252 // 365)
+    strict = SymbolEngine("SPY", replace(RULES, vrp=VrpRule("har", min_ratio=5.0)), market)
+    tick = strict.tick(REPLAY_MORNING)
+    assert tick.intents == ()
+    assert "below 5x (volatility premium)" in tick.note
+    by_points = SymbolEngine("SPY", replace(RULES, vrp=VrpRule(
+        "har", min_difference=intent.context["atm_iv"] - vrp["forecast"] + 0.01)), market)
+    assert "(volatility premium)" in by_points.tick(REPLAY_MORNING).note
+
+
+def test_symbol_engine_vrp_rule_without_enough_history_does_not_enter(market):
+    from thetadesk.symbol import VrpRule
+
+    tick = SymbolEngine("SPY", replace(RULES, vrp=VrpRule("har", min_ratio=0.5)), market).tick(
+        MORNING + timedelta(days=7))
+    assert tick.intents == ()
+    assert "no har volatility forecast: too little history" in tick.note
+
+
+def test_vrp_rule_problem_reads_ratio_and_difference():
+    from thetadesk.signals.vrp import VolForecast
+    from thetadesk.symbol import VrpRule
+
+    f = VolForecast("garch", 0.15, 25, None)
+    assert VrpRule("garch", min_ratio=1.2).problem(0.18, f) is None
+    assert "1.13x the garch forecast" in VrpRule("garch", min_ratio=1.2).problem(0.17, f)
+    assert VrpRule("garch", min_difference=0.02).problem(0.18, f) is None
+    assert "+1.0 points over" in VrpRule("garch", min_difference=0.02).problem(0.16, f)

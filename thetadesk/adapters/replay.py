@@ -26,24 +26,69 @@ Two sources, one port (``spot``, ``quote``, ``chain``):
 - ``spot(symbol, now)``: the bar at or before ``now``; between sessions the last close. Before the
   first session's open or after the New York midnight ending the last data day: DataError naming
   the range.
-- Implied volatility: the 30-day at-the-money (strike = forward) level of day ``d`` is the VIX
-  close / 100 of the session BEFORE ``d`` where ``arch.data.vix`` has it (from 2014-01-06, the
-  session after its first day 2014-01-03); before that a proxy, the close-to-close realised
-  volatility of the 21 daily log returns up to the previous close (annualised with 252, at
-  least 10 returns), times 1.15, floored at 0.08; 0.25 for the first days of 1999 (fewer than
-  10 returns; VIX stood near 25). ``iv_source(d)`` says which was used. Both are point in time:
-  during day ``d`` nothing of ``d``'s own close is known, so a backtest cannot see the future
-  through the volatility level (the day's own VIX close was used before 2026-12-03).
+- Implied volatility, the day's level: the 30-day at-the-money (strike = forward) level of day
+  ``d`` at the previous close is ``atm_vix_ratio`` (default 0.90) times the VIX close / 100 of
+  the session BEFORE ``d`` where ``arch.data.vix`` has it (from 2014-01-06, the session after
+  its first day 2014-01-03); before that a proxy, the close-to-close realised volatility of the
+  21 daily log returns up to the previous close (annualised with 252, at least 10 returns),
+  times 1.15, floored at 0.08; 0.25 for the first days of 1999 (fewer than 10 returns; VIX
+  stood near 25). ``iv_source(d)`` says which was used. Both are point in time: during day
+  ``d`` nothing of ``d``'s own close is known, so a backtest cannot see the future through the
+  volatility level (the day's own VIX close was used before 2026-12-03).
   The NASDAQ has no volatility index in the data: its level is that VIX value times the ratio
   of the NASDAQ's to the S&P 500's realised volatility over the 63 daily returns up to the
-  previous close (clipped to [0.8, 2.5]; about 1.2 in 2014-2018, near the VXN/VIX ratio), and
-  before 2014 its own realised proxy as above.
+  previous close (clipped to [0.8, 2.5]; about 1.2 in 2014-2018, near the VXN/VIX ratio), times
+  ``atm_vix_ratio``, and before 2014 its own realised proxy as above.
+
+  Why ATM sits below the VIX: the VIX is the square root of a 30-day variance-swap rate
+  replicated from out-of-the-money puts and calls over the whole strike range (Cboe VIX white
+  paper), so it prices the put skew and the smile's convexity and trades above at-the-money
+  implied volatility: "variance swaps trade at a small premium to ATM implied volatilities"
+  (P. Allen, S. Einchcomb, N. Granger, "Variance Swaps", J.P. Morgan European Equity
+  Derivatives Strategy, November 2006); about 1-2 vol points ("vegas") for the convexity
+  premium, with ATM above realised by 2-3 points for the variance risk premium
+  (sp-finance.e-monsite.com, "Variance swaps / the market / historical prices", summarising
+  that material). Nations' VolDex (VOLI), the implied volatility of a precisely at-the-money
+  30-day SPY option, closed its first day, 2013-06-21, at 17.31 with the VIX at 18.90: 0.916
+  (MarketsWiki, "Nations VolDex Index"). 0.90 is the middle of those figures (1-2 points below
+  a VIX of 15-20 is 0.87-0.95). Check on the replay's own surface: the VIX computed from its
+  listed chain by the Cboe method (``vix``, ``thetadesk.volatility_index``) lands within about
+  1 vol point of the VIX it was given (``atm_iv / atm_vix_ratio``) over 2014-2018 (mean -0.45,
+  range -0.79 to +1.14 on 51 opens 25 sessions apart; tests/unit/adapters/
+  test_replay_realism.py): the ratio and the skew below are consistent. With the ratio at 1.0
+  (ATM at the VIX, before issue 24) the replay's own VIX came out 9% above the data's (mean
+  +1.40 points, up to +4.04): every option was priced too dear.
+
+  The realised proxy keeps its 1.15 and no ratio: it is an at-the-money level already. The same
+  J.P. Morgan framework puts ATM 2-3 vol points over realised (1.12-1.19 times a realised 16%),
+  and in 2014-2018, where both exist, 0.90 x the previous VIX close over the proxy's realised
+  volatility has a median of 1.24 (VIX / realised: 1.37): the proxy is, if anything, cheaper
+  than the VIX-based level, not dearer.
+- Implied volatility within the day: every minute the ATM level is the day's level times
+  ``(S_t / S_ref) ** spot_vol_beta``, ``S_t`` the index at that minute bar, ``S_ref`` the
+  previous close (the level the previous VIX close belongs to; the open on the first day of the
+  data), the factor bounded to [0.5, 2.5] (the VIX's largest one-day move in the data is x2.16,
+  2018-02-05; the bounds only guard against bad data). Point in time: it uses the path up to
+  the minute only, and the whole surface (term structure and skew below) is built on it, so a
+  falling day raises every option's implied volatility minute by minute and a rising day
+  lowers it, the VIX-based days, the NASDAQ and the proxy days alike (each index by its own
+  move). Between sessions the level is the last close's. ``spot_vol_beta`` defaults to -4.94,
+  the VIX:SPX beta of all daily returns since VIX futures began on 2004-03-26
+  (volatilitytradingstrategies.com, "An introduction to beta - what is the VIX:SPX beta?"); on
+  big S&P 500 moves only it is about -4.3 (the same source), and Garven's regression of daily
+  S&P 500 on VIX returns 1990-2024 (slope -0.1147, R^2 0.4887; derivatives.garven.com) implies
+  -4.26 for the VIX on the S&P 500. The data shipped here (2014-2018, a calm stretch, where a
+  proportional beta runs higher) gives -8.0 for daily log changes (correlation -0.82): -4.94
+  takes the documented long-run figure, not the in-sample one, so the replay does not fit its
+  own test data; predicting each VIX close from the previous one and the day's S&P 500 move
+  with -4.94 leaves a log error of 0.054 against 0.082 for a frozen level.
 - Surface: the ATM level for time to expiry ``T`` is the average of a variance mean-reverting
   (speed 4/year) to 0.20^2 from the level that gives the 30-day value, so the term structure
   slopes up when volatility is low and inverts when it is high. Then
   ``iv(K, T) = atm_T * (1 - s_T x + c_T x^2)``, ``x = ln(K / F)``, with put skew ``s`` larger when
-  the level is low (0.8 / atm30, within [1.2, 4]) and steeper for shorter expiries, clipped to
-  [0.03, 3.0]. Prices: European BSM with ``rate`` and ``dividend_yield`` (continuous).
+  the level is low (0.8 / atm30, within [1.2, 4]; ``atm30`` the minute's ATM level) and steeper
+  for shorter expiries, clipped to [0.03, 3.0]. Prices: European BSM with ``rate`` and
+  ``dividend_yield`` (continuous).
 - Listing: weekly Friday expiries up to 49 days out plus the monthly third Fridays up to 70 days
   out, a holiday expiry moved to the previous session; strikes on the symbol's ``strike_step``
   grid from 75% to 115% of the previous session's close (the day's open on the first day of
@@ -53,7 +98,8 @@ Two sources, one port (``spot``, ``quote``, ``chain``):
   deviations, so cheap and far-from-the-money options are relatively wider. Chains carry model
   deltas and IVs.
 - Deterministic: the same arguments give the same answers in any process; caches (per symbol and
-  minute) only remember them.
+  minute: surfaces, single quotes, chains) only remember them; no implied volatility is cached per
+  day.
 
 ``UserDataReplay`` -- your own data, CSV or Parquet
 ===================================================
@@ -149,6 +195,10 @@ _SKEW_T_MIN = 7.0 / 365.0  # skew stops steepening below a week to expiry
 _PROXY_WINDOW, _PROXY_MIN_RETURNS = 21, 10
 _PROXY_MARKUP, _PROXY_FLOOR, _PROXY_FALLBACK = 1.15, 0.08, 0.25
 _RATIO_WINDOW, _RATIO_MIN, _RATIO_MAX = 63, 0.8, 2.5  # NASDAQ / S&P 500 realised volatility
+ATM_VIX_RATIO = 0.90  # 30-day ATM implied volatility / VIX (module docs: sources)
+SPOT_VOL_BETA = -4.94  # d ln(implied volatility) / d ln(index) (module docs: sources)
+_MOVE_MIN, _MOVE_MAX = 0.5, 2.5  # bounds of the intraday factor exp(beta ln(S / S_ref))
+_RATIO_BOUNDS, _BETA_BOUNDS = (0.5, 1.5), (-15.0, 0.0)
 _LONG_RUN_VAR = 0.20**2
 _KAPPA = 4.0  # per year
 _SKEW_ABS, _SKEW_MIN, _SKEW_MAX = 0.8, 1.2, 4.0
@@ -174,14 +224,15 @@ _VALUES_WARNING = r"Series\.values returning an ndarray"
 
 @dataclass(frozen=True, slots=True)
 class _Index:
-    """One index's daily bars and its point-in-time 30-day ATM volatility."""
+    """One index's daily bars and its point-in-time volatility level of each day."""
 
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
-    atm30: np.ndarray
-    is_vix: np.ndarray  # True where atm30 is derived from the previous session's VIX close
+    ref: np.ndarray  # the level the day's volatility belongs to: the previous close (day 0: open)
+    level: np.ndarray  # the previous VIX close / 100 (NASDAQ: x the realised ratio), or the proxy
+    is_vix: np.ndarray  # True where level is derived from the previous session's VIX close
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,12 +317,14 @@ def _history() -> _History:
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=NEW_YORK)
 
     def bars(df: pd.DataFrame, close: np.ndarray, level: np.ndarray, flag: np.ndarray) -> _Index:
+        opens = df["Open"].to_numpy(dtype=np.float64)
         return _Index(
-            open=df["Open"].to_numpy(dtype=np.float64),
+            open=opens,
             high=df["High"].to_numpy(dtype=np.float64),
             low=df["Low"].to_numpy(dtype=np.float64),
             close=close,
-            atm30=np.where(flag, level, _proxy(close)),
+            ref=np.concatenate((opens[:1], close[:-1])),
+            level=np.where(flag, level, _proxy(close)),
             is_vix=flag,
         )
 
@@ -407,7 +460,10 @@ class HistoricalReplay:
     index each root follows (``"sp500"``, the default, or ``"nasdaq"``); ``rate`` and
     ``dividend_yield`` (one for all symbols or per symbol) are continuously compounded annual
     rates; ``strike_step`` is the strike spacing in dollars, one for all symbols or per symbol;
-    ``seed`` (>= 0) picks the intraday paths.
+    ``seed`` (>= 0) picks the intraday paths. ``atm_vix_ratio`` (in [0.5, 1.5]) is the 30-day
+    at-the-money implied volatility over the VIX (1.0: ATM at the VIX, as before issue 24);
+    ``spot_vol_beta`` (in [-15, 0]) is ``d ln(IV) / d ln(index)`` within the day (0: implied
+    volatility frozen at the previous close all day). Defaults and sources: module docs.
     """
 
     def __init__(
@@ -418,6 +474,8 @@ class HistoricalReplay:
         strike_step: float | Mapping[str, float] = 1.0,
         seed: int = 0,
         indices: Mapping[str, str] | None = None,
+        atm_vix_ratio: float = ATM_VIX_RATIO,
+        spot_vol_beta: float = SPOT_VOL_BETA,
     ) -> None:
         symbols = {"SPY": 0.1} if symbols is None else dict(symbols)
         if not symbols:
@@ -439,6 +497,15 @@ class HistoricalReplay:
                 value
             ):
                 raise DataError(f"HistoricalReplay {name} must be a finite number, got {value!r}")
+        for name, value, (lo, hi), what in (
+            ("atm_vix_ratio", atm_vix_ratio, _RATIO_BOUNDS,
+             "30-day ATM implied volatility / VIX"),
+            ("spot_vol_beta", spot_vol_beta, _BETA_BOUNDS, "d ln(IV) / d ln(index)"),
+        ):
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not (math.isfinite(value) and lo <= value <= hi)):
+                raise DataError(f"HistoricalReplay {name} ({what}) must be a number in "
+                                f"[{lo}, {hi}], got {value!r}")
         for symbol, index in named.items():
             if index not in INDICES:
                 raise DataError(f"HistoricalReplay index of {symbol} must be one of {INDICES}, "
@@ -471,7 +538,13 @@ class HistoricalReplay:
         self._qs = {s: float(yields[s]) for s in symbols}
         self._index_of = {s: named.get(s, "sp500") for s in symbols}
         self._seed = int(seed)
+        self._ratio = float(atm_vix_ratio)
+        self._beta = float(spot_vol_beta)
         self._h = _history()
+        # Each day's 30-day ATM level at the previous close (the level the VIX close belongs
+        # to): the VIX-based levels times the ratio; the realised proxy is an ATM level already.
+        self._base = {name: np.where(x.is_vix, x.level * self._ratio, x.level)
+                      for name, x in self._h.indices.items()}
         self._paths = _LRU(64)
         self._surfaces = _LRU(64)
         self._chains = _LRU(16)  # (symbol, now, min_dte, max_dte) -> OptionChain
@@ -486,7 +559,8 @@ class HistoricalReplay:
     def __reduce__(self):
         return (
             HistoricalReplay,
-            (self._symbols, self._rate, self._qs, self._steps, self._seed, self._index_of),
+            (self._symbols, self._rate, self._qs, self._steps, self._seed, self._index_of,
+             self._ratio, self._beta),
         )
 
     # -- public API ---------------------------------------------------------------------------
@@ -508,6 +582,16 @@ class HistoricalReplay:
     def indices(self) -> dict[str, str]:
         """The index each symbol follows."""
         return dict(self._index_of)
+
+    @property
+    def atm_vix_ratio(self) -> float:
+        """30-day at-the-money implied volatility over the VIX (module docs)."""
+        return self._ratio
+
+    @property
+    def spot_vol_beta(self) -> float:
+        """``d ln(implied volatility) / d ln(index)`` within the day (module docs)."""
+        return self._beta
 
     @property
     def first_day(self) -> date:
@@ -538,11 +622,24 @@ class HistoricalReplay:
                             2)
 
     def atm_iv(self, symbol: str, now: datetime) -> float:
-        """The 30-day at-the-money implied volatility at ``now`` (VIX / 100 or the proxy)."""
+        """The 30-day at-the-money (strike = forward) implied volatility at ``now``, annualised:
+        the day's level at the previous close (``atm_vix_ratio`` x the previous VIX close / 100,
+        or the realised proxy) moved by ``spot_vol_beta`` with the index since that close, at
+        the minute bar of ``now`` (module docs). The level the whole surface is built on."""
         self._scale(symbol)
         with self._lock:
-            atm30 = self._h.indices[self._index_of[symbol]].atm30
-            return float(atm30[self._bar(symbol, now).day])
+            return self._atm(self._index_of[symbol], self._bar(symbol, now))
+
+    def vix(self, now: datetime, symbol: str | None = None) -> float:
+        """A VIX computed from the replay's own listed chain of ``symbol`` (default SPY, else
+        the first symbol) at ``now`` by the Cboe method (``thetadesk.volatility_index``), in
+        volatility points (18.0 is 18%): what the surface says the VIX is, to check it against
+        the VIX the data gives."""
+        from thetadesk.volatility_index import volatility_index
+
+        if symbol is None:
+            symbol = "SPY" if "SPY" in self._symbols else next(iter(self._symbols))
+        return volatility_index(self.chain(symbol, now))
 
     def is_open(self, now: datetime) -> bool:
         """True during one of the replayed regular sessions (what the paper broker fills in)."""
@@ -677,6 +774,16 @@ class HistoricalReplay:
             self._paths.put((index, i), path)
         return path
 
+    def _atm(self, index: str, bar: _Bar) -> float:
+        """The 30-day ATM level at ``bar``: the day's base times the move of the index since the
+        previous close raised to ``spot_vol_beta`` (bounded); uses the path up to ``bar`` only."""
+        base = float(self._base[index][bar.day])
+        if self._beta == 0.0:
+            return base
+        ref = float(self._h.indices[index].ref[bar.day])
+        move = math.exp(self._beta * math.log(bar.level / ref))
+        return base * min(max(move, _MOVE_MIN), _MOVE_MAX)
+
     def _bar(self, symbol: str, now: datetime) -> _Bar:
         ns = _ns(now)
         h = self._h
@@ -780,7 +887,7 @@ class HistoricalReplay:
                is_call: np.ndarray) -> _Priced:
         spot = round(bar.level * self._symbols[symbol], 2)
         q = self._qs[symbol]
-        atm30 = float(self._h.indices[self._index_of[symbol]].atm30[bar.day])
+        atm30 = self._atm(self._index_of[symbol], bar)
         n = len(K)
         K = np.ascontiguousarray(K, dtype=np.float64)
         T = np.ascontiguousarray(T, dtype=np.float64)

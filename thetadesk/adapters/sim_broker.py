@@ -53,7 +53,10 @@ against cash. Anything else expires worthless. The option position is removed an
 ``Settlement`` recorded (settlements are not fills); the shares join the share positions, which
 the account closes with a ``ShareOrder``. A vertical spread with both legs in the money nets out
 to no shares and the same cash as a cash settlement. With ``settlement="cash"`` (index options)
-in-the-money options are cash-settled at intrinsic value instead.
+in-the-money options are cash-settled at intrinsic value instead. VIX options are always
+cash-settled, whatever ``settlement`` says, against the VIX at their expiry instant, the
+opening of the expiry date (``thetadesk.vix``: European, AM-settled on the Special Opening
+Quotation; the simulator's VIX of that opening minute stands in for it).
 
 Early assignment (``early_assignment``, off by default): at the first ``poll`` at or after the
 close of the session before an ex-dividend date, every short call in the money whose time value
@@ -132,6 +135,7 @@ from thetadesk.models import (
     SharePosition,
 )
 from thetadesk.rates import CashInterest
+from thetadesk.vix import CASH_SETTLED
 
 __all__ = [
     "EarlyAssignment",
@@ -938,7 +942,7 @@ class SimBroker:
             for row in self._open_rows() if resting else ():
                 expired = [
                     leg.contract for leg in _legs(row["legs"])
-                    if expiry_instant(leg.contract.expiry) <= now
+                    if expiry_instant(leg.contract.expiry, leg.contract.underlying) <= now
                 ]
                 if expired:
                     db.execute(
@@ -1234,11 +1238,9 @@ class SimBroker:
         if len({leg.contract.multiplier for leg in legs}) > 1:
             return "legs have different contract multipliers", 0.0
         for leg in legs:
-            if expiry_instant(leg.contract.expiry) <= now:
-                return (
-                    f"leg {leg.contract} expired at {expiry_instant(leg.contract.expiry)}",
-                    0.0,
-                )
+            close = expiry_instant(leg.contract.expiry, leg.contract.underlying)
+            if close <= now:
+                return f"leg {leg.contract} expired at {close}", 0.0
         try:
             self._market.spot(underlyings[0], now)
         except DataError as exc:
@@ -1559,7 +1561,7 @@ class SimBroker:
 
     def _settle_expired(self, now: datetime) -> None:
         for contract, (quantity, _) in sorted(self._held().items(), key=lambda kv: kv[0].occ):
-            close = expiry_instant(contract.expiry)
+            close = expiry_instant(contract.expiry, contract.underlying)
             if close <= now:
                 self._settle(contract, quantity, self._market.spot(contract.underlying, close),
                              close, early=False)
@@ -1571,7 +1573,7 @@ class SimBroker:
         shares = 0
         if intrinsic < EXERCISE_THRESHOLD - 1e-9:
             kind, amount = "expired", 0.0
-        elif self._settlement == "cash" and not early:
+        elif (self._settlement == "cash" or contract.underlying in CASH_SETTLED) and not early:
             kind, amount = "cash_settled", quantity * contract.multiplier * intrinsic
         else:
             # Calls deliver shares to the long side, puts take them from it; at the strike.
@@ -1615,7 +1617,7 @@ class SimBroker:
                                                   key=lambda kv: kv[0].occ):
                 yield_ = self._early.dividend_yields.get(contract.underlying, 0.0)
                 if (quantity >= 0 or not contract.is_call or yield_ <= 0
-                        or expiry_instant(contract.expiry) <= before
+                        or expiry_instant(contract.expiry, contract.underlying) <= before
                         or contract.expiry < ex):
                     continue
                 try:
@@ -1637,7 +1639,7 @@ class SimBroker:
         it has expired (not yet settled); its average price if there is no usable quote."""
         if at is None:
             return avg_price
-        close = expiry_instant(contract.expiry)
+        close = expiry_instant(contract.expiry, contract.underlying)
         try:
             if close <= at:
                 return _intrinsic(contract, self._market.spot(contract.underlying, close))

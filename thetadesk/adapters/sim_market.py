@@ -57,9 +57,26 @@ options bid 0. Rows carry open interest (fixed for the session) and the session'
 both concentrated near the money and at round strikes. ``trades`` draws prints per half-hour
 bucket in proportion to volume.
 
-Times are timezone-aware; time to expiry runs to 16:00 New York on the expiry date in years of
-365 days (as in ``thetadesk.chain``). Quotes and chains are as of the minute bar, so every call
-within one bar gets the same prices.
+VIX options (``vix_options=True``): the market also lists ``VIX``, the index (``spot("VIX", now)``
+is ``vix(now)`` rounded to the cent) and its monthly options (``chain("VIX", ...)``, ``quote``),
+by the Cboe rules and the forward model of ``thetadesk.vix``: the next six monthly expiries (the
+Wednesday 30 days before the following month's third Friday, holidays moved), expiring at 09:30
+New York on the expiry date (AM-settled: the paper broker cash-settles them against the VIX of
+that opening minute); strikes on the VIX grid from half to three times each expiry's forward
+(``F = L + (V - L) exp(-6 T)``, L the VIX of this market at its base variance in the normal
+regime); Black-76 prices on F at an implied volatility of 90% at 30 days when V = L, rising
+with the VIX and above the money, falling with maturity; rows carry the Black-76 delta
+against F. Quotes are on Cboe's premium ticks ($0.05 below $3, $0.10 from $3) with a
+half-spread of $0.02 plus 1.5% of the price, times the regime's spread multiplier; open
+interest and volume are concentrated near the money and at round strikes. There are no VIX
+trade prints, minute paths or ``atm_iv``. Off by default: without it ``VIX`` is an unknown
+symbol, as in a market that lists no VIX options. With ``whole_expiries=False`` a VIX quote
+prices its contract alone and the VIX integral runs in pieces small enough for a process
+without numba (the same bits, slower: about 12 ms per minute bar).
+
+Times are timezone-aware; time to expiry runs to 16:00 New York on the expiry date (09:30 for
+VIX options) in years of 365 days (as in ``thetadesk.chain``). Quotes and chains are as of the
+minute bar, so every call within one bar gets the same prices.
 """
 
 from __future__ import annotations
@@ -91,7 +108,9 @@ from thetadesk.chain import (
 )
 from thetadesk.errors import DataError
 from thetadesk.models import Contract, Quote, Right
-from thetadesk.pricing import bsm_greeks
+from thetadesk.pricing import INTERPRETED_MAX_ELEMENTS, bsm_greeks
+from thetadesk.vix import VIX_ROOT, atm_vol, smile, strike_grid, tick, vix_expiries
+from thetadesk.vix import forward as vix_forward
 
 __all__ = [
     "REGIMES", "CorruptHook", "OptionTrade", "SimMarket", "SimRegimes", "SimShock", "SimSymbol",
@@ -496,7 +515,8 @@ class SimMarket:
     which the chains of the same bar then reuse; False prices only the contracts quoted, for a
     process that quotes a few contracts and reads no chains (an account's paper broker and
     marks). Both answer the same bits; False keeps numba out of such a process
-    (``thetadesk.pricing`` runs a few elements as Python).
+    (``thetadesk.pricing`` runs a few elements as Python). ``vix_options`` (keyword, default
+    False): also list the VIX index and its options (see the module doc).
     """
 
     def __init__(
@@ -512,6 +532,7 @@ class SimMarket:
         regimes: SimRegimes | None = None,
         shocks: Iterable[SimShock] = (),
         whole_expiries: bool = True,
+        vix_options: bool = False,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise DataError(f"SimMarket seed must be a non-negative integer, got {seed!r}")
@@ -537,6 +558,11 @@ class SimMarket:
         if not isinstance(whole_expiries, bool):
             raise DataError(f"SimMarket whole_expiries must be True or False, got "
                             f"{whole_expiries!r}")
+        if not isinstance(vix_options, bool):
+            raise DataError(f"SimMarket vix_options must be True or False, got {vix_options!r}")
+        if vix_options and VIX_ROOT in symbols:
+            raise DataError(f"SimMarket symbol {VIX_ROOT!r} is the volatility index its VIX "
+                            "options are on: it cannot also be a simulated underlying")
         if corrupt is not None and not callable(corrupt):
             raise DataError(f"SimMarket corrupt hook must be callable, got {corrupt!r}")
         if regimes is None:
@@ -551,6 +577,9 @@ class SimMarket:
         self._correlation = float(correlation)
         self._daily = frozenset(daily_expiries)
         self._whole_expiries = whole_expiries
+        self._vix_options = vix_options
+        self._vix_memo: dict[tuple[int, int], float] = {}
+        self._vix_long: float | None = None
         # The regime tables as arrays; with the defaults they equal the module constants, so
         # the market is bit-identical to one built without ``regimes``.
         self._regimes = regimes
@@ -588,7 +617,7 @@ class SimMarket:
             functools.partial(
                 SimMarket, correlation=self._correlation, daily_expiries=tuple(sorted(self._daily)),
                 regimes=self._regimes, shocks=tuple(self._shocks.values()),
-                whole_expiries=self._whole_expiries,
+                whole_expiries=self._whole_expiries, vix_options=self._vix_options,
             ),
             (self._seed, self._symbols, self._rate, self._start, self._corrupt),
         )
@@ -637,8 +666,11 @@ class SimMarket:
 
     def spot(self, symbol: str, now: datetime) -> float:
         """The underlying's price per share at ``now``: the minute bar at or before ``now`` in a
-        session, the last close outside sessions, the starting spot before the first session."""
+        session, the last close outside sessions, the starting spot before the first session.
+        ``"VIX"`` (with ``vix_options``): the VIX of that minute, rounded to the cent."""
         with self._lock:
+            if symbol == VIX_ROOT and self._vix_options:
+                return round(self._vix_at(self._bar(self._vix_source(), now)), 2)
             return self._bar(symbol, now).spot
 
     def day_path(self, symbol: str, day: date) -> np.ndarray:
@@ -673,26 +705,44 @@ class SimMarket:
         of SPY's surface (of the first symbol's when SPY is not simulated), from out-of-the-money
         option prices integrated over strike as in the VIX white paper, on the model surface."""
         with self._lock:
-            symbol = "SPY" if "SPY" in self._symbols else next(iter(self._symbols))
-            spec = self._symbols[symbol]
-            bar = self._bar(symbol, now)
-            T = _T30
-            forward = bar.spot * math.exp((self._rate - spec.dividend_yield) * T)
-            atm = float(self._atm_curve(spec, bar, np.array([T]))[0])
-            width = 8.0 * max(atm, 0.05) * math.sqrt(T)
-            x = np.linspace(-width, 0.5 * width, 601)
-            K = forward * np.exp(x)
-            Tv = np.full_like(K, T)
-            iv = self._iv(spec, bar, K, Tv)
-            is_call = K >= forward
+            return self._vix_at(self._bar(self._vix_source(), now))
+
+    def _vix_source(self) -> str:
+        return "SPY" if "SPY" in self._symbols else next(iter(self._symbols))
+
+    def _vix_at(self, bar: _Bar) -> float:
+        """The VIX of the source symbol's ``bar`` (remembered per bar)."""
+        key = (bar.day, bar.minute)
+        level = self._vix_memo.get(key)
+        if level is None:
+            if len(self._vix_memo) >= 256:
+                self._vix_memo.clear()
+            level = self._vix_memo[key] = self._vix_of(self._symbols[self._vix_source()], bar)
+        return level
+
+    def _vix_of(self, spec: SimSymbol, bar: _Bar) -> float:
+        T = _T30
+        fwd = bar.spot * math.exp((self._rate - spec.dividend_yield) * T)
+        atm = float(self._atm_curve(spec, bar, np.array([T]))[0])
+        width = 8.0 * max(atm, 0.05) * math.sqrt(T)
+        x = np.linspace(-width, 0.5 * width, 601)
+        K = fwd * np.exp(x)
+        Tv = np.full_like(K, T)
+        iv = self._iv(spec, bar, K, Tv)
+        is_call = K >= fwd
+        if self._whole_expiries:
             price = np.atleast_1d(
-                bsm_greeks(bar.spot, K, Tv, self._rate, iv, spec.dividend_yield, is_call).price
-            )
-            # sigma^2 = 2 e^{rT} / T * integral of Q(K) / K^2 dK, with dK = K dx.
-            integrand = price / K
-            area = float(np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(x)))
-            variance = 2.0 * math.exp(self._rate * T) / T * area
-            return 100.0 * math.sqrt(max(variance, 0.0))
+                bsm_greeks(bar.spot, K, Tv, self._rate, iv, spec.dividend_yield, is_call).price)
+        else:  # in pieces a process without numba runs as Python, with the same bits
+            step = INTERPRETED_MAX_ELEMENTS
+            price = np.concatenate([np.atleast_1d(bsm_greeks(
+                bar.spot, K[i:i + step], Tv[i:i + step], self._rate, iv[i:i + step],
+                spec.dividend_yield, is_call[i:i + step]).price) for i in range(0, len(K), step)])
+        # sigma^2 = 2 e^{rT} / T * integral of Q(K) / K^2 dK, with dK = K dx.
+        integrand = price / K
+        area = float(np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(x)))
+        variance = 2.0 * math.exp(self._rate * T) / T * area
+        return 100.0 * math.sqrt(max(variance, 0.0))
 
     def quote(self, contract: Contract, now: datetime) -> Quote:
         """The quote of one contract at ``now``, the same as its row in ``chain(...)``.
@@ -704,6 +754,8 @@ class SimMarket:
         with self._lock:
             if not isinstance(contract, Contract):
                 raise DataError(f"quote needs a Contract, got {contract!r}")
+            if contract.underlying == VIX_ROOT and self._vix_options:
+                return self._vix_quote(contract, now)
             bar = self._bar(contract.underlying, now)
             if expiry_instant(contract.expiry) <= now:
                 raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
@@ -746,6 +798,8 @@ class SimMarket:
         as ``quote_rejected`` on the ``sim_market`` logger.
         """
         with self._lock:
+            if symbol == VIX_ROOT and self._vix_options:
+                return self._vix_chain(now, min_dte, max_dte)
             bar = self._bar(symbol, now)
             surface = self._surface(symbol, bar)
             expiries: Iterable[date] = surface.expiries
@@ -1226,6 +1280,155 @@ class SimMarket:
             open_interest=oi.astype(np.int64).tolist(),
             volume=np.floor(full_volume * elapsed).astype(np.int64).tolist(),
         )
+
+    # -- VIX options ----------------------------------------------------------------------------
+
+    def vix_long_run(self) -> float:
+        """The long-run VIX level L the VIX futures revert to (``thetadesk.vix.forward``): the
+        VIX of the source symbol at rest, its base variance in the normal regime."""
+        if self._vix_long is None:
+            spec = self._symbols[self._vix_source()]
+            variance = spec.vol**2 * (self._regime_vol[NORMAL] * self._vol_scale) ** 2
+            rest = _Bar(-1, 0, spec.spot, variance, variance, NORMAL, 0)
+            self._vix_long = self._vix_of(spec, rest)
+        return self._vix_long
+
+    def vix_forward(self, expiry: date, now: datetime) -> float:
+        """The model's VIX future (forward) for the VIX options of ``expiry`` at ``now``."""
+        with self._lock:
+            bar = self._bar(self._vix_source(), now)
+            years = (expiry_instant(expiry, VIX_ROOT) - bar.time) / _YEAR
+            return float(vix_forward(self._vix_at(bar), self.vix_long_run(), years))
+
+    def _vix_listing(self, bar: _Bar) -> tuple[date, ...]:
+        """The VIX expiries listed at ``bar``: the next six monthlies not yet expired."""
+        today = bar.time.astimezone(NEW_YORK).date()
+        key = ("vix_expiries", today)
+        listed = self._grids.get(key)
+        if listed is None:
+            listed = vix_expiries(today, self._cal.session_set.__contains__, count=7)
+            self._grids.put(key, listed)
+        return tuple(e for e in listed if expiry_instant(e, VIX_ROOT) > bar.time)[:6]
+
+    def _vix_surface(self, now: datetime) -> tuple[_Bar, dict[date, _Group]]:
+        """The source symbol's bar at ``now`` and every listed VIX expiry priced at it (strikes
+        on the VIX grid from half to three times the expiry's forward, puts then calls)."""
+        bar = self._bar(self._vix_source(), now)
+        key = ("VIX", bar.day, bar.minute)
+        cached = self._surfaces.get(key)
+        if cached is not None:
+            return cached
+        level, long_run = self._vix_at(bar), self.vix_long_run()
+        groups: dict[date, _Group] = {}
+        for expiry in self._vix_listing(bar):
+            years = (expiry_instant(expiry, VIX_ROOT) - bar.time) / _YEAR
+            fwd = float(vix_forward(level, long_run, years))
+            strikes = strike_grid(0.5 * fwd, 3.0 * fwd)
+            contracts = tuple(Contract(VIX_ROOT, expiry, right, k)
+                              for right in (Right.PUT, Right.CALL) for k in strikes)
+            groups[expiry] = self._vix_price(bar, contracts)
+        self._surfaces.put(key, (bar, groups))
+        return bar, groups
+
+    def _vix_price(self, bar: _Bar, contracts: tuple[Contract, ...]) -> _Group:
+        """Price VIX ``contracts`` at ``bar``: Black-76 on each expiry's forward (Black-Scholes
+        with spot F and dividend yield = rate), deltas against F, Cboe's ticks."""
+        level, long_run = self._vix_at(bar), self.vix_long_run()
+        K, T, is_call = contract_arrays(contracts, bar.time)
+        F = vix_forward(level, long_run, T)
+        x = np.log(K / F)
+        iv = np.clip(atm_vol(level, long_run, T) * smile(x), 0.2, 4.0)
+        g = bsm_greeks(F, K, T, self._rate, iv, self._rate, is_call)
+        price = np.maximum(np.atleast_1d(g.price), 0.0)
+        half = self._regime_spread[bar.regime] * (0.02 + 0.015 * price)
+        low, high = price - half, price + half  # each side on the tick of its own level
+        bid = np.maximum(np.floor(low / tick(low) + 1e-6) * tick(low), 0.0)
+        ask = np.maximum(np.ceil(high / tick(high) - 1e-6) * tick(high), bid + tick(bid))
+        size = np.rint(10.0 + 290.0 * np.exp(-4.0 * np.abs(x))).astype(np.int64)
+        bid = np.round(bid, 2)
+        # Open interest and volume: near the money (in standard deviations to expiry), at
+        # round strikes, more volume in stress; fixed noise per contract (and session).
+        days = np.maximum(T * 365.0, 0.5)
+        z = x / (atm_vol(level, long_run, T) * np.sqrt(days / 365.0))
+        near = np.exp(-0.5 * z * z) + 0.01
+        milli = np.rint(K * 1000.0).astype(np.int64)
+        round_strike = np.where(milli % 5000 == 0, 1.6, 1.0)
+        expiry_days = np.array([c.expiry.toordinal() for c in contracts], dtype=np.int64)
+        right = is_call.astype(np.int64)
+        crc = zlib.crc32(VIX_ROOT.encode("ascii"))
+        u1 = _unit_noise(self._seed, crc, milli, expiry_days, right, 1)
+        u2 = _unit_noise(self._seed, crc, milli, expiry_days, right, bar.day, 2)
+        oi = 3000.0 * near * round_strike * np.exp(u1 - 0.5)
+        n = int(self._cal.minutes[self._first + bar.day]) if bar.day >= 0 else 1
+        elapsed = bar.minute / n if bar.day >= 0 else 0.0
+        volume = (1500.0 * self._regime_volume[bar.regime] * near * round_strike
+                  * np.exp(1.6 * (u2 - 0.5)) * elapsed)
+        return _Group(
+            contracts=contracts,
+            bid=bid.tolist(),
+            ask=np.round(ask, 2).tolist(),
+            bid_size=np.where(bid > 0.0, size, 0).tolist(),
+            ask_size=size.tolist(),
+            delta=np.atleast_1d(g.delta).tolist(),
+            iv=np.atleast_1d(iv).tolist(),
+            open_interest=np.rint(oi).astype(np.int64).tolist(),
+            volume=np.floor(volume).astype(np.int64).tolist(),
+        )
+
+    def _vix_quote(self, contract: Contract, now: datetime) -> Quote:
+        close = expiry_instant(contract.expiry, VIX_ROOT)
+        if close <= now:
+            raise DataError(f"{contract} expired at {close}")
+        group, i = None, None
+        if self._whole_expiries:
+            bar, groups = self._vix_surface(now)
+            group = groups.get(contract.expiry)
+            if group is not None and contract in group.contracts:
+                i = group.contracts.index(contract)
+        else:
+            bar = self._bar(self._vix_source(), now)
+        if group is None or i is None:  # off the grid, or a small process: the contract
+            group, i = self._vix_price(bar, (contract,)), 0  # alone (elementwise: same bits)
+        verdict = self._corrupt(contract, now) if self._corrupt is not None else None
+        if verdict is not None:
+            return _corrupted(group.ask[i], verdict, bar.time)
+        return Quote(group.bid[i], group.ask[i], group.bid_size[i], group.ask_size[i], bar.time)
+
+    def _vix_chain(self, now: datetime, min_dte: int | None, max_dte: int | None,
+                   ) -> OptionChain:
+        bar, groups = self._vix_surface(now)
+        today = now.astimezone(NEW_YORK).date()
+        lo = -math.inf if min_dte is None else min_dte
+        hi = math.inf if max_dte is None else max_dte
+        expiries = [e for e in groups if lo <= (e - today).days <= hi]
+        spot = round(self._vix_at(bar), 2)
+        if self._corrupt is not None:
+            rows: list[OptionQuote] = []
+            for e in expiries:
+                g = groups[e]
+                rows.extend(itertools.starmap(OptionQuote, zip(
+                    g.contracts, _checked_quotes(g.bid, g.ask, g.bid_size, g.ask_size,
+                                                 bar.time),
+                    g.delta, g.iv, g.open_interest, g.volume, strict=True)))
+            return OptionChain(VIX_ROOT, spot, now, self._screen(tuple(rows), now),
+                               rate=self._rate)
+        sides: dict[tuple[date, Right], np.ndarray] = {}
+        parts, contracts, at = [], [], 0
+        for e in expiries:
+            g = groups[e]
+            half = len(g.contracts) // 2
+            sides[(e, Right.PUT)] = np.arange(at, at + half)
+            sides[(e, Right.CALL)] = np.arange(at + half, at + 2 * half)
+            at += 2 * half
+            parts.append(g.arrays())
+            contracts.extend(g.contracts)
+        cols = tuple(np.concatenate([p[k] for p in parts]) if parts else np.empty(0)
+                     for k in range(8))
+        bid, ask, bid_size, ask_size, delta, iv, oi, volume = cols
+        return OptionChain.from_columns(
+            VIX_ROOT, spot, now, tuple(contracts), sides, bid=bid, ask=ask,
+            bid_size=bid_size.astype(np.int64), ask_size=ask_size.astype(np.int64),
+            ts=bar.time, delta=delta, iv=iv, open_interest=oi, volume=volume, rate=self._rate)
 
     # -- trade prints ---------------------------------------------------------------------------
 

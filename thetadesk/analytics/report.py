@@ -19,10 +19,17 @@ _ROWS = (
     ("total_return", "Total return", "pct"),
     ("annual_return", "Annual return", "pct"),
     ("volatility", "Volatility (annual)", "pct"),
-    ("sharpe", "Sharpe", "num"),
-    ("sortino", "Sortino", "num"),
+    ("sharpe", "Sharpe, daily (0% risk-free)", "num"),
+    ("sharpe_rf", "Sharpe, daily (excess over T-bills)", "num"),
+    ("sharpe_monthly", "Sharpe, monthly (0%)", "num"),
+    ("sharpe_monthly_rf", "Sharpe, monthly (excess over T-bills)", "num"),
+    ("sortino", "Sortino (0%)", "num"),
+    ("sortino_rf", "Sortino (excess over T-bills)", "num"),
     ("calmar", "Calmar", "num"),
     ("max_drawdown", "Max drawdown", "pct"),
+    ("max_drawdown_peak", "Max drawdown: peak", "text"),
+    ("max_drawdown_trough", "Max drawdown: trough", "text"),
+    ("max_drawdown_recovery", "Max drawdown: recovered", "text"),
     ("max_drawdown_days", "Longest drawdown (sessions)", "int"),
     ("trades", "Trades", "int"),
     ("win_rate", "Win rate", "pct"),
@@ -32,6 +39,13 @@ _ROWS = (
     ("expectancy", "Expectancy per trade ($)", "usd"),
     ("exposure", "Exposure (sessions with a position)", "pct"),
     ("turnover", "Turnover (premium / equity, a year)", "num"),
+    ("costs.commissions", "Commissions and fees ($)", "usd"),
+    ("costs.spread", "Spread paid against the mid ($)", "usd"),
+    ("costs.total", "Costs paid ($)", "usd"),
+    ("costs.per_trade", "Costs per closed trade ($)", "usd"),
+    ("deflated_sharpe.psr", "Probabilistic Sharpe ratio, P(SR > 0)", "num"),
+    ("deflated_sharpe.psr_rf", "Probabilistic Sharpe ratio, excess over T-bills", "num"),
+    ("deflated_sharpe.dsr", "Deflated Sharpe ratio (trials given)", "num"),
     ("final_equity", "Final equity ($)", "usd"),
 )
 
@@ -46,9 +60,18 @@ td.l,th.l{text-align:left}.note{color:#555;font-size:.9em}
 """
 
 
+def _get(results: dict, key: str) -> Any:
+    value: Any = results
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _fmt(value: Any, kind: str) -> str:
     if value is None:
         return "n/a"
+    if kind == "text":
+        return html.escape(str(value))
     if kind == "pct":
         return f"{value * 100:.2f}%"
     if kind == "int":
@@ -169,11 +192,30 @@ def _monte_carlo(mc: dict | None) -> str:
 def _walk_forward(wf: dict | None) -> str:
     if not wf:
         return "<p class='note'>not run (--walk-forward)</p>"
-    rows = [[w["in_sample"], w["out_of_sample"], html.escape(str(w["params"])),
-             _fmt(w.get("in_sample_sharpe"), "num"), _fmt(w.get("out_of_sample_return"), "pct")]
+    rows = [[w["in_sample"], html.escape(str(w.get("embargo") or "none")), w["out_of_sample"],
+             html.escape(str(w["params"])), _fmt(w.get("in_sample_sharpe"), "num"),
+             _fmt(w.get("in_sample_purged_sessions"), "int"),
+             _fmt(w.get("in_sample_dsr"), "num"), _fmt(w.get("out_of_sample_return"), "pct"),
+             _fmt(w.get("out_of_sample_sharpe"), "num")]
             for w in wf.get("windows", [])]
-    return _table(["in sample", "out of sample", "chosen parameters", "IS Sharpe", "OOS return"],
-                  rows, left=3)
+    note = (f"<p class='note'>embargo {wf.get('embargo_sessions')} sessions between each "
+            f"in-sample and out-of-sample window (holding period {wf.get('holding_sessions')} "
+            f"sessions); in-sample purge {'on' if wf.get('purge') else 'off'}: scores leave "
+            "out the sessions from the opening of the first trade still open at the in-sample "
+            "end. IS DSR: the chosen point's deflated Sharpe ratio, the grid's points being "
+            "the trials.</p>")
+    return note + _table(["in sample", "embargo", "out of sample", "chosen parameters",
+                          "IS Sharpe", "IS sessions purged", "IS DSR", "OOS return",
+                          "OOS Sharpe"], rows, left=4)
+
+
+def _rate_note(rate: Any) -> str:
+    if not isinstance(rate, dict) or not rate.get("by_year"):
+        return ("Every ratio is shown at a 0% risk-free rate; no T-bill rate is known for "
+                "these sessions.")
+    years = ", ".join(f"{y} {v * 100:.2f}%" for y, v in rate["by_year"].items())
+    return (f"Ratios are shown at 0% and in excess of the {html.escape(rate['name'])} "
+            f"({years}).")
 
 
 def render_html(results: dict) -> str:
@@ -181,8 +223,8 @@ def render_html(results: dict) -> str:
     base = results["baselines"]
     head = ["", "ThetaDesk", f"buy and hold {base['buy_and_hold']['symbol']}",
             f"ATM put-write {base['put_write']['symbol']}"]
-    rows = [[label, _fmt(results.get(key), kind), _fmt(base["buy_and_hold"].get(key), kind),
-             _fmt(base["put_write"].get(key), kind)] for key, label, kind in _ROWS]
+    rows = [[label, _fmt(_get(results, key), kind), _fmt(_get(base["buy_and_hold"], key), kind),
+             _fmt(_get(base["put_write"], key), kind)] for key, label, kind in _ROWS]
     equity_svg, dd_svg = _charts(results) if results["equity"] else ("", "")
     trades = [[html.escape(t["opened_at"][:16]), html.escape((t["closed_at"] or "")[:16]),
                html.escape(t["symbol"]), html.escape(t["strategy"]), _fmt(t["quantity"], "int"),
@@ -200,7 +242,7 @@ def render_html(results: dict) -> str:
         f"{', '.join(run['accounts'])}; capital ${run['capital']:,.0f}; fill model "
         f"{html.escape(run['fill_model'])}; {run['tick_seconds']} s ticks; seed {run['seed']}; "
         f"{run['intents']} intents, {run['fills']} fills, {run['decisions']} exit decisions. "
-        "Sharpe and Sortino use a 0% risk-free rate (the paper broker pays no interest).</p>",
+        f"{_rate_note(run.get('risk_free_rate'))}</p>",
         f"<ul class='note'>{notes}</ul>" if notes else "",
         "<h2>Results and baselines</h2>", _table(head, rows),
         "<h2>Equity</h2>", equity_svg, "<h2>Drawdown</h2>", dd_svg,

@@ -9,7 +9,10 @@
   secures (strike x 100 each), at the BID (a seller crossing the spread) less the account's
   commission per contract. Held to expiry, then settled at intrinsic against the close (cash
   out), and the next one is sold the session after. Equity at each close: cash less the put
-  marked at its mid (intrinsic if no quote).
+  marked at its mid (intrinsic if no quote). Each settled put records its commission and the
+  spread given up on the sale, (mid - bid) x multiplier x contracts (its costs paid; settling
+  at expiry costs nothing); ``put_write_run`` adds the closes with a put held (exposure) and
+  the costs of every sale, the one still held at the end included.
 
 Both return equity per session in the order of ``sessions`` and are read with the same metrics
 as the backtest (``thetadesk.analytics.metrics``).
@@ -36,7 +39,7 @@ from thetadesk.errors import DataError
 from thetadesk.models import Contract, Right
 from thetadesk.ports import MarketData
 
-__all__ = ["PutWriteTrade", "buy_and_hold", "put_write"]
+__all__ = ["PutWriteRun", "PutWriteTrade", "buy_and_hold", "put_write", "put_write_run"]
 
 _SELL_AFTER_OPEN = timedelta(minutes=30)
 _TARGET_DTE, _MIN_DTE, _MAX_DTE = 30, 20, 50
@@ -50,6 +53,8 @@ class PutWriteTrade:
     contracts: int
     premium: float  # per share, at the bid
     pnl: float  # dollars, after commission
+    commission: float = 0.0  # dollars paid on the sale
+    spread: float = 0.0  # dollars given up against the mid on the sale: (mid - bid) x 100 x n
 
 
 DailyRate = Callable[[date], float]  # what one dollar earns on a calendar day, a decimal
@@ -109,17 +114,45 @@ def _put_mark(market: MarketData, contract: Contract, spot: float, when) -> floa
         return max(contract.strike - spot, 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class PutWriteRun:
+    """A put-write over the sessions: ``equity`` at each close, the ``trades`` (puts sold and
+    settled), ``held_sessions`` (closes with a put held), ``sales`` (puts sold, a put still
+    held at the end included) and the costs of every sale: ``commissions`` and ``spread`` in
+    dollars."""
+
+    equity: list[float]
+    trades: list[PutWriteTrade]
+    held_sessions: int
+    sales: int
+    commissions: float
+    spread: float
+
+
 def put_write(market: MarketData, symbol: str, sessions: Sequence[date], capital: float, *,
               commission: float = 0.65, calendar: MarketCalendar | None = None,
               daily_rate: DailyRate | None = None,
               ) -> tuple[list[float], list[PutWriteTrade]]:
     """Equity per session and the puts sold (see the module docs); the cash, collateral
     included, earns ``daily_rate``."""
+    run = put_write_run(market, symbol, sessions, capital, commission=commission,
+                        calendar=calendar, daily_rate=daily_rate)
+    return run.equity, run.trades
+
+
+def put_write_run(market: MarketData, symbol: str, sessions: Sequence[date], capital: float,
+                  *, commission: float = 0.65, calendar: MarketCalendar | None = None,
+                  daily_rate: DailyRate | None = None,
+                  ) -> PutWriteRun:
+    """``put_write`` with its exposure and costs (``PutWriteRun``); the cash, collateral
+    included, earns ``daily_rate`` (see the module docs)."""
     calendar = calendar or MarketCalendar()
     cash = capital
-    held: tuple[Contract, int, float, date] | None = None
+    held: tuple[Contract, int, float, date, float] | None = None
     equity: list[float] = []
     trades: list[PutWriteTrade] = []
+    held_sessions = sales = 0
+    commissions = spread_paid = 0.0
     interest = _Interest(daily_rate, sessions[0]) if sessions else None
     for i, d in enumerate(sessions):
         assert interest is not None
@@ -140,21 +173,26 @@ def put_write(market: MarketData, symbol: str, sessions: Sequence[date], capital
                 if n > 0:
                     premium = row.quote.bid
                     cash += premium * row.contract.multiplier * n - commission * n
-                    held = (row.contract, n, premium, d)
+                    held = (row.contract, n, premium, d,
+                            (row.quote.mid - premium) * row.contract.multiplier * n)
+                    sales += 1
+                    commissions += commission * n
+                    spread_paid += held[4]
         spot = market.spot(symbol, close)
         if held is not None:
-            contract, n, premium, sold = held
+            contract, n, premium, sold, spread = held
             if contract.expiry <= d:
                 payout = max(contract.strike - spot, 0.0) * contract.multiplier * n
                 cash -= payout
                 trades.append(PutWriteTrade(sold, contract.expiry, contract.strike, n, premium,
                                             premium * contract.multiplier * n - commission * n
-                                            - payout))
+                                            - payout, commission * n, spread))
                 held = None
                 equity.append(cash)
                 continue
             mark = _put_mark(market, contract, spot, close - timedelta(minutes=1))
             equity.append(cash - mark * contract.multiplier * n)
+            held_sessions += 1
         else:
             equity.append(cash)
-    return equity, trades
+    return PutWriteRun(equity, trades, held_sessions, sales, commissions, spread_paid)

@@ -30,6 +30,19 @@ replaced by the named one; without a name the config's own is used (the supervis
   and ``open_interest_share`` of the open interest per order (where the data gives it).
 
 Commissions and fees are the accounts' as in the paper broker.
+
+Costs paid (``BacktestResult.costs``, dollars, over every fill of the run, hedges' included):
+``commissions``, the fills' ``commission`` column (the total fees of each execution);
+``spread``, what the fills gave up against the mid: for an options fill (mid_net - fill_price) x
+multiplier x quantity, where mid_net is the net mid per share of one unit of the order's legs
+(sum of -ratio x leg mid, > 0 a credit) and the fill price is net per share (> 0 a credit), so
+paying is positive and a fill better than the mid negative; for a share fill (fill - spot) x
+shares for a buy, (spot - fill) x shares for a sell. The quotes are the market's at the fill's
+own time, which are the quotes the paper broker saw (the replay and the simulator are functions
+of time). A fill with a leg the market cannot quote then counts in ``spread_unknown_fills``, is
+left out of ``spread`` and is said so in the notes, never guessed. ``total`` = commissions +
+spread; ``per_trade`` the mean of that over the closed strategy positions, their opening and
+closing fills (None without a closed trade, or when one of their fills has no spread).
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ from thetadesk.config import Config, parse_config
 from thetadesk.errors import ConfigError, DataError
 from thetadesk.lockstep import LockstepDesk
 from thetadesk.ports import MarketData
+from thetadesk.risk.breakers import State
 from thetadesk.store import HEDGE_PREFIX, legs_from_json
 
 __all__ = [
@@ -67,6 +81,7 @@ REPLAY_START, REPLAY_END = date(2014, 1, 2), date(2018, 10, 31)
 REPLAY_SYMBOLS = ("SPY", "QQQ")
 SIM_DEFAULT_SESSIONS = 252
 _HISTORY_FOR_REGIME = 60  # sessions of closes before the start, for the regime at entry
+BACKTEST_POLICY = "backtest policy"  # who resets a breaker under backtest.reset_after_sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +113,10 @@ class BacktestResult:
     decisions: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
+    costs: dict[str, Any] = field(default_factory=dict)
+    open_at_end: list[str] = field(default_factory=list)
+    # Every breaker trip, warning and reset of the run (the ledger's breaker_events rows).
+    breaker_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def equity(self) -> list[float]:
@@ -214,6 +233,54 @@ def _ny_date(iso: str) -> date:
     return datetime.fromisoformat(iso).astimezone(NEW_YORK).date()
 
 
+def _spread_paid(order: Mapping[str, Any] | None, fill: Mapping[str, Any],
+                 market: MarketData) -> float | None:
+    """Dollars the fill gave up against the mid at its time (module docs); None if unknown."""
+    if order is None:
+        return None
+    when = datetime.fromisoformat(fill["time"])
+    price, quantity = float(fill["price"]), int(fill["quantity"])
+    try:
+        if order.get("instrument") == "shares":
+            spot = market.spot(order["symbol"], when)
+            paid = (price - spot if order.get("side") == "buy" else spot - price) * quantity
+        else:
+            legs = legs_from_json(order["legs"])
+            mid = sum(-leg.ratio * market.quote(leg.contract, when).mid for leg in legs)
+            paid = (mid - price) * legs[0].contract.multiplier * quantity
+    except (DataError, ValueError, KeyError, IndexError):
+        return None
+    return paid if math.isfinite(paid) else None
+
+
+def fill_costs(fills: list[dict[str, Any]], orders: Mapping[str, Mapping[str, Any]],
+               market: MarketData, closed_positions: list[str]) -> dict[str, Any]:
+    """Commissions and spread paid by ``fills`` (ledger rows; ``orders`` by client order id)
+    and the mean per closed position of ``closed_positions`` (module docs), in dollars."""
+    commissions = spread = 0.0
+    unknown = 0
+    by_position: dict[str, list[float | None]] = {}
+    for f in fills:
+        order = orders.get(f["client_order_id"])
+        commission = float(f["commission"])
+        paid = _spread_paid(order, f, market)
+        commissions += commission
+        if paid is None:
+            unknown += 1
+        else:
+            spread += paid
+        if order is not None:
+            by_position.setdefault(order["position_id"], []).append(
+                None if paid is None else commission + paid)
+    per_trade = None
+    if closed_positions:
+        costs = [c for pid in closed_positions for c in by_position.get(pid, [])]
+        if all(c is not None for c in costs):
+            per_trade = sum(costs) / len(closed_positions)  # type: ignore[arg-type]
+    return {"commissions": commissions, "spread": spread, "total": commissions + spread,
+            "per_trade": per_trade, "fills": len(fills), "spread_unknown_fills": unknown}
+
+
 class Backtest:
     """One backtest: ``config`` from ``backtest_config`` run from ``config.market.start`` to
     ``end`` (both sessions included) with a fresh ledger in ``state_dir``."""
@@ -279,12 +346,38 @@ class Backtest:
                     pass
         return out
 
+    def reset_by_policy(self, session: date) -> list[tuple[str, str]]:
+        """Before ``session``: every breaker HALTED since at least
+        ``backtest.reset_after_sessions`` sessions is reset, as a person would have (recorded
+        in the ledger by ``backtest policy`` with the rule in its reason). Returns the
+        (account, breaker) pairs reset. Nothing without the setting."""
+        after = self.config.backtest.reset_after_sessions
+        if after is None:
+            return []
+        now = self.calendar.session_open(session)
+        risk = self.desk.risk
+        done = []
+        for account in sorted(risk.breakers.limits):
+            for name, reading in risk.breaker_states(account, now).items():
+                if reading.state is not State.HALTED or reading.session is None:
+                    continue
+                tripped = date.fromisoformat(reading.session)
+                elapsed = len(self._sessions(self.calendar.next_session(
+                    tripped + timedelta(days=1)), session))
+                if elapsed >= after and risk.reset_breaker(
+                        account, name, by=BACKTEST_POLICY, now=now, reason=(
+                            f"backtest.reset_after_sessions: {after} session(s) after the "
+                            f"trip of {tripped}")):
+                    done.append((account, name))
+        return done
+
     def run(self, progress: Callable[[date], None] | None = None) -> BacktestResult:
         """Every session; ``progress(session)`` after each."""
         history = self._history()
         rows: list[SessionRow] = []
         try:
             for session in self.session_dates:
+                self.reset_by_policy(session)
                 results = self.desk.run_session(session)
                 rows.append(SessionRow(
                     session=session,
@@ -305,8 +398,9 @@ class Backtest:
         capital = sum(a.starting_cash for a in self.config.accounts)
         orders = {o["client_order_id"]: o for o in ledger.orders()}
         intents = {i["client_order_id"]: i for i in ledger.intents()}
+        fills = ledger.fills()
         premium = 0.0
-        for f in ledger.fills():
+        for f in fills:
             order = orders.get(f["client_order_id"])
             if order is None:
                 continue
@@ -338,6 +432,14 @@ class Backtest:
                 regime=regime_at_entry(series, iv if isinstance(iv, int | float) else None),
                 book=book)
             (hedges if book == "hedge" else trades).append(trade)
+        costs = fill_costs(fills, orders, self.market, [t.position_id for t in trades])
+        notes = list(self.notes)
+        if costs["spread_unknown_fills"]:
+            notes.append(f"spread paid unknown for {costs['spread_unknown_fills']} of "
+                         f"{costs['fills']} fills (a leg without a quote at the fill's time): "
+                         "left out of costs.spread")
+        open_at_end = sorted(pos["opened_at"] for pos in ledger.positions(status="open")
+                             if not pos["strategy"].startswith(HEDGE_PREFIX))
         books = {"strategy": 0.0, "hedge": 0.0}
         for account in self.config.accounts:
             split = ledger.pnl_attribution(account.name)
@@ -346,5 +448,8 @@ class Backtest:
         return BacktestResult(
             config=self.config, data=self.data, fill_model=self.fill_model, capital=capital,
             sessions=rows, trades=trades, hedge_trades=hedges, premium_traded=premium,
-            attribution_books=books, fills=len(ledger.fills()), intents=len(intents),
-            decisions=ledger.decisions(status=None), notes=self.notes, history=history)
+            attribution_books=books, fills=len(fills), intents=len(intents),
+            decisions=ledger.decisions(status=None), notes=notes, history=history,
+            costs=costs, open_at_end=open_at_end,
+            breaker_events=[e for a in sorted(self.desk.risk.breakers.limits)
+                            for e in ledger.breaker_events(a)])

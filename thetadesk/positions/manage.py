@@ -100,14 +100,19 @@ def decide(view: PositionView, rules: ManageRules, *, allow_roll: bool = True,
     """The action to take on ``view`` now, or None (see ``thetadesk.positions``)."""
     numbers = view.numbers()
     everything = view.quantity
-    if not rules.hold_to_expiry and view.dte <= rules.close_dte:
+    # Too cheap to close: a credit spread that costs at most min_close_value to buy back is
+    # left to expire (closing it would pay commissions and the spread for almost nothing).
+    cheap = (rules.min_close_value is not None and view.entry_price > 0
+             and -view.value <= rules.min_close_value + _EPS)
+    if not rules.hold_to_expiry and view.dte <= rules.close_dte and not cheap:
         return Action("close", "time", everything, {
             **numbers, "why": f"{view.dte} days to expiry <= {rules.close_dte}"})
     premium = abs(view.entry_price)
     loss = -(view.entry_price + view.value)
-    if premium > 0 and loss >= rules.stop_multiple * premium - _EPS:
+    stop = rules.stop_multiple
+    if stop is not None and premium > 0 and loss >= stop * premium - _EPS:
         return Action("close", "stop", everything, {**numbers, "why": (
-            f"loss {loss:.2f}/share >= {rules.stop_multiple:g} x the {premium:.2f} premium")})
+            f"loss {loss:.2f}/share >= {stop:g} x the {premium:.2f} premium")})
     if rules.stop_on_breach and view.spot is not None:
         for leg in view.shorts:
             breached = view.spot > leg.strike if leg.is_call else view.spot < leg.strike
@@ -126,7 +131,7 @@ def decide(view: PositionView, rules: ManageRules, *, allow_roll: bool = True,
         return Action("roll", "roll", everything, {**numbers, "why": (
             f"tested: short leg delta {tested:.2f} >= {roll.when_short_delta:.2f}")})
     profit = view.profit_fraction
-    if math.isfinite(profit):
+    if math.isfinite(profit) and not cheap:
         rungs = rules.rungs
         reached = max((i for i, level in enumerate(rungs) if profit >= level - _EPS),
                       default=-1)

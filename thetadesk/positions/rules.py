@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +33,16 @@ class ManageRules:
     of the premium (``stop_multiple``), calendar days (``close_dte``)."""
 
     take_profit: float = 0.5  # the last rung: whatever is left closes here
-    stop_multiple: float = 2.0
+    stop_multiple: float | None = 2.0  # None: no per-trade stop (portfolio limits remain)
     close_dte: int = 7
     ladder: tuple[float, ...] = ()  # earlier rungs, each below take_profit, ascending
     trail: float | None = None  # after a rung: close the rest this far below the peak profit
     stop_on_breach: bool = False  # the underlying through a short strike stops the spread
     short_delta_stop: float | None = None  # a short leg's |delta| past this stops the spread
     hold_to_expiry: bool = False  # False: short legs are never held into the expiry close
+    # A credit spread worth at most this (dollars per share at mid) to buy back is left to
+    # expire: no time exit, take-profit rung or trail closes it (stops still do). None: off.
+    min_close_value: float | None = None
     roll: RollRules = field(default_factory=RollRules)
     repair: RepairRules = field(default_factory=RepairRules)
 
@@ -56,9 +59,27 @@ class ManageRules:
             take_profit=exits.take_profit, stop_multiple=exits.stop_multiple,
             close_dte=exits.close_dte, ladder=tuple(exits.ladder), trail=exits.trail,
             stop_on_breach=exits.stop_on_breach, short_delta_stop=exits.short_delta_stop,
-            hold_to_expiry=exits.hold_to_expiry,
+            hold_to_expiry=exits.hold_to_expiry, min_close_value=exits.min_close_value,
             roll=RollRules(roll.enabled, roll.when_short_delta, roll.target_dte,
                            roll.short_delta, roll.max_debit, roll.max_rolls),
             repair=RepairRules(repair.reduce_at_loss, repair.reduce_fraction,
                                repair.add_at_profit, repair.add_fraction),
         )
+
+    @classmethod
+    def by_structure(cls, exits) -> tuple[tuple[str, ManageRules], ...]:
+        """Each structure's exit set (``exits.structures``): the ``exits:`` section with the
+        structure's own values in place of its keys (a take-profit level replaces the last
+        rung; earlier rungs at or above it go), sorted by structure."""
+        base = cls.from_config(exits)
+        out = []
+        for kind, own in sorted(exits.structures.items()):
+            given = {k: getattr(own, k) for k in own.model_fields_set}
+            if "ladder" in given:
+                given["ladder"] = tuple(given["ladder"])
+            rules = replace(base, **given)
+            if "take_profit" in given and "ladder" not in given:
+                rules = replace(rules, ladder=tuple(r for r in base.ladder
+                                                    if r < rules.take_profit))
+            out.append((kind, rules))
+        return tuple(out)

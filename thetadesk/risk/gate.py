@@ -13,6 +13,14 @@ underlying's return volatility is the implied volatility of its held option near
 (the configured vol when it holds none), with the configured pairwise correlation. An opening
 order whose contracts have no usable quote is refused: nothing is traded on bad data.
 
+VIX options (``thetadesk.vix``) are measured on their expiry's VIX future, a risk underlying of
+its own ("VIX.250319") priced from the held strike's call and put mids by put-call parity,
+with the option's implied volatility as its return volatility and a correlation of -0.70 with
+SPY (-0.70 times the configured correlation with another stock, 0.90 with another VIX
+future): their model-implied beta against SPY is negative, so a long VIX call lowers the
+beta-weighted delta. A VIX option the gate cannot measure (no quote for it or its other side)
+is refused like any other, never waved through.
+
 Units (see ``thetadesk.risk.greeks``): delta and gamma in share-equivalents per underlying,
 beta-weighted delta in SPY share-equivalents (model-implied betas ``rho sigma_i / sigma_SPY``,
 consistent with the VaR model), vega in dollars per 1 point of implied volatility, theta in
@@ -31,15 +39,23 @@ from datetime import datetime
 
 import numpy as np
 
-from thetadesk.chain import contract_arrays
+from thetadesk.chain import contract_arrays, expiry_instant
 from thetadesk.errors import DataError
-from thetadesk.models import Contract, Leg
+from thetadesk.models import Contract, Leg, Right
 from thetadesk.pricing import implied_vol
 from thetadesk.risk.greeks import beta_weighted_delta, portfolio_greeks
 from thetadesk.risk.limits import Rejection
 from thetadesk.risk.measures import delta_gamma_vega_var
 from thetadesk.risk.montecarlo import SPOT_VOL_CORR, VOL_OF_VOL
 from thetadesk.risk.portfolio import Holding, Portfolio, UnderlyingState
+from thetadesk.vix import (
+    FORWARD_CORRELATION,
+    FORWARD_PRICED,
+    SPY_CORRELATION,
+    forward_symbol,
+    is_forward_symbol,
+    parity_forward,
+)
 
 __all__ = [
     "Exposure",
@@ -243,19 +259,27 @@ class SnapshotBuilder:
         books = [({c: q for c, q in o.items() if q}, {s: q for s, q in sh.items() if q})
                  for o, sh in books]
         contracts = sorted({c for o, _ in books for c in o}, key=lambda c: c.occ)
-        names = {c.underlying for c in contracts} | {s for _, sh in books for s in sh}
+        # An option priced off a future (VIX) is measured on its expiry's future.
+        on = {c: forward_symbol(c.underlying, c.expiry) for c in contracts
+              if c.underlying in FORWARD_PRICED}
+        names = {on.get(c, c.underlying) for c in contracts} | {s for _, sh in books for s in sh}
         if BENCHMARK in self.symbols:
             names.add(BENCHMARK)
-        spots = {s: _positive(given[s], s) if s in given else float(self.market.spot(s, now))
+        mids = {c: _positive(marks[c.occ], c.occ) if c.occ in marks
+                else self.market.quote(c, now).mid for c in contracts}
+        forwards = self._forwards(on, mids, marks, now)
+        spots = {s: forwards[s] if s in forwards
+                 else _positive(given[s], s) if s in given else float(self.market.spot(s, now))
                  for s in sorted(names)}
         iv: dict[Contract, float] = {}
         if contracts:
-            mids = np.array([_positive(marks[c.occ], c.occ) if c.occ in marks
-                             else self.market.quote(c, now).mid for c in contracts])
             strike, years, is_call = contract_arrays(contracts, now)
-            spot = np.array([spots[c.underlying] for c in contracts])
-            q = np.array([self._spec(c.underlying)[1] for c in contracts])
-            vols = implied_vol(mids, spot, strike, years, self.rate, q, is_call)
+            spot = np.array([spots[on.get(c, c.underlying)] for c in contracts])
+            # Black-76 on the future: Black-Scholes with the dividend yield at the rate.
+            q = np.array([self.rate if c in on else self._spec(c.underlying)[1]
+                          for c in contracts])
+            vols = implied_vol(np.array([mids[c] for c in contracts]), spot, strike, years,
+                               self.rate, q, is_call)
             for c, v in zip(contracts, np.asarray(vols, dtype=float), strict=True):
                 if not math.isfinite(v) or v <= 0:
                     raise DataError(f"no usable implied volatility for {c.occ} at "
@@ -266,18 +290,56 @@ class SnapshotBuilder:
         underlyings = {}
         for s in sorted(names):
             vol, q = self._spec(s)
-            near = [c for c in contracts if c.underlying == s]
+            if s in forwards:
+                q = self.rate
+            near = [c for c in contracts if on.get(c, c.underlying) == s]
             if near:
                 vol = iv[min(near, key=lambda c: (abs(c.strike - spots[s]), c.expiry, c.occ))]
             underlyings[s] = UnderlyingState(s, spots[s], vol, q)
-        pairs = {(a, b): self.correlation for a in underlyings for b in underlyings if a < b}
+        pairs = {(a, b): self._correlation(a, b) for a in underlyings for b in underlyings
+                 if a < b}
         out = []
         for held, shares in books:
-            holdings = [Holding(c.occ, held[c], iv=iv[c])
+            holdings = [Holding(c.occ, held[c], iv=iv[c], on=on.get(c))
                         for c in sorted(held, key=lambda c: c.occ)]
             holdings += [Holding(s, q) for s, q in sorted(shares.items())]
             out.append(Portfolio(now, self.rate, underlyings, tuple(holdings), pairs))
         return out
+
+    def _forwards(self, on: Mapping[Contract, str], mids: Mapping[Contract, float],
+                  marks: Mapping[str, float], now: datetime) -> dict[str, float]:
+        """Each future's price (``thetadesk.vix.parity_forward``) from the call and put mids at
+        the strike of one held option on it (the other side quoted from the market)."""
+        out: dict[str, float] = {}
+        for c in sorted(on, key=lambda c: c.occ):
+            name = on[c]
+            if name in out:
+                continue
+            other = Contract(c.underlying, c.expiry, Right.PUT if c.is_call else Right.CALL,
+                             c.strike, c.multiplier)
+            other_mid = (_positive(marks[other.occ], other.occ) if other.occ in marks
+                         else self.market.quote(other, now).mid)
+            call, put = (mids[c], other_mid) if c.is_call else (other_mid, mids[c])
+            years = (expiry_instant(c.expiry, c.underlying) - now).total_seconds() / (
+                365.0 * 86400.0)
+            price = parity_forward(call, put, c.strike, self.rate, years)
+            if not (math.isfinite(price) and price > 0):
+                raise DataError(f"no usable {name} future from the {c.strike:g} call and put "
+                                f"mids ({call:.2f}, {put:.2f}) at {now.isoformat()}")
+            out[name] = price
+        return out
+
+    def _correlation(self, a: str, b: str) -> float:
+        """The configured correlation of two stocks; a VIX future's with SPY
+        (``thetadesk.vix.SPY_CORRELATION``), through SPY with any other stock, with another
+        future ``FORWARD_CORRELATION``."""
+        fa, fb = is_forward_symbol(a), is_forward_symbol(b)
+        if fa and fb:
+            return FORWARD_CORRELATION
+        if fa or fb:
+            stock = b if fa else a
+            return SPY_CORRELATION * (1.0 if stock == BENCHMARK else self.correlation)
+        return self.correlation
 
     def _spec(self, symbol: str) -> tuple[float, float]:
         return self.symbols.get(symbol, (0.2, 0.0))

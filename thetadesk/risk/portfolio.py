@@ -81,12 +81,15 @@ class UnderlyingState:
 @dataclass(frozen=True, slots=True)
 class Holding:
     """``quantity`` (signed, > 0 long) of ``symbol``: an OCC option symbol (contracts) or a share
-    ticker (shares). ``iv`` is an option's own implied volatility, if known."""
+    ticker (shares). ``iv`` is an option's own implied volatility, if known. ``on``: the risk
+    underlying an option is measured on when it is not its root: a VIX option on its expiry's
+    VIX future ("VIX.250319", ``thetadesk.vix.forward_symbol``)."""
 
     symbol: str
     quantity: int
     iv: float | None = None
     contract: Contract | None = field(default=None, compare=False)
+    on: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol:
@@ -108,10 +111,18 @@ class Holding:
             object.__setattr__(self, "iv", _finite(f"holding {self.symbol}", "iv", self.iv,
                                                    low=0.0, high=5.0, strict_low=True))
         object.__setattr__(self, "contract", contract)
+        if self.on is not None:
+            if contract is None:
+                raise DataError(f"holding {self.symbol}: shares are measured on themselves")
+            if not isinstance(self.on, str) or not self.on or not set(self.on) <= _TICKER_CHARS:
+                raise DataError(f"holding {self.symbol}: risk underlying {self.on!r} must be "
+                                "upper-case letters, digits or dots")
 
     @property
     def underlying(self) -> str:
-        return self.contract.underlying if self.contract is not None else self.symbol
+        if self.contract is None:
+            return self.symbol
+        return self.on if self.on is not None else self.contract.underlying
 
     @property
     def is_option(self) -> bool:
@@ -179,9 +190,10 @@ class Portfolio:
             if h.underlying not in unds:
                 raise DataError(f"holding {h.symbol}: underlying {h.underlying} is not among "
                                 f"the portfolio's underlyings ({', '.join(sorted(unds))})")
-            if h.contract is not None and expiry_instant(h.contract.expiry) <= self.as_of:
-                raise DataError(f"holding {h.symbol} expired at "
-                                f"{expiry_instant(h.contract.expiry).isoformat()}, before "
+            close = (None if h.contract is None
+                     else expiry_instant(h.contract.expiry, h.contract.underlying))
+            if close is not None and close <= self.as_of:
+                raise DataError(f"holding {h.symbol} expired at {close.isoformat()}, before "
                                 f"{self.as_of.isoformat()}")
         object.__setattr__(self, "holdings", holdings)
         pairs: dict[frozenset[str], float] = {}

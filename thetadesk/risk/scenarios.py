@@ -6,7 +6,10 @@ for every underlying, or a mapping per underlying symbol (``"*"`` sets the defau
 underlyings not named; without it they are not shocked; names the portfolio does not hold are
 ignored, so one configured set serves any book). ``stress_table(..., betas=...)`` scales a
 single-number spot shock by each underlying's beta (an index move applied to a QQQ book);
-per-symbol shocks and vol shocks are never scaled.
+per-symbol shocks and vol shocks are never scaled. A VIX future (the risk underlying of a VIX
+option, ``thetadesk.vix``) moves with the scenario's implied-volatility shock, damped by
+``exp(-6 T)`` for its time to expiry, since the index's own change is the VIX's: the
+historical days' vol shocks are the VIX's relative change.
 
 Historical days replay the day's S&P 500 close-to-close return and the day's relative change of
 the 30-day index implied volatility (VIX, or VXO before 1990) as uniform shocks. Sources are in
@@ -19,11 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
 from thetadesk.errors import DataError
 from thetadesk.risk.portfolio import Portfolio, revalue
+from thetadesk.vix import VIX_ROOT, forward_shock, is_forward_symbol
 
 __all__ = ["DEFAULT_SCENARIOS", "StressScenario", "scenarios_from_config", "stress_table"]
 
@@ -74,22 +79,32 @@ class StressScenario:
             raise DataError(f"stress scenario {self.name!r}: description must be a string, "
                             f"got {self.description!r}")
 
-    def factors(self, symbols: Sequence[str],
-                betas: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Spot and vol FACTORS (1 + shock) for ``symbols``, in that order."""
+    def factors(self, symbols: Sequence[str], betas: Mapping[str, float] | None = None,
+                as_of: datetime | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Spot and vol FACTORS (1 + shock) for ``symbols``, in that order. A VIX future
+        (``thetadesk.vix.is_forward_symbol``) moves by the scenario's volatility shock (its
+        "VIX" entry, else its default) damped by its time to expiry from ``as_of``
+        (``thetadesk.vix.forward_shock``); its options' implied volatility stays."""
         spot = np.array([_shock_for(self.spot_shock, s) for s in symbols])
+        futures = [i for i, s in enumerate(symbols) if is_forward_symbol(s)]
         if betas is not None and not isinstance(self.spot_shock, Mapping):
-            missing = [s for s in symbols if s not in betas]
+            missing = [s for i, s in enumerate(symbols) if s not in betas and i not in futures]
             if missing:
                 raise DataError(f"stress scenario {self.name!r}: no beta for "
                                 f"{', '.join(missing)}")
-            spot = spot * np.array([float(betas[s]) for s in symbols])
+            spot = spot * np.array([float(betas.get(s, 1.0)) for s in symbols])
+        vol = np.array([_shock_for(self.vol_shock, s) for s in symbols])
+        for i in futures:
+            if as_of is None:
+                raise DataError(f"stress scenario {self.name!r}: {symbols[i]} is a VIX future; "
+                                "its shock needs the portfolio's time")
+            spot[i] = forward_shock(_shock_for(self.vol_shock, VIX_ROOT), symbols[i], as_of)
+            vol[i] = 0.0
         spot_factor = 1.0 + spot
         if (spot_factor <= 0.0).any() or not np.isfinite(spot_factor).all():
             raise DataError(f"stress scenario {self.name!r}: the beta-scaled spot shock "
                             f"{spot.tolist()} takes a spot to zero or below")
-        vol_factor = 1.0 + np.array([_shock_for(self.vol_shock, s) for s in symbols])
-        return spot_factor, vol_factor
+        return spot_factor, 1.0 + vol
 
 
 def _shock_for(shock: Shock, symbol: str) -> float:
@@ -145,7 +160,7 @@ def stress_table(portfolio: Portfolio, scenarios: Sequence[StressScenario] = DEF
     if len(set(names)) != len(names):
         raise DataError("stress scenario names must be unique")
     symbols = portfolio.symbols
-    pairs = [s.factors(symbols, betas) for s in scenarios]
+    pairs = [s.factors(symbols, betas, portfolio.as_of) for s in scenarios]
     spot = np.array([p[0] for p in pairs])
     vol = np.array([p[1] for p in pairs])
     pnl = revalue(portfolio.arrays(), spot, vol, horizon_years)

@@ -27,6 +27,13 @@ def replay():
 
 
 @pytest.fixture(scope="module")
+def flat():
+    """The day's volatility level without the intraday move (spot_vol_beta 0): the level tests
+    read it at any minute; tests/unit/adapters/test_replay_realism.py tests the move."""
+    return HistoricalReplay({"SPY": SCALE}, spot_vol_beta=0.0)
+
+
+@pytest.fixture(scope="module")
 def spx():
     return sp500.load()
 
@@ -137,25 +144,29 @@ def atm_chain_iv(chain: OptionChain, target_dte: int = 30) -> tuple[float, int]:
 
 
 @pytest.mark.parametrize("day", [date(2014, 6, 2), date(2016, 2, 11), date(2018, 2, 5)])
-def test_chain_atm_iv_is_the_previous_sessions_vix_over_100(replay, vix_close, day):
-    # Point in time: during a day only the VIX closes before it are known.
-    assert replay.iv_source(day) == "vix"
-    expected = vix_close.loc[: day.isoformat()].iloc[-2] / 100.0
-    assert expected != vix_close.loc[day.isoformat()] / 100.0
-    assert replay.atm_iv("SPY", ny(day, 12)) == pytest.approx(expected)
-    iv, dte = atm_chain_iv(replay.chain("SPY", ny(day, 12)))
+def test_chain_atm_iv_is_the_ratio_times_the_previous_sessions_vix_over_100(flat, vix_close,
+                                                                            day):
+    # Point in time: during a day only the VIX closes before it are known. ATM sits below the
+    # VIX by the documented 0.90 (the VIX prices the skew too).
+    assert flat.iv_source(day) == "vix"
+    previous = vix_close.loc[: day.isoformat()].iloc[-2] / 100.0
+    assert previous != vix_close.loc[day.isoformat()] / 100.0
+    expected = 0.90 * previous
+    assert flat.atm_iv("SPY", ny(day, 12)) == pytest.approx(expected)
+    iv, dte = atm_chain_iv(flat.chain("SPY", ny(day, 12)))
     assert 27 <= dte <= 33
     assert iv == pytest.approx(expected, rel=0.05)
 
 
 @pytest.mark.parametrize("day", [date(1999, 6, 1), date(2008, 10, 15), date(2013, 12, 31)])
-def test_chain_atm_iv_is_the_realised_proxy_before_2014(replay, spx, day):
-    assert replay.iv_source(day) == "realised_proxy"
+def test_chain_atm_iv_is_the_realised_proxy_before_2014(flat, spx, day):
+    # The proxy is an at-the-money level already: no VIX ratio on it.
+    assert flat.iv_source(day) == "realised_proxy"
     closes = spx["Close"].loc[: day.isoformat()].to_numpy()[:-1]  # up to the previous close
     returns = np.diff(np.log(closes))[-21:]
     expected = max(returns.std(ddof=1) * math.sqrt(252.0) * 1.15, 0.08)
-    assert replay.atm_iv("SPY", ny(day, 12)) == pytest.approx(expected)
-    iv, _ = atm_chain_iv(replay.chain("SPY", ny(day, 12)))
+    assert flat.atm_iv("SPY", ny(day, 12)) == pytest.approx(expected)
+    iv, _ = atm_chain_iv(flat.chain("SPY", ny(day, 12)))
     assert iv == pytest.approx(expected, rel=0.05)
 
 
@@ -164,10 +175,10 @@ def test_the_first_vix_day_still_uses_the_proxy_its_own_close_is_not_known(repla
     assert replay.iv_source(date(2014, 1, 6)) == "vix"
 
 
-def test_the_first_days_of_1999_use_the_documented_fallback_level(replay):
-    assert replay.iv_source(date(1999, 1, 4)) == "realised_proxy"
-    assert replay.atm_iv("SPY", ny(date(1999, 1, 4), 10)) == 0.25
-    assert replay.atm_iv("SPY", ny(date(1999, 2, 1), 10)) != 0.25
+def test_the_first_days_of_1999_use_the_documented_fallback_level(flat):
+    assert flat.iv_source(date(1999, 1, 4)) == "realised_proxy"
+    assert flat.atm_iv("SPY", ny(date(1999, 1, 4), 10)) == 0.25
+    assert flat.atm_iv("SPY", ny(date(1999, 2, 1), 10)) != 0.25
 
 
 def test_term_structure_inverts_when_vix_is_high_and_slopes_up_when_low(replay):
@@ -333,6 +344,12 @@ def two():
                             dividend_yield={"SPY": 0.018, "QQQ": 0.006})
 
 
+@pytest.fixture(scope="module")
+def two_flat():
+    return HistoricalReplay({"SPY": SCALE, "QQQ": 1 / 43}, indices={"QQQ": "nasdaq"},
+                            dividend_yield={"SPY": 0.018, "QQQ": 0.006}, spot_vol_beta=0.0)
+
+
 @pytest.mark.parametrize("day", [date(2015, 8, 24), date(2018, 2, 5), date(2003, 5, 1)])
 def test_qqq_follows_the_nasdaq_bars_of_the_day(two, day):
     ndq = nasdaq.load().loc[str(day)]
@@ -357,25 +374,26 @@ def test_qqq_and_spy_move_together_within_the_day(two):
 # 2015-08-24: the NASDAQ fell 3.8% and the VIX closed at 40.7; that day's level must not
 # know it (the ratio and the VIX end at the previous close), the next day's must.
 @pytest.mark.parametrize("day", [date(2016, 6, 2), date(2015, 8, 24), date(2015, 8, 25)])
-def test_qqq_volatility_is_the_previous_vix_close_times_the_realised_ratio(two, vix_close, day):
+def test_qqq_volatility_is_the_previous_vix_close_times_the_realised_ratio(two_flat, vix_close,
+                                                                          day):
     closes_s = sp500.load()["Close"]
     closes_n = nasdaq.load()["Close"]
     upto = closes_s.index < str(day)  # returns up to the previous close only
     rs = np.diff(np.log(closes_s[upto].to_numpy()))[-63:].std(ddof=1)
     rn = np.diff(np.log(closes_n[upto].to_numpy()))[-63:].std(ddof=1)
-    previous = vix_close[vix_close.index < str(day)].iloc[-1] / 100
+    previous = 0.90 * vix_close[vix_close.index < str(day)].iloc[-1] / 100
     expected = previous * min(max(rn / rs, 0.8), 2.5)
-    assert two.atm_iv("QQQ", ny(day, 11)) == pytest.approx(expected, rel=1e-9)
-    assert two.atm_iv("SPY", ny(day, 11)) == pytest.approx(previous, rel=1e-12)
-    assert two.iv_source(day, "QQQ") == "vix"
+    assert two_flat.atm_iv("QQQ", ny(day, 11)) == pytest.approx(expected, rel=1e-9)
+    assert two_flat.atm_iv("SPY", ny(day, 11)) == pytest.approx(previous, rel=1e-12)
+    assert two_flat.iv_source(day, "QQQ") == "vix"
 
 
-def test_qqq_volatility_before_the_vix_data_is_its_own_realised_proxy(two):
+def test_qqq_volatility_before_the_vix_data_is_its_own_realised_proxy(two_flat):
     day = date(2010, 3, 1)
     closes = nasdaq.load()["Close"]
     r = np.diff(np.log(closes[closes.index < str(day)].to_numpy()))[-21:]
-    assert two.iv_source(day, "QQQ") == "realised_proxy"
-    assert two.atm_iv("QQQ", ny(day, 11)) == pytest.approx(
+    assert two_flat.iv_source(day, "QQQ") == "realised_proxy"
+    assert two_flat.atm_iv("QQQ", ny(day, 11)) == pytest.approx(
         max(r.std(ddof=1) * math.sqrt(252) * 1.15, 0.08), rel=1e-9)
 
 

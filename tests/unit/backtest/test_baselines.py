@@ -62,6 +62,9 @@ def test_put_write_sells_cash_secured_atm_puts_at_the_bid_and_settles_at_expiry(
     t = trades[0]
     assert (t.strike, t.contracts, t.premium, t.expiry) == (100.0, 2, 2.0, EXPIRY)
     assert t.pnl == pytest.approx(400 - 1.30 - 600)
+    # costs of the sale: 2 x 0.65 commission, the bid 2.00 is 0.10 below the mid 2.10
+    assert t.commission == pytest.approx(1.30)
+    assert t.spread == pytest.approx(0.10 * 100 * 2)
     # first close: cash 20,500 + 400 - 1.30, less the put at mid 1.10 x 200
     assert equity[0] == pytest.approx(20_500 + 400 - 1.30 - 220)
     at_expiry = sessions.index(EXPIRY)
@@ -125,3 +128,24 @@ def test_put_write_interest_uses_the_rate_of_each_day():
     equity, _ = put_write(HandMarket({}), "SPY", SESSIONS[:3], 5_000.0, calendar=CAL,
                           daily_rate=lambda day: rates.get(day, 0.0))
     assert equity == pytest.approx([5_000.0, 5_000.0, 5_010.0])
+
+
+def test_put_write_run_counts_held_closes_and_the_costs_of_a_put_still_held():
+    from thetadesk.backtest.baselines import put_write_run
+    from thetadesk.backtest.results import _costs_of_puts
+
+    sessions = [d for d in SESSIONS if d <= EXPIRY]
+    settled = put_write_run(HandMarket({EXPIRY: 97.0}), "SPY", sessions, 20_500.0,
+                            commission=0.65, calendar=CAL)
+    assert settled.held_sessions == sessions.index(EXPIRY)  # every close but the expiry's
+    assert (settled.sales, len(settled.trades)) == (1, 1)
+    # still held at the end: its sale's costs count, it is no trade yet
+    held = put_write_run(HandMarket({}), "SPY", SESSIONS[:3], 20_500.0, commission=0.65,
+                         calendar=CAL)
+    assert (held.trades, held.held_sessions, held.sales) == ([], 3, 1)
+    costs = _costs_of_puts(held)
+    assert costs["commissions"] == pytest.approx(1.30)
+    assert costs["spread"] == pytest.approx(20.0)
+    assert costs["total"] == pytest.approx(21.30)
+    assert costs["per_trade"] is None
+    assert _costs_of_puts(settled)["per_trade"] == pytest.approx(21.30)

@@ -1,6 +1,7 @@
 """Sanity of the backtester (thetadesk.backtest.engine) on the simulator: no trades means no
 P&L, twice the size means twice the P&L before fees, and no decision can see the future."""
 
+import json
 from datetime import date, datetime
 
 import pytest
@@ -9,8 +10,8 @@ from tests.unit.backtest.conftest import START, sim_data
 from thetadesk.backtest.engine import Backtest, backtest_config
 from thetadesk.backtest.results import build_results
 from thetadesk.clock import MarketCalendar
-from thetadesk.errors import ConfigError
-from thetadesk.rates import tbill_3m
+from thetadesk.errors import ConfigError, DataError
+from thetadesk.rates import TBILL_3M, tbill_3m
 from thetadesk.wiring import build_market
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
@@ -35,7 +36,11 @@ def test_a_strategy_that_never_trades_has_zero_pnl(tmp_path):
     assert (results["total_return"], results["max_drawdown"], results["trades"]) == (0.0, 0.0, 0)
     assert results["win_rate"] is None
     assert results["sharpe"] is None
+    assert results["sharpe_rf"] is None  # cash earns nothing here: undefined, not negative
     assert results["exposure"] == 0.0
+    assert results["costs"]["total"] == 0.0
+    assert results["costs"]["per_trade"] is None
+    assert results["run"]["risk_free_rate"]["by_year"] == {"2025": TBILL_3M[2025]}
 
 
 def test_a_strategy_that_never_trades_earns_the_tbill_rate_on_its_idle_cash(tmp_path):
@@ -185,6 +190,75 @@ def test_fill_at_mid_gets_a_better_price_than_at_natural(tmp_path):
         assert order["avg_fill_price"] == order["limit_price"]  # natural: at the limit
         assert m_orders[cid]["avg_fill_price"] > order["avg_fill_price"]  # mid: a better credit
     assert mid.sessions[0].equity > natural.sessions[0].equity
+    # costs: the natural pays the spread, the mid (almost) none; the fees are the ledger's
+    fills = _ledger(tmp_path / "n").fills()
+    assert natural.costs["fills"] == len(fills) > 0
+    assert natural.costs["commissions"] == pytest.approx(sum(f["commission"] for f in fills))
+    assert natural.costs["spread_unknown_fills"] == 0
+    assert natural.costs["spread"] > 0.01 * len(fills)
+    assert abs(mid.costs["spread"]) < 0.01 * len(fills)
+    assert natural.costs["total"] == pytest.approx(natural.costs["commissions"]
+                                                   + natural.costs["spread"])
+
+
+class QuoteBook:
+    """Quotes by (OCC, time) and one spot; anything else has no quote."""
+
+    def __init__(self, quotes, spot):
+        self.quotes, self._spot = quotes, spot
+
+    def quote(self, contract, now):
+        try:
+            return self.quotes[(contract.occ, now.isoformat())]
+        except KeyError:
+            raise DataError(f"no quote for {contract.occ}") from None
+
+    def spot(self, symbol, now):
+        return self._spot
+
+
+def test_fill_costs_by_hand():
+    from thetadesk.backtest.engine import fill_costs
+    from thetadesk.models import Quote
+
+    short, long_ = "SPY250221P00500000", "SPY250221P00495000"
+    t0, t1 = "2025-01-06T15:00:00+00:00", "2025-01-10T15:00:00+00:00"
+    market = QuoteBook({(short, t0): Quote(1.90, 2.10), (long_, t0): Quote(0.95, 1.05),
+                        (short, t1): Quote(0.45, 0.55), (long_, t1): Quote(0.15, 0.25)},
+                       spot=500.0)
+    legs = json.dumps([{"occ": short, "ratio": -1}, {"occ": long_, "ratio": 1}])
+    closing = json.dumps([{"occ": short, "ratio": 1}, {"occ": long_, "ratio": -1}])
+    orders = {
+        "open": {"position_id": "p1", "legs": legs, "instrument": "options", "symbol": "SPY"},
+        "close": {"position_id": "p1", "legs": closing, "instrument": "options",
+                  "symbol": "SPY"},
+        "hedge": {"position_id": "h1", "legs": "[]", "instrument": "shares", "side": "sell",
+                  "symbol": "SPY"},
+        "late": {"position_id": "p2", "legs": legs, "instrument": "options", "symbol": "SPY"},
+    }
+    fills = [
+        # mid credit 2.00 - 1.00 = 1.00, sold at the natural 1.90 - 1.05 = 0.85: 0.15 x 100 x 3
+        {"client_order_id": "open", "price": 0.85, "quantity": 3, "commission": 1.95,
+         "time": t0},
+        # closing (ratios reversed): mid -0.50 + 0.20 = -0.30 a debit, paid at the natural
+        # -0.55 + 0.15 = -0.40: 0.10 x 100 x 3
+        {"client_order_id": "close", "price": -0.40, "quantity": 3, "commission": 1.95,
+         "time": t1},
+        # 100 shares sold at 499.99 against a spot of 500: 1.00
+        {"client_order_id": "hedge", "price": 499.99, "quantity": 100, "commission": 0.0,
+         "time": t1},
+        # no quote at this time: unknown, not guessed
+        {"client_order_id": "late", "price": 0.80, "quantity": 1, "commission": 0.65,
+         "time": "2025-01-07T15:00:00+00:00"},
+    ]
+    costs = fill_costs(fills, orders, market, ["p1"])
+    assert costs["commissions"] == pytest.approx(4.55)
+    assert costs["spread"] == pytest.approx(45.0 + 30.0 + 1.0)
+    assert costs["total"] == pytest.approx(4.55 + 76.0)
+    assert costs["spread_unknown_fills"] == 1
+    assert costs["per_trade"] == pytest.approx(45.0 + 30.0 + 3.90)
+    # a closed trade with an unquoted fill has no per-trade cost
+    assert fill_costs(fills, orders, market, ["p1", "p2"])["per_trade"] is None
 
 
 def test_users_bars_drive_a_backtest_and_its_baseline(tmp_path):
@@ -228,3 +302,42 @@ def test_a_scratch_ledger_does_not_wait_for_the_disk_and_a_kept_one_does(tmp_pat
     assert Ledger(tmp_path / "a.db").db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     scratch = Ledger(tmp_path / "b.db", durable=False)
     assert scratch.db.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
+
+
+TRIPS_AT_ONCE = {  # a drawdown breaker that the first entry's costs trip (a person resets it)
+    "accounts.0.breakers": {"reducing_at": None, "drawdown": {"limit": 1, "auto_reset": "manual"},
+                            "consecutive_losses": {"limit": 100}},
+}
+
+
+def _breaker_events(result, kind):
+    return [e for e in result.breaker_events
+            if (e["account"], e["name"], e["kind"]) == ("paper", "drawdown", kind)]
+
+
+def test_a_manual_breaker_halts_a_backtest_for_good_without_the_reset_policy(tmp_path):
+    from thetadesk.store import Ledger
+
+    _, result = run(tmp_path, sim_data(**TRIPS_AT_ONCE))
+    (trip,) = _breaker_events(result, "tripped")
+    assert _breaker_events(result, "reset") == []
+    assert trip["session"] < END.isoformat()  # sessions followed the trip ...
+    ledger = Ledger(tmp_path / "a" / "thetadesk.db")
+    opened = [p["opened_at"] for p in ledger.positions("paper", status=None)]
+    ledger.close()
+    assert opened
+    assert max(opened) <= trip["at"]  # ... and none of them entered a trade
+
+
+def test_the_reset_policy_resets_a_manual_breaker_sessions_after_its_trip(tmp_path):
+    cal = MarketCalendar()
+    _, result = run(tmp_path, sim_data(**TRIPS_AT_ONCE, **{"backtest.reset_after_sessions": 2}))
+    trips = _breaker_events(result, "tripped")
+    resets = _breaker_events(result, "reset")
+    assert resets, "the policy should have reset the breaker"
+    for trip, reset in zip(trips, resets, strict=False):
+        assert reset["by"] == "backtest policy"
+        assert "backtest.reset_after_sessions: 2 session(s) after the trip" in reset["reason"]
+        gap = cal.sessions(date.fromisoformat(trip["session"]), 10)
+        assert reset["session"] == gap[2].isoformat()  # two sessions after the trip's
+    assert len(trips) >= 2  # entries resumed after the reset, and tripped it again

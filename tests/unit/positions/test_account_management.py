@@ -239,3 +239,22 @@ def test_a_rolled_position_keeps_its_own_exit_levels(desk):
     (roll,) = ledger.decisions("paper", kind="roll")
     new = ledger.position(roll["new_position_id"])
     assert json.loads(new["exit_rules"]) == own
+
+
+def test_a_structure_with_its_own_exit_set_is_managed_by_it(desk):
+    market, ledger, broker, _make = desk
+    risk = RiskEngine(ledger, {"paper": WIDE})
+    base = ManageRules(take_profit=0.9, stop_multiple=5.0, close_dte=7)
+    own = ManageRules(take_profit=0.3, stop_multiple=None, close_dte=7)
+    rules = AccountRules("paper", ("SPY", "QQQ"), 2400.0, ExitRules(0.9, 5.0, 7), manage=base,
+                         rate=0.04, structures=(("bull_put_credit", own),))
+    engine = AccountEngine(rules, ledger, broker, market, risk.check, MORNING)
+    _open(market, engine)
+    (pos,) = ledger.positions("paper")
+
+    _price_profit(market, pos, 0.35)  # above the structure's 30%, below the account's 90%
+    engine.tick(MORNING + STEP)
+
+    closed = ledger.position(pos["position_id"])
+    assert closed["status"] == "closed"
+    assert closed["exit_reason"] == "take_profit"

@@ -202,3 +202,46 @@ def test_decide_debit_spread_profit_and_stop_from_premium():
                  max_loss=200.0, shorts=(ShortLeg(600, True, 0.3),))
     assert decide(replace(debit, value=4.25), LADDER).reason == "take_profit"  # 75% of 300
     assert decide(replace(debit, value=0.0), replace(LADDER, stop_multiple=1.0)).reason == "stop"
+
+
+def test_decide_without_a_stop_holds_a_loss_past_any_multiple():
+    rules = replace(LADDER, stop_multiple=None)
+    assert decide(view(value=-3.90), rules) is None  # a 2.9x loss: no per-trade stop
+    assert decide(view(value=-3.90), LADDER).reason == "stop"
+
+
+def test_decide_a_spread_too_cheap_to_close_is_left_to_expire():
+    rules = replace(LADDER, min_close_value=0.05, take_profit=0.9, ladder=())
+    assert decide(view(value=-0.05, dte=3), rules) is None  # no time exit, no take profit
+    assert decide(view(value=-0.06, dte=3), rules).reason == "time"  # a cent above: closed
+    assert decide(view(value=-0.08, dte=20), rules).reason == "take_profit"
+
+
+def test_decide_a_cheap_spread_is_still_stopped():
+    rules = replace(LADDER, min_close_value=0.05, stop_multiple=0.02)
+    # Sold for 0.01, worth 0.04 now: cheap, but the loss is 3x the premium.
+    action = decide(view(entry_price=0.01, value=-0.04), rules)
+    assert action.reason == "stop"
+
+
+def test_decide_min_close_value_leaves_a_debit_spread_alone():
+    rules = replace(LADDER, min_close_value=0.05)
+    debit = view(strategy="bull_call_debit", entry_price=-1.0, value=0.02, dte=5, shorts=())
+    assert decide(debit, rules).reason == "time"
+
+
+def test_manage_rules_by_structure_replace_only_the_keys_given():
+    import yaml
+
+    from thetadesk.config import DEFAULT_CONFIG, parse_config
+
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    data["exits"]["structures"] = {"iron_condor": {"take_profit": 0.5, "stop_multiple": None},
+                                   "bull_call_debit": {"hold_to_expiry": True}}
+    exits = parse_config(data, env={}).exits
+    base = ManageRules.from_config(exits)
+    sets = dict(ManageRules.by_structure(exits))
+    assert sets["iron_condor"] == replace(base, take_profit=0.5, stop_multiple=None,
+                                          ladder=(0.25,))  # the 0.50 rung is not below 0.5
+    assert sets["bull_call_debit"] == replace(base, hold_to_expiry=True)
+    assert "bull_put_credit" not in sets
