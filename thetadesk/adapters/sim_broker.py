@@ -351,9 +351,10 @@ class FillModel:
     simulator's median half-spread of the default SPY bull put spread, 6.5 cents, in a market
     that does not move) fills at a mean concession of 0.577 of the half-spread: k = 3.63,
     shipped as 3.6 (mean 0.574; ``scripts/calibrate_mid_fill.py`` sums the exact expectation
-    over the ladder's steps and solves it by bisection; most ladders fill 4 or 5 cents from
-    the mid, none at it; ``tests/unit/adapters/test_sim_broker_fill_calibration.py`` checks
-    600 ladders through the broker). k = 1.6 gives the timers' 0.31 instead. The fit holds for
+    over the ladder's steps and solves it by bisection; three ladders in four fill at the 4th
+    or 5th cent, 3.5 or 4.5 cents from the mid, none at it;
+    ``tests/unit/adapters/test_sim_broker_fill_calibration.py`` checks 600 ladders through the
+    broker). k = 1.6 gives the timers' 0.31 instead. The fit holds for
     that half-spread: the same curve has a ladder concede 0.70 of a 3-cent half-spread, 0.52
     of a 10-cent one and 0.46 of an 18-cent one (8 cents), and a ladder that gives up before
     the natural (``max_steps``) may not fill at all. Price moves in the simulator add fills
