@@ -43,6 +43,7 @@ from pydantic_core import PydanticCustomError
 from thetadesk.clock import CALENDAR_FIRST, CALENDAR_LAST, MarketCalendar
 from thetadesk.errors import ConfigError
 from thetadesk.logging import register_secret
+from thetadesk.rates import MAX_RATE, MAX_SPREAD, TBILL_RATE
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -51,6 +52,7 @@ __all__ = [
     "AlpacaDataConfig",
     "BacktestConfig",
     "BreakersConfig",
+    "CashInterestConfig",
     "Config",
     "ExitsConfig",
     "FeesConfig",
@@ -893,6 +895,45 @@ class FillModelConfig(_Section):
         default=None, gt=0, le=1,
         description="most of the legs' smallest open interest one order fills (where the data "
         "gives open interest)")
+    mid_fill_exponent: float = Field(
+        default=1.0, gt=0, le=10,
+        description="shape k of the mid-fill chance x ** k, x the limit's share of the "
+        "half-spread from the mid: 1 a straight line, 3.6 the calibrated curve")
+    mid_fill_per_minute: StrictBool = Field(
+        default=False,
+        description="true: the mid-fill chance is per minute resting (the same whatever the "
+        "tick); false: per draw, one each minute the broker is asked")
+    impact_half_spreads: float = Field(
+        default=0.0, ge=0, le=10,
+        description="square-root market impact: half-spreads conceded by an execution of the "
+        "whole displayed size, x sqrt(quantity / displayed), rounded down to the tick; 0: off")
+
+
+class CashInterestConfig(_Section):
+    """Interest the paper broker pays on idle (positive) cash (``thetadesk.rates.CashInterest``).
+    Absent: none."""
+
+    rate: Literal["tbill_3m"] | float = Field(
+        description='an annual rate (0.04 = 4%), or "tbill_3m": the 3-month T-bill rate of each '
+        "year (thetadesk/rates.py)")
+    spread: float = Field(default=0.0, ge=0, le=MAX_SPREAD,
+                          description="subtracted from the rate (brokers pay less than T-bills)")
+    day_count: Literal[360, 365] = Field(
+        default=360, description="days in the year of a day's interest: 360 (actual/360, the US "
+        "money-market convention) or 365")
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate_kind(cls, value: Any) -> Any:
+        if value == TBILL_RATE and isinstance(value, str):
+            return value
+        if not _is_number(value):
+            raise PydanticCustomError(
+                "rate_kind", f'must be "{TBILL_RATE}" or an annual rate such as 0.04')
+        if not 0 <= value <= MAX_RATE:
+            raise PydanticCustomError(
+                "rate_range", f"must be between 0 and {MAX_RATE} (an annual decimal: 0.04 = 4%)")
+        return value
 
 
 class FeesConfig(_Section):
@@ -1069,6 +1110,8 @@ class AccountConfig(_Section):
     breakers: BreakersConfig = Field(default_factory=BreakersConfig)
     fill_model: FillModelConfig | None = None
     fees: FeesConfig | None = None
+    cash_interest: CashInterestConfig | None = Field(
+        default=None, description="interest on idle cash in the paper broker; absent: none")
     settlement: Literal["physical", "cash"] = Field(
         default="physical",
         description="physical: exercise and assignment at expiry deliver shares (ETF options); "
@@ -1370,10 +1413,12 @@ class Config(_Section):
                     problems.append((("accounts", i, "broker"), (
                         "alpaca trades at real prices: set market.source to polygon or alpaca "
                         f"(it is {self.market.source})")))
-                for key in ("fill_model", "fees", "early_assignment"):
+                for key in ("fill_model", "fees", "early_assignment", "cash_interest"):
                     if key in account.model_fields_set:
-                        problems.append((("accounts", i, key),
-                                         "is for the simulated paper broker (broker: sim) only"))
+                        why = ("is for the simulated paper broker (broker: sim) only"
+                               + (": an Alpaca account earns Alpaca's own interest on its cash"
+                                  if key == "cash_interest" else ""))
+                        problems.append((("accounts", i, key), why))
             for j, symbol in enumerate(account.symbols):
                 if symbol not in self.market.symbols:
                     problems.append(

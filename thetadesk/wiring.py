@@ -12,6 +12,7 @@ from thetadesk.config import REPLAY_SERIES, AccountConfig, Config
 from thetadesk.errors import DataError
 from thetadesk.models import Fill
 from thetadesk.ports import Broker, MarketData
+from thetadesk.rates import CashInterest
 
 POLYGON_ENV = ("POLYGON_API_KEY",)
 ALPACA_ENV = ("ALPACA_API_KEY", "ALPACA_SECRET_KEY")
@@ -125,7 +126,8 @@ def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
     are not counted twice) and, when ``alpaca.stream`` is on, the trade-updates stream started.
 
     ``broker: sim``: the paper broker. Without a ``fees`` section it charges only
-    ``commission_per_contract``, and without ``fill_model`` it fills at the limit: as before.
+    ``commission_per_contract``, without ``fill_model`` it fills at the limit, and without
+    ``cash_interest`` its cash earns nothing: as before.
     ``dividend_yields`` (per symbol, annual) drive early assignment when the account turns it
     on; ``dividend_yields_of(config)`` gives them. ``durable=False``: a scratch paper broker
     (a backtest's) whose commits are not waited onto the disk."""
@@ -154,6 +156,9 @@ def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
             max_display_share=fm.max_display_share,
             seed=0 if fm.seed is None else fm.seed,  # Config fills in the top-level seed
             max_open_interest_share=fm.max_open_interest_share,
+            mid_fill_exponent=fm.mid_fill_exponent,
+            mid_fill_per_minute=fm.mid_fill_per_minute,
+            impact_half_spreads=fm.impact_half_spreads,
         )
     early = None
     if account.early_assignment:
@@ -165,7 +170,17 @@ def build_broker(account: AccountConfig, market: MarketData, state_dir: Path, *,
                      starting_cash=account.starting_cash,
                      commission_per_contract=account.commission_per_contract,
                      fees=fees, fill_model=fill_model, settlement=account.settlement,
-                     early_assignment=early, durable=durable)
+                     early_assignment=early, cash_interest=cash_interest_of(account),
+                     durable=durable)
+
+
+def cash_interest_of(account: AccountConfig) -> CashInterest | None:
+    """What the account's idle cash earns in the paper broker (None: nothing), for the broker
+    and for baselines that must earn the same (``backtest.baselines``: pass its ``daily``)."""
+    ci = account.cash_interest
+    if ci is None or account.broker != "sim":
+        return None
+    return CashInterest(rate=ci.rate, spread=ci.spread, day_count=ci.day_count)
 
 
 def dividend_yields_of(config: Config) -> dict[str, float]:

@@ -17,7 +17,7 @@ def _live(source="polygon", broker="alpaca", **account):
     data = _data()
     data["market"]["source"] = source
     acct = data["accounts"][0]
-    for key in ("fill_model", "fees", "early_assignment"):
+    for key in ("fill_model", "fees", "early_assignment", "cash_interest"):
         acct.pop(key, None)
     acct["broker"] = broker
     acct.update(account)
@@ -48,12 +48,17 @@ def test_alpaca_broker_on_a_simulated_market_is_refused_with_the_reason():
     assert "it is sim" in message
 
 
-@pytest.mark.parametrize("key", ["fill_model", "fees", "early_assignment"])
+@pytest.mark.parametrize("key", ["fill_model", "fees", "early_assignment", "cash_interest"])
 def test_paper_broker_settings_on_an_alpaca_account_are_refused(key):
     value = {"fill_model": {"slippage_ticks": 1}, "fees": {"orf_per_contract": 0.02},
-             "early_assignment": True}[key]
+             "early_assignment": True, "cash_interest": {"rate": "tbill_3m"}}[key]
     message = str(_error(_live(**{key: value})))
     assert f"accounts[0].{key}: is for the simulated paper broker" in message
+
+
+def test_cash_interest_on_an_alpaca_account_says_alpaca_pays_its_own():
+    message = str(_error(_live(cash_interest={"rate": 0.04})))
+    assert "an Alpaca account earns Alpaca's own interest on its cash" in message
 
 
 @pytest.mark.parametrize(("path", "value", "where"), [

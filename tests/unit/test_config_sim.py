@@ -15,6 +15,7 @@ from thetadesk.adapters.sim_broker import Fees, FillModel
 from thetadesk.adapters.sim_market import SimMarket, SimRegimes, SimSymbol
 from thetadesk.config import DEFAULT_CONFIG, parse_config
 from thetadesk.errors import ConfigError, DataError
+from thetadesk.rates import CashInterest
 from thetadesk.wiring import build_broker, build_market, dividend_yields_of
 
 DEFAULT_DATA = yaml.safe_load(DEFAULT_CONFIG.read_text())
@@ -93,7 +94,10 @@ def test_default_account_charges_only_its_commission_and_fills_at_the_limit(buil
     _, broker = build(copy.deepcopy(DEFAULT_DATA))
 
     assert _option_fees(broker._fees) == (0.65, 0.0, 0.0, 0.0)
-    assert broker._fill_model == FillModel(seed=7)
+    # At the limit: mid fills stay off (the calibrated curve is there for when they are on);
+    # the impact term charges only executions large against the displayed size.
+    assert broker._fill_model == FillModel(seed=7, mid_fill_exponent=3.6,
+                                           mid_fill_per_minute=True, impact_half_spreads=1.0)
 
 
 def test_account_without_fill_model_gets_the_broker_default(build):
@@ -165,6 +169,28 @@ def test_fill_model_values_reach_the_broker_with_the_top_level_seed(build):
 
     assert broker._fill_model == FillModel(slippage_ticks=2, mid_fill_probability=True,
                                            max_display_share=0.5, seed=11)
+
+
+def test_fill_model_calibration_and_impact_keys_reach_the_broker(build):
+    _, broker = build(copy.deepcopy(DEFAULT_DATA))
+
+    model = broker._fill_model
+    assert (model.mid_fill_exponent, model.mid_fill_per_minute, model.impact_half_spreads) == (
+        3.6, True, 1.0)
+
+
+def test_cash_interest_reaches_the_broker_and_absent_means_none(build):
+    _, shipped = build(copy.deepcopy(DEFAULT_DATA))
+    data = copy.deepcopy(DEFAULT_DATA)
+    _account(data)["cash_interest"] = {"rate": 0.03, "spread": 0.005, "day_count": 365}
+    _, fixed = build(data)
+    del _account(data)["cash_interest"]
+    data["accounts"][0]["name"] = "plain"
+    _, none = build(data)
+
+    assert shipped._interest == CashInterest("tbill_3m", 0.0, 360)
+    assert fixed._interest == CashInterest(0.03, 0.005, 365)
+    assert none._interest is None
 
 
 def test_fill_model_explicit_seed_wins_over_the_top_level_seed(build):
@@ -324,8 +350,43 @@ ACC = ["accounts", 0]
         pytest.param(_set([*ACC, "fill_model", "slippage"], 1), "accounts[0].fill_model.slippage",
                      "accounts[0].fill_model.slippage: unknown key (allowed: mode, "
                      "slippage_ticks, mid_fill_probability, max_display_share, seed, "
-                     "max_open_interest_share)",
+                     "max_open_interest_share, mid_fill_exponent, mid_fill_per_minute, "
+                     "impact_half_spreads)",
                      id="fill-model-unknown-key"),
+        pytest.param(_set([*ACC, "fill_model", "mid_fill_exponent"], 0),
+                     "accounts[0].fill_model.mid_fill_exponent",
+                     "accounts[0].fill_model.mid_fill_exponent: must be > 0",
+                     id="mid-fill-exponent-zero"),
+        pytest.param(_set([*ACC, "fill_model", "mid_fill_per_minute"], "yes"),
+                     "accounts[0].fill_model.mid_fill_per_minute",
+                     "accounts[0].fill_model.mid_fill_per_minute: must be true or false, "
+                     "got 'yes'", id="mid-fill-per-minute-not-bool"),
+        pytest.param(_set([*ACC, "fill_model", "impact_half_spreads"], 11),
+                     "accounts[0].fill_model.impact_half_spreads",
+                     "accounts[0].fill_model.impact_half_spreads: must be <= 10",
+                     id="impact-too-large"),
+        pytest.param(_set([*ACC, "cash_interest", "rate"], "libor"),
+                     "accounts[0].cash_interest.rate",
+                     'accounts[0].cash_interest.rate: must be "tbill_3m" or an annual rate such '
+                     "as 0.04", id="interest-rate-unknown-name"),
+        pytest.param(_set([*ACC, "cash_interest", "rate"], True),
+                     "accounts[0].cash_interest.rate",
+                     'accounts[0].cash_interest.rate: must be "tbill_3m" or an annual rate such '
+                     "as 0.04", id="interest-rate-bool"),
+        pytest.param(_set([*ACC, "cash_interest", "rate"], 4),
+                     "accounts[0].cash_interest.rate",
+                     "accounts[0].cash_interest.rate: must be between 0 and 0.25 (an annual "
+                     "decimal: 0.04 = 4%)", id="interest-rate-percent"),
+        pytest.param(_set([*ACC, "cash_interest", "spread"], 0.1),
+                     "accounts[0].cash_interest.spread",
+                     "accounts[0].cash_interest.spread: must be <= 0.05", id="interest-spread"),
+        pytest.param(_set([*ACC, "cash_interest", "day_count"], 364),
+                     "accounts[0].cash_interest.day_count",
+                     "accounts[0].cash_interest.day_count: must be one of: 360, 365",
+                     id="interest-day-count"),
+        pytest.param(_delete([*ACC, "cash_interest", "rate"]),
+                     "accounts[0].cash_interest.rate",
+                     "accounts[0].cash_interest.rate: required", id="interest-rate-missing"),
         pytest.param(_set([*ACC, "fees"], {"taf_cap": -1}), "accounts[0].fees.taf_cap",
                      "accounts[0].fees.taf_cap: must be >= 0", id="fees-negative"),
         pytest.param(_set([*ACC, "fees"], {"sec_fee": 0.01}), "accounts[0].fees.sec_fee",

@@ -21,8 +21,11 @@ marketable: the natural net price of its legs (bid for the legs sold, ask for th
 less ``slippage_ticks`` x $0.01, is at least the limit. A limit order never fills worse than its
 limit, so slippage only makes a marginally marketable limit wait. A market order fills at the
 natural price less the slippage. With ``mid_fill_probability`` a limit between that price and the
-mid fills at the limit with a probability rising linearly from 0 at the mid to 1 at the natural,
-drawn once per (seed, client order id, minute) so a run is reproducible. With
+mid fills at the limit with a chance rising from 0 at the mid to 1 at the natural (linearly by
+default; ``mid_fill_exponent`` bends the curve and ``mid_fill_per_minute`` makes it a chance per
+minute resting, calibrated to documented option trading costs: see ``FillModel``), drawn once
+per (seed, client order id, minute) so a run is reproducible. ``impact_half_spreads`` adds a
+square-root market impact for executions large against the displayed size. With
 ``max_display_share`` one poll fills at most that share of the smallest displayed size among the
 legs (in units of the combination); the rest stays open, PARTIALLY_FILLED, one ``Fill`` per
 execution; ``max_open_interest_share`` caps an order's total at a share of its legs' smallest
@@ -69,6 +72,17 @@ market reaches it. Fees: ``Fees.commission_per_share`` plus the TAF on shares so
 share order must reduce a held share position (net of other open closing share orders); an
 opening one needs half its notional plus fees in buying power (Reg T initial margin).
 
+Interest (``cash_interest``, a ``thetadesk.rates.CashInterest``; none by default): the positive
+cash balance earns the configured annual rate (a number, or the 3-month T-bill rate of each
+year) less a spread, per calendar day on actual/360 (or 365). At the first poll after a New York
+calendar day has ended, that day's interest (and that of every day since the last credit: a
+weekend's at Monday's first poll) is credited on the cash balance then, after the expiry
+settlements and early assignments that belong to the last close and before any matching, in the
+poll's own transaction, and the book's cursor (the last day credited) moves with it: a restart
+never credits a day twice or skips one. Interest starts with the day of the broker's first poll.
+Each credit is a row of its own; ``interest_paid()`` sums them. A negative balance is charged
+nothing.
+
 Capital: equity = cash + option positions marked at their mids (longs minus shorts, times
 multiplier) + share positions at spot. Margin is the worst value at expiry of each underlying's
 held options across its strikes (all expiries treated as expiring together), nothing for longs;
@@ -92,7 +106,7 @@ import math
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -120,6 +134,7 @@ from thetadesk.models import (
     ShareOrder,
     SharePosition,
 )
+from thetadesk.rates import CashInterest
 from thetadesk.vix import CASH_SETTLED
 
 __all__ = [
@@ -136,7 +151,12 @@ TICK = 0.01  # dollars per share: the price increment of slippage
 FILL_MODES = ("limit", "mid")
 EXERCISE_THRESHOLD = 0.01  # dollars per share in the money: the OCC's exercise by exception
 SHARE_MARGIN = 0.5  # Reg T initial margin on share positions, as a fraction of the notional
-_SCHEMA_VERSION = 3
+MAX_MID_FILL_EXPONENT = 10.0
+MAX_IMPACT_HALF_SPREADS = 10.0
+# FillModel.mid_fill_exponent fitted per minute to Muravyev and Pearson (2020): see FillModel.
+CALIBRATED_MID_FILL_EXPONENT = 3.6
+CALIBRATED_CONCESSION = 0.75 * 10.0 / 13.0  # of the half-spread: 0.577
+_SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS book (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -223,6 +243,20 @@ _MIGRATIONS = {
             avg_price REAL NOT NULL
         )""",
     ),
+    # Version 3 -> 4: interest on idle cash (the last New York calendar day credited, the
+    # total paid, one row per credit).
+    4: (
+        "ALTER TABLE book ADD COLUMN interest_through TEXT",
+        "ALTER TABLE book ADD COLUMN interest_paid REAL NOT NULL DEFAULT 0",
+        """CREATE TABLE IF NOT EXISTS interest (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            first_day TEXT NOT NULL,
+            last_day TEXT NOT NULL,
+            balance REAL NOT NULL,
+            amount REAL NOT NULL,
+            time TEXT NOT NULL
+        )""",
+    ),
 }
 
 
@@ -277,6 +311,57 @@ class FillModel:
       floor(share x the smallest open interest among its legs) units in total, open interest
       from the market's chain at the poll (a leg whose chain row gives none, as the historical
       replay's, is not limited by it); no fill if that is 0.
+    - ``mid_fill_exponent`` (k, in (0, 10]): the shape of the mid-fill chance. With x the
+      limit's concession as a share of the half-spread, x = (mid - limit) / (mid - (natural -
+      slippage)), the chance is x ** k: 0 at the mid, 1 at the natural; 1 is the original
+      straight line, k > 1 makes fills near the mid rarer.
+    - ``mid_fill_per_minute``: False (the original): x ** k is the chance of each draw, one per
+      (order, minute) in which the broker is asked, so the fill rate depends on how often it is
+      polled. True: x ** k is the chance per MINUTE the order rests in a session; a poll that
+      comes n session minutes after the order was last tried fills it with 1 - (1 - x ** k) **
+      n (one draw), so the rate is the same whatever the tick. The minutes are counted from
+      the previous poll kept in memory (after a restart: from the broker's saved clock, which
+      may be a few polls behind and so give the first poll one larger chance).
+    - ``impact_half_spreads`` (Y, in [0, 10]; 0 is off): market impact, an extra concession per
+      share of Y x H x sqrt(q / D) on an execution of q units, with H the combination's
+      half-spread (mid - natural) and D its displayed size (the smallest among the legs, in
+      units of the combination; a leg displaying nothing sets no scale, and with none
+      displayed there is no impact), rounded DOWN to the $0.01 tick: a concession below a
+      tick does not show in a price, so a small order pays nothing. It applies in both modes:
+      the natural and the mid both move against the order by it (so a limit order can only
+      wait longer: it still fills at its limit or better), and a market order fills that much
+      worse. The square-root law of market impact (Toth et al. 2011, Phys. Rev. X 1, 021006;
+      shown for options by Toth, Eisler and Bouchaud 2016, CFM, and Said et al. 2021,
+      Quantitative Finance 21(1)) prices a metaorder of Q against the daily volume V at
+      Y sigma_D sqrt(Q / V) with Y of order 1; here the displayed size stands for the
+      liquidity and the half-spread for the price scale (the spread tracks the volatility per
+      trade: Wyart et al. 2008, Quantitative Finance 8(1)), so Y = 1 means taking the whole
+      displayed size costs one more half-spread.
+
+    Calibration of the mid-fill model (``CALIBRATED_MID_FILL_EXPONENT``, per minute): Muravyev
+    and Pearson (2020, "Options Trading Costs Are Lower than You Think", Review of Financial
+    Studies 33(11), 4973-5014) measure, for options on S&P 500 stocks in 2004-2015, quoted
+    half-spreads of 13 cents and conventional effective half-spreads of 10 cents (10 / 13 =
+    0.77 of the half-spread), and find that measured against the option's fair value the
+    average effective spread is a quarter smaller (0.75 x 10 / 13 = 0.577 of the half-spread;
+    traders who time their executions pay less than 40% of the conventional measure, at most
+    0.31). ThetaDesk takes the average, 0.577, as what a working order concedes on average,
+    and fits k so that the desk's ladder (``signals.timing.LimitLadder``: from the mid rounded
+    in the trader's favour, one $0.01 step every 5 minutes until the natural, on the
+    simulator's median half-spread of the default SPY bull put spread, 6.5 cents, in a market
+    that does not move) fills at a mean concession of 0.577 of the half-spread: k = 3.63,
+    shipped as 3.6 (mean 0.574; ``scripts/calibrate_mid_fill.py`` sums the exact expectation
+    over the ladder's steps and solves it by bisection; three ladders in four fill at the 4th
+    or 5th cent, 3.5 or 4.5 cents from the mid, none at it;
+    ``tests/unit/adapters/test_sim_broker_fill_calibration.py`` checks 600 ladders through the
+    broker). k = 1.6 gives the timers' 0.31 instead. The fit holds for
+    that half-spread: the same curve has a ladder concede 0.70 of a 3-cent half-spread, 0.52
+    of a 10-cent one and 0.46 of an 18-cent one (8 cents), and a ladder that gives up before
+    the natural (``max_steps``) may not fill at all. Price moves in the simulator add fills
+    of their own (the natural crosses a resting limit), so whole runs concede less than the
+    static figure. For comparison, retail market orders in 2024 got 7% to 52% price
+    improvement against the NBBO depending on the broker (Huang, Jorion and Schwarz 2024,
+    "Some Anonymous Options Trades Are More Equal than Others", SSRN 4951825).
     """
 
     mode: str = "limit"
@@ -285,6 +370,9 @@ class FillModel:
     max_display_share: float | None = None
     seed: int = 0
     max_open_interest_share: float | None = None
+    mid_fill_exponent: float = 1.0
+    mid_fill_per_minute: bool = False
+    impact_half_spreads: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in FILL_MODES:
@@ -306,6 +394,39 @@ class FillModel:
             if not 0 < oi <= 1:
                 raise DataError(f"FillModel max_open_interest_share must be in (0, 1], "
                                 f"got {oi!r}")
+        _number("FillModel", "mid_fill_exponent", self.mid_fill_exponent)
+        if not 0 < self.mid_fill_exponent <= MAX_MID_FILL_EXPONENT:
+            raise DataError(f"FillModel mid_fill_exponent must be in (0, "
+                            f"{MAX_MID_FILL_EXPONENT}], got {self.mid_fill_exponent!r}")
+        if not isinstance(self.mid_fill_per_minute, bool):
+            raise DataError(f"FillModel mid_fill_per_minute must be a bool, "
+                            f"got {self.mid_fill_per_minute!r}")
+        _number("FillModel", "impact_half_spreads", self.impact_half_spreads)
+        if self.impact_half_spreads > MAX_IMPACT_HALF_SPREADS:
+            raise DataError(f"FillModel impact_half_spreads must be <= "
+                            f"{MAX_IMPACT_HALF_SPREADS}, got {self.impact_half_spreads!r}")
+
+    def mid_fill_chance(self, concession: float) -> float:
+        """The mid-fill chance (per draw, or per minute with ``mid_fill_per_minute``) of a limit
+        conceding ``concession`` of the half-spread: 0 at or above the mid (<= 0), 1 at or past
+        the natural (>= 1), ``concession ** mid_fill_exponent`` between."""
+        if concession <= 0.0:
+            return 0.0
+        if concession >= 1.0:
+            return 1.0
+        k = self.mid_fill_exponent
+        return concession if k == 1.0 else concession ** k
+
+    def impact(self, half_spread: float, displayed: int, quantity: int) -> float:
+        """The market-impact concession in dollars per share of an execution of ``quantity``
+        units against ``displayed`` units shown, at a half-spread of ``half_spread`` dollars:
+        ``impact_half_spreads x half_spread x sqrt(quantity / displayed)`` rounded down to the
+        tick; 0 when off or when nothing is displayed."""
+        y = self.impact_half_spreads
+        if not y or displayed <= 0 or quantity <= 0 or half_spread <= 0.0:
+            return 0.0
+        raw = y * half_spread * math.sqrt(quantity / displayed)
+        return math.floor(raw / TICK + 1e-9) * TICK
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +575,23 @@ def _draw(seed: int, client_order_id: str, now: datetime) -> float:
     return float(np.random.default_rng([seed, key, minute]).random())
 
 
+def _minute(when: datetime) -> int:
+    return int(when.timestamp()) // 60
+
+
+def _minutes(row: sqlite3.Row, now: datetime, previous: datetime | None,
+             opened: datetime) -> int:
+    """Session minutes since a resting order was last tried: since the previous poll or its
+    own submission, whichever is later, counted from today's open if that was before it (the
+    open's minute included)."""
+    start = _time(row["submitted_at"])
+    if previous is not None and previous > start:
+        start = previous
+    if start < opened:
+        return _minute(now) - _minute(opened) + 1
+    return _minute(now) - _minute(start)
+
+
 def _iso(now: datetime) -> str:
     return now.astimezone(UTC).isoformat()
 
@@ -476,6 +614,21 @@ def _legs(text: str) -> tuple[Leg, ...]:
     return tuple(Leg(Contract.from_occ(occ, mult), ratio) for occ, mult, ratio in json.loads(text))
 
 
+def _displayed(legs: Iterable[Leg], quotes: dict[Contract, Quote],
+               shown_only: bool = False) -> int:
+    """The smallest displayed size among the legs in units of the combination (the bid size
+    of a leg sold, the ask size of a leg bought, over |ratio|); ``shown_only``: legs showing
+    nothing are left out (0 if none shows any)."""
+    sizes = [
+        (quotes[leg.contract].ask_size if leg.is_long else quotes[leg.contract].bid_size)
+        // abs(leg.ratio)
+        for leg in legs
+    ]
+    if shown_only:
+        sizes = [n for n in sizes if n > 0]
+    return min(sizes, default=0)
+
+
 def _natural(legs: Iterable[Leg], quotes: dict[Contract, Quote]) -> float:
     """Net per-share price of one unit when crossing every leg's spread, > 0 credit."""
     return sum(
@@ -494,7 +647,8 @@ class SimBroker:
     ``fill_model`` says how orders match (default: the original all-at-the-limit rule);
     ``calendar`` gives day orders their session close (default: the NYSE ``MarketCalendar``).
     ``settlement`` is "physical" (ETF options: exercise and assignment deliver shares) or "cash";
-    ``early_assignment`` turns on assignment of short calls before ex-dividend dates.
+    ``early_assignment`` turns on assignment of short calls before ex-dividend dates;
+    ``cash_interest`` pays interest on idle cash (default: none).
     """
 
     def __init__(
@@ -510,10 +664,14 @@ class SimBroker:
         calendar: MarketCalendar | None = None,
         settlement: str = "physical",
         early_assignment: EarlyAssignment | None = None,
+        cash_interest: CashInterest | None = None,
         durable: bool = True,
     ) -> None:
         # durable=False: synchronous=OFF, for a backtest's scratch books only (see Ledger).
         self._clock_unsaved: datetime | None = None  # a poll's clock not yet in the file
+        self._last_match: datetime | None = None  # the last poll that matched orders
+        self._interest_through: date | None = None  # the book's cursor, as last committed
+        self._after_commit: list[Callable[[], None]] = []
         if not isinstance(account, str) or not account:
             raise DataError(f"SimBroker account must be a non-empty string, got {account!r}")
         _number("SimBroker", "starting_cash", starting_cash)
@@ -538,6 +696,11 @@ class SimBroker:
         if early_assignment is not None and not isinstance(early_assignment, EarlyAssignment):
             raise DataError(f"SimBroker early_assignment must be an EarlyAssignment, "
                             f"got {early_assignment!r}")
+        if cash_interest is not None and not isinstance(cash_interest, CashInterest):
+            raise DataError(f"SimBroker cash_interest must be a CashInterest, "
+                            f"got {cash_interest!r}")
+        self._interest = cash_interest if cash_interest is not None and cash_interest.pays \
+            else None
         self._settlement = settlement
         self._early = early_assignment
         self._account = account
@@ -577,6 +740,8 @@ class SimBroker:
                     f"{self._path} holds the books of account {row['account']!r}, "
                     f"not {account!r}"
                 )
+            through = db.execute("SELECT interest_through FROM book WHERE id = 1").fetchone()[0]
+            self._interest_through = None if through is None else date.fromisoformat(through)
 
     def close(self) -> None:
         """Close the database connection (the state is already durable; a poll's clock kept in
@@ -770,6 +935,8 @@ class SimBroker:
             if self._early is not None:
                 self._assign_early(now)
             self._settle_expired(now)
+            if self._interest is not None:
+                self._credit_interest(now)
             resting = bool(self._open_rows())  # the common case: nothing rests, skip the rest
             if resting:
                 self._expire_day_orders(now)
@@ -787,8 +954,16 @@ class SimBroker:
                         ),
                     )
             if resting and self._market.is_open(now):
+                model = self._fill_model
+                per_minute = model.mid_fill_probability and model.mid_fill_per_minute
+                previous, opened = None, now
+                if per_minute:
+                    previous = self._last_match or self._saved_clock()
+                    opened = self._calendar.session_open(now.astimezone(NEW_YORK).date())
                 for row in self._open_rows():
-                    self._try_fill(row, now)
+                    minutes = _minutes(row, now, previous, opened) if per_minute else 1
+                    self._try_fill(row, now, minutes)
+                self._after_commit.append(lambda: setattr(self, "_last_match", now))
             cursor = db.execute("SELECT fill_cursor FROM book WHERE id = 1").fetchone()[0]
             rows = db.execute(
                 "SELECT * FROM fills WHERE seq > ? ORDER BY seq", (cursor,)
@@ -838,6 +1013,18 @@ class SimBroker:
                 "SELECT COUNT(*) FROM submissions WHERE client_order_id = ?", (client_order_id,)
             ).fetchone()[0]
 
+    def interest_paid(self, since: datetime | None = None) -> float:
+        """Dollars of interest credited on idle cash in total, or by the credits booked at or
+        after ``since`` (each credit covers the calendar days before the poll that booked
+        it)."""
+        with self._lock:
+            if since is None:
+                return float(self._db.execute(
+                    "SELECT interest_paid FROM book WHERE id = 1").fetchone()[0])
+            start = _aware(since)
+            rows = self._db.execute("SELECT amount, time FROM interest").fetchall()
+        return float(sum(r["amount"] for r in rows if _time(r["time"]) >= start))
+
     def settlements(self, since: datetime | None = None) -> list[Settlement]:
         """Every expiry settlement and early assignment booked at or after ``since`` (all if
         None), oldest first."""
@@ -860,14 +1047,61 @@ class SimBroker:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; what it queued in ``_after_commit`` (the in-memory copies of state
+        it wrote) runs once it is committed, and is dropped if it rolls back."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
+                self._after_commit.clear()
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            finally:
+                hooks, self._after_commit = self._after_commit, []
+            for hook in hooks:
+                hook()
+
+    def _saved_clock(self) -> datetime | None:
+        """The broker's clock before this call: the later of the file's and the one in memory."""
+        clock = self._db.execute("SELECT clock FROM book WHERE id = 1").fetchone()[0]
+        saved = None if clock is None else _time(clock)
+        if self._clock_unsaved is not None and (saved is None or self._clock_unsaved > saved):
+            return self._clock_unsaved
+        return saved
+
+    def _credit_interest(self, now: datetime) -> None:
+        """Credit the interest of every calendar day (New York) that has ended since the last
+        credit, on the cash balance now, in this transaction; the first call only starts the
+        count (no interest for days before the broker's first poll). Nothing is read or
+        written while the cursor is current: one write a day."""
+        assert self._interest is not None
+        last = now.astimezone(NEW_YORK).date() - timedelta(days=1)
+        through = self._interest_through
+        if through is not None and through >= last:
+            return
+        if through is None:
+            self._db.execute("UPDATE book SET interest_through = ? WHERE id = 1",
+                             (last.isoformat(),))
+        else:
+            first = through + timedelta(days=1)
+            cash = self._db.execute("SELECT cash FROM book WHERE id = 1").fetchone()[0]
+            # The new balance, day by day: the same bits however the days are grouped into
+            # credits (a driver polling every night or only in sessions books the same cash).
+            grown = self._interest.grow(cash, first, last)
+            amount = grown - cash
+            self._db.execute(
+                "UPDATE book SET cash = ?, interest_paid = interest_paid + ?, "
+                "interest_through = ? WHERE id = 1", (grown, amount, last.isoformat()))
+            self._db.execute(
+                "INSERT INTO interest (first_day, last_day, balance, amount, time) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (first.isoformat(), last.isoformat(), cash, amount, _iso(now)))
+            self._log.info("interest_credited", first_day=first.isoformat(),
+                           last_day=last.isoformat(), balance=cash, amount=amount)
+        self._after_commit.append(lambda: setattr(self, "_interest_through", last))
 
     def _advance_clock(self, now: datetime) -> None:
         clock = self._db.execute("SELECT clock FROM book WHERE id = 1").fetchone()[0]
@@ -1024,7 +1258,7 @@ class SimBroker:
                 quotes = self._quotes(legs, now, order.client_order_id)
                 if quotes is None:
                     return "a market order needs a usable quote for every leg", 0.0
-                price = self._achievable(legs, quotes)
+                price = self._achievable(legs, quotes, order.quantity)
             credit = max(0.0, price) * multiplier * order.quantity
             debit = max(0.0, -price) * multiplier * order.quantity
             fees = self._fees.total(legs, order.quantity)
@@ -1059,8 +1293,9 @@ class SimBroker:
                 )
         return None, 0.0
 
-    def _try_fill(self, row: sqlite3.Row, now: datetime) -> None:
-        """Execute what the fill model allows of an open order at ``now`` (see FillModel)."""
+    def _try_fill(self, row: sqlite3.Row, now: datetime, minutes: int = 1) -> None:
+        """Execute what the fill model allows of an open order at ``now`` (see FillModel);
+        ``minutes``: the session minutes since the order was last tried (``_minutes``)."""
         if row["instrument"] == "shares":
             self._try_fill_shares(row, now)
             return
@@ -1072,14 +1307,11 @@ class SimBroker:
         model = self._fill_model
         natural = _natural(legs, quotes)
         achievable = self._achievable(legs, quotes)
-        if row["order_type"] == "market":
-            price = round(achievable, 6)
-        else:
-            price = row["limit_price"]
-            if achievable < price - 1e-9 and not self._lucky(row, legs, quotes, achievable, now):
-                return
-            if model.mode == "mid":
-                price = max(price, round(achievable, 6))  # the mid's improvement on the limit
+        market = row["order_type"] == "market"
+        # Impact only moves prices against the order: what cannot fill without it cannot
+        # fill with it, so the (costlier) quantity caps come after this first look.
+        if not market and not self._fills(row, legs, quotes, achievable, 0.0, now, minutes):
+            return
         remaining = row["quantity"] - row["filled_quantity"]
         quantity = remaining
         if model.max_open_interest_share is not None:
@@ -1089,14 +1321,25 @@ class SimBroker:
                 if quantity <= 0:
                     return
         if model.max_display_share is not None:
-            displayed = min(
-                (quotes[leg.contract].ask_size if leg.is_long else quotes[leg.contract].bid_size)
-                // abs(leg.ratio)
-                for leg in legs
-            )
+            displayed = _displayed(legs, quotes)
             quantity = min(remaining, math.floor(model.max_display_share * displayed + 1e-9))
             if quantity <= 0:
                 return
+        impact = 0.0
+        if model.impact_half_spreads:
+            half = sum(-leg.ratio * quotes[leg.contract].mid for leg in legs) - natural
+            impact = model.impact(half, _displayed(legs, quotes, shown_only=True), quantity)
+            if impact:
+                achievable -= impact
+                if not market and not self._fills(row, legs, quotes, achievable, impact, now,
+                                                  minutes):
+                    return
+        if market:
+            price = round(achievable, 6)
+        else:
+            price = row["limit_price"]
+            if model.mode == "mid":
+                price = max(price, round(achievable, 6))  # the mid's improvement on the limit
         fees = self._fees.total(legs, quantity)
         # Leg prices: each leg at its natural price, moved by an equal share of the gap between
         # the natural and the fill price so that they net to the fill price exactly.
@@ -1233,15 +1476,19 @@ class SimBroker:
             (symbol, new, avg),
         )
 
-    def _achievable(self, legs: tuple[Leg, ...], quotes: dict[Contract, Quote]) -> float:
+    def _achievable(self, legs: tuple[Leg, ...], quotes: dict[Contract, Quote],
+                    quantity: int = 0) -> float:
         """The best net price per share the fill model gives now: natural ("limit") or mid
-        ("mid"), less the slippage."""
+        ("mid"), less the slippage and, for an execution of ``quantity`` units, the impact."""
         model = self._fill_model
-        if model.mode == "mid":
-            base = sum(-leg.ratio * quotes[leg.contract].mid for leg in legs)
-        else:
-            base = _natural(legs, quotes)
-        return base - model.slippage_ticks * TICK
+        mid = sum(-leg.ratio * quotes[leg.contract].mid for leg in legs)
+        natural = _natural(legs, quotes)
+        base = mid if model.mode == "mid" else natural
+        impact = 0.0
+        if quantity and model.impact_half_spreads:
+            impact = model.impact(mid - natural, _displayed(legs, quotes, shown_only=True),
+                                  quantity)
+        return base - model.slippage_ticks * TICK - impact
 
     def _open_interest_cap(self, legs: tuple[Leg, ...], now: datetime) -> int | None:
         """floor(max_open_interest_share x the smallest open interest among the legs), in
@@ -1263,18 +1510,33 @@ class SimBroker:
             return None
         return math.floor(share * min(found) + 1e-9)
 
+    def _fills(self, row: sqlite3.Row, legs: tuple[Leg, ...], quotes: dict[Contract, Quote],
+               achievable: float, impact: float, now: datetime, minutes: int) -> bool:
+        """Whether a limit order fills now: ``achievable`` (impact included) reaches its limit,
+        or the mid-fill draw says so."""
+        if achievable >= row["limit_price"] - 1e-9:
+            return True
+        return self._lucky(row, legs, quotes, achievable, impact, now, minutes)
+
     def _lucky(self, row: sqlite3.Row, legs: tuple[Leg, ...], quotes: dict[Contract, Quote],
-               achievable: float, now: datetime) -> bool:
+               achievable: float, impact: float, now: datetime, minutes: int) -> bool:
         """Whether a limit between the mid and the achievable natural price fills this minute:
-        probability (mid - limit) / (mid - achievable), one seeded draw per order and minute."""
-        if not self._fill_model.mid_fill_probability:
+        chance x ** k with x = (mid - limit) / (mid - achievable), the mid moved by the
+        ``impact`` as the natural is; per minute over ``minutes`` with
+        ``mid_fill_per_minute``. One seeded draw per order and minute."""
+        model = self._fill_model
+        if not model.mid_fill_probability:
             return False
-        mid = sum(-leg.ratio * quotes[leg.contract].mid for leg in legs)
+        mid = sum(-leg.ratio * quotes[leg.contract].mid for leg in legs) - impact
         limit = row["limit_price"]
         if mid <= achievable + 1e-9 or limit >= mid - 1e-9:
             return False
-        probability = (mid - limit) / (mid - achievable)
-        return bool(_draw(self._fill_model.seed, row["client_order_id"], now) < probability)
+        probability = model.mid_fill_chance((mid - limit) / (mid - achievable))
+        if model.mid_fill_per_minute:
+            if minutes <= 0:
+                return False  # this minute's draw was already taken
+            probability = 1.0 - (1.0 - probability) ** minutes
+        return bool(_draw(model.seed, row["client_order_id"], now) < probability)
 
     def _apply(self, contract: Contract, change: int, price: float) -> None:
         """Add ``change`` contracts bought (> 0) or sold (< 0) at ``price`` per share."""

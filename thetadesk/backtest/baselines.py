@@ -16,12 +16,21 @@
 
 Both return equity per session in the order of ``sessions`` and are read with the same metrics
 as the backtest (``thetadesk.analytics.metrics``).
+
+Interest (``daily_rate``, off by default): what ONE dollar of cash earns on a calendar day, a
+function of the day (``thetadesk.rates.CashInterest.daily``; ``wiring.cash_interest_of(account)``
+gives the account's, so a baseline earns what the desk's idle cash earns in the same run). As in
+the paper broker, every calendar day from the first session on earns interest on the positive
+cash balance, credited (compounding daily) at the start of the next session for the days since
+the last credit: a session's equity includes the interest of the days before it. Buy and hold
+earns it on the cash left over from whole shares; the put-write on all its cash, the collateral
+securing the put included (the Cboe PUT index earns T-bill interest on it).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -48,8 +57,34 @@ class PutWriteTrade:
     spread: float = 0.0  # dollars given up against the mid on the sale: (mid - bid) x 100 x n
 
 
+DailyRate = Callable[[date], float]  # what one dollar earns on a calendar day, a decimal
+
+
+class _Interest:
+    """Credits interest on a cash balance day by day, as the paper broker does (see above)."""
+
+    def __init__(self, daily_rate: DailyRate | None, first: date) -> None:
+        self.rate = daily_rate
+        self.through = first - timedelta(days=1)
+
+    def credit(self, cash: float, today: date) -> float:
+        """``cash`` with the interest of the days from the last credit to ``today`` (not
+        included) added."""
+        if self.rate is None:
+            return cash
+        day = self.through + timedelta(days=1)
+        while day < today:
+            cash += max(0.0, cash) * self.rate(day)
+            day += timedelta(days=1)
+        self.through = max(self.through, today - timedelta(days=1))
+        return cash
+
+
 def buy_and_hold(market: MarketData, symbol: str, sessions: Sequence[date], capital: float,
-                 calendar: MarketCalendar | None = None) -> list[float]:
+                 calendar: MarketCalendar | None = None, *,
+                 daily_rate: DailyRate | None = None) -> list[float]:
+    """Equity per session of buying ``capital``'s worth of whole shares at the first session's
+    open and holding them; the cash left over earns ``daily_rate`` (see the module docs)."""
     calendar = calendar or MarketCalendar()
     if not sessions:
         return []
@@ -64,7 +99,12 @@ def buy_and_hold(market: MarketData, symbol: str, sessions: Sequence[date], capi
         raise DataError(f"buy and hold: no {symbol} price in the first session {sessions[0]}")
     shares = math.floor(capital / price)
     cash = capital - shares * price
-    return [cash + shares * market.spot(symbol, calendar.session_close(d)) for d in sessions]
+    interest = _Interest(daily_rate, sessions[0])
+    equity = []
+    for d in sessions:
+        cash = interest.credit(cash, d)
+        equity.append(cash + shares * market.spot(symbol, calendar.session_close(d)))
+    return equity
 
 
 def _put_mark(market: MarketData, contract: Contract, spot: float, when) -> float:
@@ -91,17 +131,21 @@ class PutWriteRun:
 
 def put_write(market: MarketData, symbol: str, sessions: Sequence[date], capital: float, *,
               commission: float = 0.65, calendar: MarketCalendar | None = None,
+              daily_rate: DailyRate | None = None,
               ) -> tuple[list[float], list[PutWriteTrade]]:
-    """Equity per session and the puts sold (see the module docs)."""
+    """Equity per session and the puts sold (see the module docs); the cash, collateral
+    included, earns ``daily_rate``."""
     run = put_write_run(market, symbol, sessions, capital, commission=commission,
-                        calendar=calendar)
+                        calendar=calendar, daily_rate=daily_rate)
     return run.equity, run.trades
 
 
 def put_write_run(market: MarketData, symbol: str, sessions: Sequence[date], capital: float,
                   *, commission: float = 0.65, calendar: MarketCalendar | None = None,
+                  daily_rate: DailyRate | None = None,
                   ) -> PutWriteRun:
-    """``put_write`` with its exposure and costs (``PutWriteRun``)."""
+    """``put_write`` with its exposure and costs (``PutWriteRun``); the cash, collateral
+    included, earns ``daily_rate`` (see the module docs)."""
     calendar = calendar or MarketCalendar()
     cash = capital
     held: tuple[Contract, int, float, date, float] | None = None
@@ -109,7 +153,10 @@ def put_write_run(market: MarketData, symbol: str, sessions: Sequence[date], cap
     trades: list[PutWriteTrade] = []
     held_sessions = sales = 0
     commissions = spread_paid = 0.0
+    interest = _Interest(daily_rate, sessions[0]) if sessions else None
     for i, d in enumerate(sessions):
+        assert interest is not None
+        cash = interest.credit(cash, d)
         close = calendar.session_close(d)
         if held is None and i < len(sessions) - 1:
             when = calendar.session_open(d) + _SELL_AFTER_OPEN

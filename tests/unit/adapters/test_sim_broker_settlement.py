@@ -266,7 +266,8 @@ def test_version_2_file_is_migrated_with_settlement_kinds(db_path):
     market.spots["SPY"] = 445.0
     broker.poll(CLOSE)
     broker.close()
-    # Turn the file back into a version-2 file: no kind/shares columns, no shares table.
+    # Turn the file back into a version-2 file: no kind/shares columns, no shares table (and
+    # none of version 4's interest columns and table).
     db = sqlite3.connect(db_path)
     rows = db.execute("SELECT occ, multiplier, quantity, underlying_price, intrinsic, amount, "
                       "time FROM settlements ORDER BY seq").fetchall()
@@ -281,6 +282,9 @@ def test_version_2_file_is_migrated_with_settlement_kinds(db_path):
         ALTER TABLE orders DROP COLUMN symbol;
         ALTER TABLE orders DROP COLUMN side;
         ALTER TABLE book DROP COLUMN dividend_cursor;
+        ALTER TABLE book DROP COLUMN interest_through;
+        ALTER TABLE book DROP COLUMN interest_paid;
+        DROP TABLE interest;
         PRAGMA user_version = 2;
     """)
     db.executemany("INSERT INTO settlements (occ, multiplier, quantity, underlying_price, "

@@ -90,6 +90,46 @@ def test_walk_forward_baselines_count_the_put_writes_of_the_out_of_sample_sessio
     assert put["final_equity"] == pytest.approx(20_500 + 400 - 1.30 - 600)
 
 
+# -- interest on cash (daily_rate) --------------------------------------------------------------
+
+DAILY = 0.001  # a visible rate: 0.1% a calendar day
+
+
+def test_baselines_without_a_daily_rate_earn_no_interest():
+    closes = {d: 100.0 for d in SESSIONS[:6]}
+    assert buy_and_hold(HandMarket(closes), "SPY", SESSIONS[:6], 10_050.0, CAL) == (
+        pytest.approx([50 + 100 * 100.0] * 6))
+
+
+def test_buy_and_hold_leftover_cash_earns_each_calendar_day_from_the_next_session_on():
+    closes = {d: 100.0 for d in SESSIONS[:6]}  # Monday 3 March to Monday 10 March
+    equity = buy_and_hold(HandMarket(closes), "SPY", SESSIONS[:6], 10_050.0, CAL,
+                          daily_rate=lambda day: DAILY)
+    cash = [e - 100 * 100.0 for e in equity]
+    assert cash[0] == pytest.approx(50.0)  # the first day's interest comes the next session
+    assert cash[1] == pytest.approx(50.0 * (1 + DAILY))
+    assert cash[4] == pytest.approx(50.0 * (1 + DAILY) ** 4)  # Friday
+    assert cash[5] == pytest.approx(50.0 * (1 + DAILY) ** 7)  # Monday: the weekend too
+
+
+def test_put_write_collateral_and_premium_earn_the_daily_rate():
+    sessions = SESSIONS[:2]
+    plain, _ = put_write(HandMarket({}), "SPY", sessions, 20_500.0, calendar=CAL)
+    earning, _ = put_write(HandMarket({}), "SPY", sessions, 20_500.0, calendar=CAL,
+                           daily_rate=lambda day: DAILY)
+    assert plain[0] == pytest.approx(20_500 + 400 - 1.30 - 220)  # two puts sold, at mid 1.10
+    assert earning[0] == pytest.approx(plain[0])
+    # Tuesday: Monday's interest on all the cash, the 20,000 securing the puts included
+    assert earning[1] - plain[1] == pytest.approx((20_500 + 400 - 1.30) * DAILY)
+
+
+def test_put_write_interest_uses_the_rate_of_each_day():
+    rates = {SESSIONS[0]: 0.0, SESSIONS[1]: 0.002}
+    equity, _ = put_write(HandMarket({}), "SPY", SESSIONS[:3], 5_000.0, calendar=CAL,
+                          daily_rate=lambda day: rates.get(day, 0.0))
+    assert equity == pytest.approx([5_000.0, 5_000.0, 5_010.0])
+
+
 def test_put_write_run_counts_held_closes_and_the_costs_of_a_put_still_held():
     from thetadesk.backtest.baselines import put_write_run
     from thetadesk.backtest.results import _costs_of_puts

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.unit.backtest.conftest import sim_data
+from thetadesk.rates import TBILL_3M
 
 ROOT = Path(__file__).resolve().parents[3]
 spec = importlib.util.spec_from_file_location("backtest_cli", ROOT / "scripts" / "backtest.py")
@@ -54,9 +55,9 @@ def test_backtest_writes_results_and_report(tmp_path, config_file, capsys):
         assert section in page
     for row in ("Sharpe, daily (0% risk-free)", "Sharpe, daily (excess over T-bills)",
                 "Sharpe, monthly (0%)", "Costs paid ($)", "Probabilistic Sharpe ratio",
-                "Max drawdown: trough", "2025 4.07%"):
+                "Max drawdown: trough", f"2025 {TBILL_3M[2025]:.2%}"):
         assert row in page
-    assert results["run"]["risk_free_rate"]["by_year"] == {"2025": 0.0407}
+    assert results["run"]["risk_free_rate"]["by_year"] == {"2025": TBILL_3M[2025]}
     assert results["deflated_sharpe"]["n_trials"] == 3
     assert results["deflated_sharpe"]["trial_sharpe_variance"] == pytest.approx(0.25 / 252)
     printed = capsys.readouterr().out

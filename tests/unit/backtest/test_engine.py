@@ -11,6 +11,7 @@ from thetadesk.backtest.engine import Backtest, backtest_config
 from thetadesk.backtest.results import build_results
 from thetadesk.clock import MarketCalendar
 from thetadesk.errors import ConfigError, DataError
+from thetadesk.rates import TBILL_3M, tbill_3m
 from thetadesk.wiring import build_market
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
@@ -24,7 +25,9 @@ def run(tmp_path, data, name="a", end=END, market=None, **kw):
 
 
 def test_a_strategy_that_never_trades_has_zero_pnl(tmp_path):
-    bt, result = run(tmp_path, sim_data(**{"strategy.min_credit_fraction": 0.99}))
+    # Without the shipped config's interest on idle cash: the strategy's own P&L only.
+    bt, result = run(tmp_path, sim_data(**{"strategy.min_credit_fraction": 0.99,
+                                           "accounts.0.cash_interest": None}))
     results = build_results(result, bt.market)
 
     assert result.fills == 0
@@ -37,11 +40,26 @@ def test_a_strategy_that_never_trades_has_zero_pnl(tmp_path):
     assert results["exposure"] == 0.0
     assert results["costs"]["total"] == 0.0
     assert results["costs"]["per_trade"] is None
-    assert results["run"]["risk_free_rate"]["by_year"] == {"2025": 0.0407}
+    assert results["run"]["risk_free_rate"]["by_year"] == {"2025": TBILL_3M[2025]}
+
+
+def test_a_strategy_that_never_trades_earns_the_tbill_rate_on_its_idle_cash(tmp_path):
+    # The shipped config: cash earns the 3-month T-bill rate of 2025, actual/360, each calendar
+    # day from the first session on credited at the next day's first tick.
+    _, result = run(tmp_path, sim_data(**{"strategy.min_credit_fraction": 0.99}))
+    daily = tbill_3m(START) / 360
+    first = result.sessions[0].session
+
+    assert result.fills == 0
+    assert [row.equity for row in result.sessions] == pytest.approx(
+        [100_000.0 * (1 + daily) ** (row.session - first).days for row in result.sessions],
+        rel=1e-12)
+    assert result.sessions[-1].equity > 100_000.0
 
 
 GENEROUS = {
     "accounts.0.commission_per_contract": 0.0,
+    "accounts.0.cash_interest": None,  # interest on the whole cash does not double with size
     "exits.ladder": [], "exits.take_profit": 0.5,
     "accounts.0.risk": {"max_loss_per_trade": 100_000, "max_open_positions": 10,
                         "min_buying_power": 1000, "daily_loss_limit": 100_000},

@@ -10,6 +10,7 @@ from thetadesk.analytics.deflated import deflated_sharpe
 from thetadesk.analytics.metrics import daily_returns, metrics
 from thetadesk.backtest.engine import Backtest, backtest_config
 from thetadesk.backtest.results import build_results, deflated, risk_free_rates
+from thetadesk.rates import TBILL_3M, TBILL_3M_LAST
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
@@ -28,7 +29,7 @@ def test_a_year_before_the_table_has_no_rate_and_a_later_one_carries_forward():
     assert info["by_year"] is None
     assert "1999" in info["unknown"]
     rates, info = risk_free_rates([date(2027, 3, 1)])
-    assert rates == [0.0407]
+    assert rates == [TBILL_3M[TBILL_3M_LAST]]
     assert "2027" in info["carried_forward"]
 
 
@@ -54,7 +55,7 @@ def test_the_desk_and_both_baselines_share_sessions_and_rates(tmp_path):
     for name in ("buy_and_hold", "put_write"):
         base = results["baselines"][name]
         curve = [e[name] for e in results["equity"]]
-        expected = metrics(curve, 100_000.0, [], rf=0.0407, sessions=sessions)
+        expected = metrics(curve, 100_000.0, [], rf=TBILL_3M[2025], sessions=sessions)
         assert base["sharpe_rf"] == pytest.approx(expected["sharpe_rf"])
         assert base["sharpe"] == pytest.approx(expected["sharpe"])
         assert base["sessions"] == results["sessions"] == len(sessions)
@@ -68,4 +69,4 @@ def test_the_desk_and_both_baselines_share_sessions_and_rates(tmp_path):
     assert put["costs"]["commissions"] > 0
     assert results["deflated_sharpe"]["n_trials"] == 3
     assert results["deflated_sharpe"]["dsr"] is not None
-    assert results["risk_free_mean"] == pytest.approx(0.0407)
+    assert results["risk_free_mean"] == pytest.approx(TBILL_3M[2025])
