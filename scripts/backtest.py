@@ -289,9 +289,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"backtest: {exc}", file=sys.stderr)
             return 2
         from thetadesk.backtest.results import add_walk_forward, baseline_symbol
+        from thetadesk.wiring import cash_interest_of
 
+        interest = cash_interest_of(config.accounts[0])
         add_walk_forward(results, wf, bt.market, baseline_symbol(result),
-                         config.accounts[0].commission_per_contract)
+                         config.accounts[0].commission_per_contract,
+                         None if interest is None else interest.daily)
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     (out / "report.html").write_text(render_html(results), encoding="utf-8")
     print(_headline(results))

@@ -34,7 +34,7 @@ before the table's first year no rate is known and every ``*_rf`` figure is null
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import date
 from typing import Any
@@ -56,6 +56,7 @@ from thetadesk.backtest.baselines import PutWriteRun, buy_and_hold, put_write_ru
 from thetadesk.backtest.engine import BacktestResult
 from thetadesk.ports import MarketData
 from thetadesk.rates import TBILL_3M, TBILL_3M_LAST, tbill_3m
+from thetadesk.wiring import cash_interest_of
 
 __all__ = ["RATE_TABLE", "add_walk_forward", "build_results", "deflated", "monthly_returns",
            "risk_free_rates"]
@@ -123,12 +124,16 @@ _NO_COSTS = {"commissions": 0.0, "spread": 0.0, "total": 0.0, "per_trade": None,
 
 def _baselines(market: MarketData, symbol: str, sessions: list[date], capital: float,
                commission: float, rates: list[float] | None,
+               daily_rate: Callable[[date], float] | None = None,
                ) -> tuple[dict[str, Any], list[float], list[float]]:
     """Buy-and-hold (invested at every close once it holds shares: exposure 1; no fees or
     spread modelled, it buys at the spot) and the put-write (exposure: closes with a put
-    held), with the desk's metrics over the same sessions and rates."""
-    hold = buy_and_hold(market, symbol, sessions, capital)
-    write = put_write_run(market, symbol, sessions, capital, commission=commission)
+    held), with the desk's metrics over the same sessions and rates; their idle cash earns
+    ``daily_rate`` (what a dollar earns a day: the desk's paper broker's, None: nothing), as
+    the desk's does."""
+    hold = buy_and_hold(market, symbol, sessions, capital, daily_rate=daily_rate)
+    write = put_write_run(market, symbol, sessions, capital, commission=commission,
+                          daily_rate=daily_rate)
     invested = len(sessions) if any(h != capital for h in hold) else 0
     out = {
         "buy_and_hold": {"symbol": symbol,
@@ -168,8 +173,10 @@ def build_results(result: BacktestResult, market: MarketData, *, monte_carlo: in
                                       trial_sharpe_variance=trial_sharpe_variance)
     symbol = baseline_symbol(result)
     commission = result.config.accounts[0].commission_per_contract
+    interest = cash_interest_of(result.config.accounts[0])
     out["baselines"], hold, write = _baselines(market, symbol, sessions, capital, commission,
-                                               rates)
+                                               rates, None if interest is None
+                                               else interest.daily)
     tables = attribution_tables(result.trades)
     tables["book"] = {
         "strategy": {"realized_pnl": result.attribution_books["strategy"],
@@ -227,13 +234,15 @@ def _plain(x: Any) -> Any:
 
 
 def add_walk_forward(results: dict[str, Any], wf: dict[str, Any], market: MarketData,
-                     symbol: str, commission: float) -> dict[str, Any]:
+                     symbol: str, commission: float,
+                     daily_rate: Callable[[date], float] | None = None) -> dict[str, Any]:
     """Put the walk-forward result into ``results`` with the baselines over its
     out-of-sample sessions (the same capital and risk-free rates)."""
     sessions = [date.fromisoformat(e["session"]) for e in wf["equity"]]
     capital = results["capital"]
     rates, _ = risk_free_rates(sessions)
     wf = dict(wf)
-    wf["baselines"], _, _ = _baselines(market, symbol, sessions, capital, commission, rates)
+    wf["baselines"], _, _ = _baselines(market, symbol, sessions, capital, commission, rates,
+                                       daily_rate)
     results["walk_forward"] = _plain(wf)
     return results

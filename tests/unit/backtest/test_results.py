@@ -70,3 +70,26 @@ def test_the_desk_and_both_baselines_share_sessions_and_rates(tmp_path):
     assert results["deflated_sharpe"]["n_trials"] == 3
     assert results["deflated_sharpe"]["dsr"] is not None
     assert results["risk_free_mean"] == pytest.approx(TBILL_3M[2025])
+
+
+def test_the_baselines_idle_cash_earns_what_the_desks_does(tmp_path):
+    end = date(2025, 1, 31)
+
+    def put_write_end(name, interest):
+        data = sim_data(**{"strategy.min_credit_fraction": 0.99})  # the desk never trades
+        if interest is None:
+            data["accounts"][0].pop("cash_interest", None)
+        else:
+            data["accounts"][0]["cash_interest"] = interest
+        config, _, last, _ = backtest_config(data, source="sim", start=START, end=end)
+        bt = Backtest(config, tmp_path / name, end=last, data="sim")
+        out = build_results(bt.run(), bt.market)
+        return out["final_equity"], out["baselines"]["put_write"]["final_equity"]
+
+    desk_off, write_off = put_write_end("off", None)
+    desk_on, write_on = put_write_end("on", {"rate": 0.05})
+    assert desk_off == 100_000
+    earned = desk_on - desk_off
+    assert earned > 0
+    # The put-write holds the same cash (premium aside) all month: about the same interest.
+    assert write_on - write_off == pytest.approx(earned, rel=0.05)
