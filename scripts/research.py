@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                for name in protocol.periods}
 
     walk = None
-    if not args.no_walk_forward and protocol.grid:
+    if not args.no_walk_forward and protocol.walk_forward is not None:
         walk = _walk_forward(protocol, run_many)
     crash = None
     if not args.no_crash and protocol.crash:
@@ -177,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _walk_forward(protocol, run_many) -> dict:
-    """The grid walked forward over the sessions from the in-sample start to the held-out end
-    (``walkforward.walk_forward``: its default embargo and purge)."""
+    """The protocol's walk-forward grid (over ``fixed`` and ``desk``) walked forward over the
+    sessions from the in-sample start to the held-out end (``walkforward.walk_forward``: its
+    default embargo, the holding period, and purge)."""
     from thetadesk.backtest.walkforward import apply_params, run_job, walk_forward
     from thetadesk.clock import MarketCalendar
 
@@ -188,8 +189,10 @@ def _walk_forward(protocol, run_many) -> dict:
     while d <= last:
         sessions.append(d)
         d = cal.next_session(date.fromordinal(d.toordinal() + 1))
-    data = apply_params(protocol.base, protocol.fixed)
-    return walk_forward(data, "replay", sessions, grid=dict(protocol.grid),
+    wf = protocol.walk_forward
+    data = apply_params(protocol.base, (*protocol.fixed, *protocol.desk, *wf["fixed"]))
+    return walk_forward(data, "replay", sessions, grid=wf["grid"],
+                        in_sample=wf["in_sample"], out_of_sample=wf["out_of_sample"],
                         objective=protocol.objective,
                         run_many=lambda jobs: run_many(jobs, run_job, "walk-forward"))
 

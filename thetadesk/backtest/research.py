@@ -5,16 +5,23 @@ A protocol file (YAML; ``research/protocol.yaml`` is the shipped one) holds:
 
 - ``name``: what the run is called (its output files are named after it);
 - ``base``: the config file the variants start from (relative to the protocol file);
-- ``fixed``: dotted config paths set in every run (speed settings, the backtest's breaker
-  policy), applied before the grid;
+- ``fixed``: dotted config paths set in every run, the base's included (speed settings, the
+  backtest's breaker policy);
+- ``desk``: dotted config paths every variant shares and the base does not (the portfolio
+  construction being designed: sizing, the risk limits that go with it);
 - ``periods``: ``in_sample``, ``held_out`` and optionally ``second_test``, each
   ``{start, end}`` (sessions of the replay, 2000-01-03..2018-10-31);
 - ``selection``: ``objective`` (a key of the run's metrics, larger is better: ``sharpe``,
   ``sharpe_rf``, ...), and constraints a variant must meet in sample to be chosen:
   ``max_drawdown`` (a positive fraction) and ``min_trades``;
 - ``grid``: dotted config paths to lists of values, every combination one variant
-  (``walkforward.grid_points``), and/or ``variants``: named sets of dotted paths, each also
-  crossed with the grid (a structure that needs several keys changed together);
+  (``walkforward.grid_points``); ``families``: ``{family: {option: {dotted paths}}}``, choices
+  that need several keys changed together (an exit set, an entry filter), every family's
+  options crossed with each other and with the grid; ``variants``: named sets of dotted paths,
+  a family of its own;
+- ``walk_forward`` (optional): ``{grid, fixed, in_sample, out_of_sample}``, a smaller grid
+  (over ``fixed``, ``desk`` and its own ``fixed``) walked forward from the in-sample start to
+  the held-out end;
 - ``crash`` (optional): a scheduled shock in the simulator (``start``, ``sessions``, and
   ``shock: {date, gap, vol_multiplier}``), run with the chosen configuration.
 
@@ -81,7 +88,10 @@ class Protocol:
     max_drawdown: float | None
     min_trades: int
     grid: dict[str, list]
-    named: dict[str, tuple[tuple[str, Any], ...]]
+    # family -> option -> params; the family "" holds ``variants`` (labelled by name alone)
+    families: dict[str, dict[str, tuple[tuple[str, Any], ...]]]
+    desk: tuple[tuple[str, Any], ...] = ()
+    walk_forward: dict | None = None
     crash: dict | None = None
     notes: tuple[str, ...] = field(default=())
 
@@ -123,8 +133,8 @@ def load_protocol(path: str | Path) -> Protocol:
     data = load_config_data(path)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: the protocol must be a mapping")
-    known = {"name", "base", "fixed", "periods", "selection", "grid", "variants", "crash",
-             "notes"}
+    known = {"name", "base", "fixed", "desk", "periods", "selection", "grid", "families",
+             "variants", "walk_forward", "crash", "notes"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown} (allowed: {sorted(known)})")
@@ -169,12 +179,35 @@ def load_protocol(path: str | Path) -> Protocol:
     grid = data.get("grid") or {}
     if not isinstance(grid, Mapping):
         raise ConfigError(f"{path}: grid: must map dotted config paths to lists of values")
+    families: dict[str, dict[str, tuple[tuple[str, Any], ...]]] = {}
+    raw_families = data.get("families") or {}
+    if not isinstance(raw_families, Mapping):
+        raise ConfigError(f"{path}: families: must map family names to their options")
+    for family, options in raw_families.items():
+        if not isinstance(options, Mapping) or not options:
+            raise ConfigError(f"{path}: families.{family}: must map option names to sets of "
+                              "dotted paths")
+        families[str(family)] = {str(k): _pairs(v, f"families.{family}.{k}")
+                                 for k, v in options.items()}
     named_raw = data.get("variants") or {}
     if not isinstance(named_raw, Mapping):
         raise ConfigError(f"{path}: variants: must map names to sets of dotted paths")
-    named = {str(k): _pairs(v, f"variants.{k}") for k, v in named_raw.items()}
-    if not grid and not named:
-        raise ConfigError(f"{path}: give a grid or variants: there is nothing to choose from")
+    if named_raw:
+        families[""] = {str(k): _pairs(v, f"variants.{k}") for k, v in named_raw.items()}
+    if not grid and not families:
+        raise ConfigError(f"{path}: give a grid, families or variants: there is nothing to "
+                          "choose from")
+    walk = data.get("walk_forward")
+    if walk is not None:
+        if not isinstance(walk, Mapping) or not isinstance(walk.get("grid"), Mapping):
+            raise ConfigError(f"{path}: walk_forward: needs a grid of dotted paths to lists")
+        bad = sorted(set(walk) - {"grid", "fixed", "in_sample", "out_of_sample"})
+        if bad:
+            raise ConfigError(f"{path}: walk_forward: unknown key(s) {bad}")
+        walk = {"grid": {k: list(v) for k, v in walk["grid"].items()},
+                "fixed": _pairs(walk.get("fixed"), "walk_forward.fixed"),
+                "in_sample": int(walk.get("in_sample", 252)),
+                "out_of_sample": int(walk.get("out_of_sample", 126))}
     protocol = Protocol(
         name=name, path=path, digest=hashlib.sha256(raw_bytes).hexdigest(), base=base,
         base_path=base_path, fixed=_pairs(data.get("fixed"), "fixed"), periods=periods,
@@ -182,9 +215,13 @@ def load_protocol(path: str | Path) -> Protocol:
         max_drawdown=None if max_dd is None else float(max_dd),
         min_trades=int(selection.get("min_trades", 0)), grid={k: list(v) for k, v in
                                                              grid.items()},
-        named=named, crash=data.get("crash"),
-        notes=tuple(str(n) for n in (data.get("notes") or ())))
-    for label, params in variants(protocol):
+        families=families, desk=_pairs(data.get("desk"), "desk"), walk_forward=walk,
+        crash=data.get("crash"), notes=tuple(str(n) for n in (data.get("notes") or ())))
+    checks = [("the base", ()), *variants(protocol)]
+    if walk is not None:
+        checks += [(f"walk-forward point {dict(p)}", (*protocol.desk, *walk["fixed"], *p))
+                   for p in grid_points(walk["grid"])]
+    for label, params in checks:
         try:
             parse_config(apply_params(protocol.base, (*protocol.fixed, *params)), env={})
         except ConfigError as exc:
@@ -193,18 +230,27 @@ def load_protocol(path: str | Path) -> Protocol:
 
 
 def variants(protocol: Protocol) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
-    """Every variant as (label, dotted params): each named set (or none) crossed with every
-    grid point, in file order. The count is the number of trials the deflated Sharpe ratio
-    corrects for."""
+    """Every variant as (label, dotted params: the ``desk`` settings, then each family's
+    option, then the grid point): every combination of the families' options crossed with
+    every grid point, in file order. The count is the number of trials the deflated Sharpe
+    ratio corrects for."""
     points = grid_points(protocol.grid) if protocol.grid else [()]
-    named = list(protocol.named.items()) or [("", ())]
+    combos: list[tuple[list[str], tuple]] = [([], ())]
+    for family, options in protocol.families.items():
+        combos = [([*names, name if not family else f"{family}={name}"], params + extra)
+                  for names, params in combos for name, extra in options.items()]
     out = []
-    for name, extra in named:
+    for names, extra in combos:
         for point in points:
-            label = ", ".join([*([name] if name else []),
-                               *(f"{k.split('.')[-1]}={v}" for k, v in point)]) or "base"
-            out.append((label, (*extra, *point)))
+            label = ", ".join([*names, *(f"{_short(k)}={v}" for k, v in point)]) or "base"
+            out.append((label, (*protocol.desk, *extra, *point)))
     return out
+
+
+def _short(path: str) -> str:
+    """A dotted path's name in a label: its last part (``strategy.ladder.enabled``: ladder)."""
+    parts = path.split(".")
+    return parts[-2] if parts[-1] == "enabled" and len(parts) > 1 else parts[-1]
 
 
 def job(protocol: Protocol, period: Period, params: Sequence[tuple[str, Any]],

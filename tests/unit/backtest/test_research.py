@@ -76,6 +76,38 @@ def test_load_protocol_refuses_a_bad_protocol_before_running_anything(tmp_path, 
     assert text in str(err.value)
 
 
+FAMILIES = GOOD.replace("""    variants:
+      narrow: {strategy.width: 5.0}
+      wide: {strategy.width: 10.0, strategy.min_credit_fraction: 0.05}
+""", """    desk: {sizing.risk_per_trade_pct: 2.0}
+    families:
+      exits:
+        tp60: {exits.take_profit: 0.6}
+        expire: {exits.hold_to_expiry: true, exits.min_close_value: 0.05}
+      filter:
+        none: {strategy.min_iv: 0.0}
+        trend: {strategy.trend_sma: 200}
+    grid: {strategy.short_delta: [0.2, 0.3]}
+    walk_forward:
+      grid: {strategy.short_delta: [0.2, 0.3]}
+""").replace("""    grid:
+      strategy.short_delta: [0.2, 0.3]
+      exits.take_profit: [0.6, 0.75]
+""", "")
+
+
+def test_families_cross_each_other_and_the_grid_with_the_desk_first(tmp_path):
+    protocol = load_protocol(_write(tmp_path, FAMILIES))
+    found = variants(protocol)
+    assert len(found) == 2 * 2 * 2
+    label, params = found[3]
+    assert label == "exits=tp60, filter=trend, short_delta=0.3"
+    assert params == (("sizing.risk_per_trade_pct", 2.0), ("exits.take_profit", 0.6),
+                      ("strategy.trend_sma", 200), ("strategy.short_delta", 0.3))
+    assert protocol.walk_forward == {"grid": {"strategy.short_delta": [0.2, 0.3]},
+                                     "fixed": (), "in_sample": 252, "out_of_sample": 126}
+
+
 def test_choose_takes_the_best_in_sample_objective_among_those_meeting_the_constraints(
         tmp_path):
     protocol = load_protocol(_write(tmp_path, GOOD))
