@@ -64,11 +64,27 @@ def _commit() -> str | None:
 def _runner(args):
     from tqdm import tqdm
 
+    def ticker(desc, total, bar):
+        """A progress step: the bar, or (``--quiet``) a line every tenth of the runs."""
+        done = [0]
+        started = time.monotonic()
+
+        def step():
+            done[0] += 1
+            bar.update(1)
+            if args.quiet and (done[0] % max(total // 10, 1) == 0 or done[0] == total):
+                print(f"{desc}: {done[0]}/{total} runs, {time.monotonic() - started:.0f} s",
+                      file=sys.stderr, flush=True)
+        return step
+
     if args.local:
         def run_many(jobs, fn, desc):
             out = []
-            for job in tqdm(jobs, desc=desc, unit="run", disable=args.quiet):
-                out.append(fn(job))
+            with tqdm(total=len(jobs), desc=desc, unit="run", disable=args.quiet) as bar:
+                step = ticker(desc, len(jobs), bar)
+                for job in jobs:
+                    out.append(fn(job))
+                    step()
             return out
         return run_many
 
@@ -79,12 +95,13 @@ def _runner(args):
 
     def run_many(jobs, fn, desc):
         with tqdm(total=len(jobs), desc=desc, unit="run", disable=args.quiet) as bar:
-            return run_jobs(jobs, progress=lambda: bar.update(1), fn=fn)
+            return run_jobs(jobs, progress=ticker(desc, len(jobs), bar), fn=fn)
     return run_many
 
 
 def _slim(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in ("returns", "trade_pnls")}
+    return {k: v for k, v in summary.items()
+            if k not in ("returns", "excess_returns", "trade_pnls")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,13 +128,21 @@ def main(argv: list[str] | None = None) -> int:
                           for label, params in found], research.run_summary, "in sample")
     choice = research.choose(protocol, in_sample)
     trial_sharpes = [s.get("sharpe") for s in in_sample]
+    trial_sharpes_rf = [s.get("sharpe_rf") for s in in_sample]
     print(f"chosen: {choice.label} ({choice.why})", file=sys.stderr)
 
     def with_trials(summary: dict) -> dict:
+        """The deflated Sharpe ratios with every in-sample variant as a trial: of the 0%
+        Sharpe against the variants' 0% Sharpes, and (``dsr_rf``) of the excess-return Sharpe
+        against theirs, the one the choice maximised."""
         summary = dict(summary)
-        summary["deflated_sharpe"] = {**(summary.get("deflated_sharpe") or {}),
-                                      **deflated_sharpe(summary["returns"],
-                                                        trial_sharpes=trial_sharpes)}
+        block = {**(summary.get("deflated_sharpe") or {}),
+                 **deflated_sharpe(summary["returns"], trial_sharpes=trial_sharpes)}
+        if summary.get("excess_returns") is not None:
+            rf = deflated_sharpe(summary["excess_returns"], trial_sharpes=trial_sharpes_rf)
+            block.update({"dsr_rf": rf.get("dsr"), "psr_rf": rf.get("psr"),
+                          "expected_max_sharpe_rf_annual": rf.get("expected_max_sharpe_annual")})
+        summary["deflated_sharpe"] = block
         return summary
 
     # The desk as shipped before (the base config) over every period, the chosen variant
@@ -197,6 +222,21 @@ def _walk_forward(protocol, run_many) -> dict:
                         run_many=lambda jobs: run_many(jobs, run_job, "walk-forward"))
 
 
+def _metrics():
+    from thetadesk.backtest.tables import DEFAULT_METRICS, Metric
+
+    rows = [m for m in DEFAULT_METRICS if m.key != "deflated_sharpe.dsr"]
+    return [*rows,
+            Metric("deflated_sharpe.dsr", "deflated Sharpe ratio (0%, every variant a trial)",
+                   "prob"),
+            Metric("deflated_sharpe.dsr_rf",
+                   "deflated Sharpe ratio (T-bill, every variant a trial)", "prob"),
+            Metric("deflated_sharpe.expected_max_sharpe_rf_annual",
+                   "best T-bill Sharpe expected by luck of the variants", "num"),
+            Metric("breaker_trips", "breaker trips", "int"),
+            Metric("breaker_resets", "breaker resets (backtest policy)", "int")]
+
+
 def markdown(out: dict, periods: dict, comparison_markdown, runs_of) -> str:
     p = out["protocol"]
     lines = [f"# Research protocol `{p['name']}`", "",
@@ -219,7 +259,8 @@ def markdown(out: dict, periods: dict, comparison_markdown, runs_of) -> str:
             table = {"ThetaDesk (chosen)": table.get("ThetaDesk (chosen)"),
                      "shipped before": base,
                      **{k: v for k, v in table.items() if k != "ThetaDesk (chosen)"}}
-        lines += [comparison_markdown({k: v for k, v in table.items() if v is not None}), ""]
+        lines += [comparison_markdown({k: v for k, v in table.items() if v is not None},
+                                      _metrics()), ""]
     lines += ["## Every variant in sample", "",
               "| variant | Sharpe | Sharpe (T-bill) | annual return | max drawdown | trades |",
               "| --- | --- | --- | --- | --- | --- |"]

@@ -347,10 +347,13 @@ class Backtest:
         return out
 
     def reset_by_policy(self, session: date) -> list[tuple[str, str]]:
-        """Before ``session``: every breaker HALTED since at least
-        ``backtest.reset_after_sessions`` sessions is reset, as a person would have (recorded
-        in the ledger by ``backtest policy`` with the rule in its reason). Returns the
-        (account, breaker) pairs reset. Nothing without the setting."""
+        """Before ``session``: a breaker that needs a person (``auto_reset: manual``) is reset
+        as a person would have reset it, recorded in the ledger by ``backtest policy`` with the
+        rule in its reason, once it has been HALTED for ``backtest.reset_after_sessions``
+        sessions, or REDUCING in each of the last that many sessions (a warning level that
+        cannot clear by itself: with no new entry, a losing streak cannot end and a drawdown
+        cannot be made good, so it would hold entries back for the rest of the run). Returns
+        the (account, breaker) pairs reset. Nothing without the setting."""
         after = self.config.backtest.reset_after_sessions
         if after is None:
             return []
@@ -358,18 +361,44 @@ class Backtest:
         risk = self.desk.risk
         done = []
         for account in sorted(risk.breakers.limits):
+            manual = risk.breakers.limits[account]
             for name, reading in risk.breaker_states(account, now).items():
-                if reading.state is not State.HALTED or reading.session is None:
-                    continue
-                tripped = date.fromisoformat(reading.session)
-                elapsed = len(self._sessions(self.calendar.next_session(
-                    tripped + timedelta(days=1)), session))
-                if elapsed >= after and risk.reset_breaker(
-                        account, name, by=BACKTEST_POLICY, now=now, reason=(
-                            f"backtest.reset_after_sessions: {after} session(s) after the "
-                            f"trip of {tripped}")):
+                why, stuck = None, False
+                if reading.state is State.HALTED and reading.session is not None:
+                    tripped = date.fromisoformat(reading.session)
+                    elapsed = len(self._sessions(self.calendar.next_session(
+                        tripped + timedelta(days=1)), session))
+                    if elapsed >= after:
+                        why = f"{after} session(s) after the trip of {tripped}"
+                elif (reading.state is State.ACTIVE and name not in manual.next_session
+                      and self._reducing_streak(account, name, session) >= after):
+                    why, stuck = (f"REDUCING in each of the {after} session(s) before "
+                                  f"{session}"), True
+                if why is not None and risk.reset_breaker(
+                        account, name, by=BACKTEST_POLICY, now=now,
+                        reason=f"backtest.reset_after_sessions: {why}", restart_counts=stuck):
                     done.append((account, name))
         return done
+
+    def _reducing_streak(self, account: str, name: str, session: date) -> int:
+        """In how many sessions in a row, ending with the one before ``session``, breaker
+        ``name`` reached its REDUCING level (since its last reset)."""
+        warned: set[str] = set()
+        for event in self.desk.ledger.breaker_events(account, name):
+            if event["kind"] == "reset":
+                warned.clear()
+            elif event["kind"] == "reducing":
+                warned.add(event["session"])
+        n, d = 0, session
+        while warned:
+            try:
+                d = self.calendar.previous_session(d)
+            except (ValueError, DataError):
+                break
+            if d.isoformat() not in warned:
+                break
+            n += 1
+        return n
 
     def run(self, progress: Callable[[date], None] | None = None) -> BacktestResult:
         """Every session; ``progress(session)`` after each."""

@@ -263,13 +263,14 @@ def job(protocol: Protocol, period: Period, params: Sequence[tuple[str, Any]],
 
 def run_summary(job: Job) -> dict[str, Any]:
     """Run one backtest and return its ``results.json`` figures without the bulky lists,
-    with its params, label, daily returns and the trades' P&L (for the deflated Sharpe)."""
+    with its params, label, daily returns, their excess over the T-bill (rate / 252 a
+    session) and the trades' P&L (for the deflated Sharpe ratios)."""
     import shutil
     import tempfile
 
-    from thetadesk.analytics.metrics import daily_returns
+    from thetadesk.analytics.metrics import PERIODS, daily_returns
     from thetadesk.backtest.engine import Backtest, backtest_config
-    from thetadesk.backtest.results import build_results
+    from thetadesk.backtest.results import build_results, risk_free_rates
 
     source = job.source if job.source in ("replay", "sim") else Path(job.source)
     config, market, end, notes = backtest_config(apply_params(job.data, job.params),
@@ -286,7 +287,12 @@ def run_summary(job: Job) -> dict[str, Any]:
     out = {k: v for k, v in results.items() if k not in _BULKY}
     out["label"] = job.label
     out["params"] = [list(p) for p in job.params]
-    out["returns"] = [float(r) for r in daily_returns(result.equity, result.capital)]
+    returns = daily_returns(result.equity, result.capital)
+    out["returns"] = [float(r) for r in returns]
+    rates, _ = risk_free_rates([row.session for row in result.sessions])
+    out["excess_returns"] = (None if rates is None else
+                             [float(r - rf / PERIODS) for r, rf in zip(returns, rates,
+                                                                        strict=True)])
     out["trade_pnls"] = [t.pnl for t in result.trades]
     out["breaker_resets"] = sum(1 for e in result.breaker_events if e["kind"] == "reset")
     out["breaker_trips"] = sum(1 for e in result.breaker_events if e["kind"] == "tripped")

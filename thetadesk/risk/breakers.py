@@ -526,14 +526,16 @@ class BreakerBoard:
         return True
 
     def reset(self, account: str, name: str, *, by: str, now: datetime,
-              reason: str = "reset by hand") -> bool:
+              reason: str = "reset by hand", restart_counts: bool = False) -> bool:
         """Clear a breaker (HALTED or REDUCING) by a person's decision; recorded with who, when
-        and why. False if it was ACTIVE (nothing recorded). Counts restart from the reset:
-        losses in a row, the rejection window and restarts count only later events; the
-        drawdown peak restarts from the equity after it."""
+        and why. False if it was ACTIVE (nothing recorded), unless ``restart_counts``: then
+        the reset is recorded anyway, for a warning that would come back at once because
+        nothing can change what it counts (a losing streak with no new trade). Counts restart
+        from the reset: losses in a row, the rejection window and restarts count only later
+        events; the drawdown peak restarts from the equity after it."""
         if name not in NAMES:
             raise ValueError(f"unknown breaker {name!r}; the breakers are {', '.join(NAMES)}")
-        if self.states(account, now)[name].state is State.ACTIVE:
+        if not restart_counts and self.states(account, now)[name].state is State.ACTIVE:
             return False
         self.ledger.record_breaker_event(account=account, name=name, kind="reset",
                                          session=_session(now), now=now, reason=reason, by=by)

@@ -393,9 +393,11 @@ class RiskEngine:
         return self.breakers.halt(account, by=by, now=now, reason=reason)
 
     def reset_breaker(self, account: str, name: str, by: str, now: datetime,
-                      reason: str = "reset by hand") -> bool:
-        """A person clears a tripped (or reducing) breaker; False if it was not set."""
-        return self.breakers.reset(account, name, by=by, now=now, reason=reason)
+                      reason: str = "reset by hand", restart_counts: bool = False) -> bool:
+        """A person clears a tripped (or reducing) breaker; False if it was not set (unless
+        ``restart_counts``: ``BreakerBoard.reset``)."""
+        return self.breakers.reset(account, name, by=by, now=now, reason=reason,
+                                   restart_counts=restart_counts)
 
     def breaker_states(self, account: str, now: datetime) -> dict[str, BreakerReading]:
         """Each breaker's state (active, reducing, halted) for the account at ``now``."""

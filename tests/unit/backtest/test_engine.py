@@ -341,3 +341,28 @@ def test_the_reset_policy_resets_a_manual_breaker_sessions_after_its_trip(tmp_pa
         gap = cal.sessions(date.fromisoformat(trip["session"]), 10)
         assert reset["session"] == gap[2].isoformat()  # two sessions after the trip's
     assert len(trips) >= 2  # entries resumed after the reset, and tripped it again
+
+
+STREAK_WARNS = {  # one losing trade puts the losing-streak breaker at its warning level
+    "exits.stop_multiple": 0.05, "exits.ladder": [], "exits.take_profit": 0.9,
+    "accounts.0.breakers": {"reducing_at": 0.25, "drawdown": {"limit": 100_000},
+                            "consecutive_losses": {"limit": 40, "auto_reset": "manual"}},
+}
+
+
+def test_a_warning_level_no_entry_can_clear_holds_entries_back_without_the_policy(tmp_path):
+    _, result = run(tmp_path, sim_data(**STREAK_WARNS))
+    warned = sorted({e["session"] for e in result.breaker_events
+                     if (e["name"], e["kind"]) == ("consecutive_losses", "reducing")})
+    assert len(warned) >= 3  # warned again every session: the streak cannot end by itself
+    assert not [e for e in result.breaker_events if e["kind"] == "reset"]
+
+
+def test_the_reset_policy_clears_a_warning_level_stuck_for_its_sessions(tmp_path):
+    _, result = run(tmp_path, sim_data(**STREAK_WARNS, **{"backtest.reset_after_sessions": 2}))
+    resets = [e for e in result.breaker_events
+              if (e["name"], e["kind"]) == ("consecutive_losses", "reset")]
+    assert resets
+    assert all(r["by"] == "backtest policy" for r in resets)
+    assert "REDUCING in each of the 2 session(s) before" in resets[0]["reason"]
+    assert len(result.trades) > len(run(tmp_path, sim_data(**STREAK_WARNS), "b")[1].trades)

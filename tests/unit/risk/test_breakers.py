@@ -336,6 +336,22 @@ def test_reset_after_counts_only_later_losses(ledger):
     assert risk.check(request(now=NOW + timedelta(minutes=10))).approved
 
 
+def test_restart_counts_records_a_reset_of_an_active_breaker_and_counts_from_it(ledger):
+    risk = engine(ledger)
+    for j in range(4):
+        close_trade(ledger, f"p{j}", -100.0, NOW - timedelta(hours=4 - j))
+    assert risk.reset_breaker("paper", CONSECUTIVE_LOSSES, "bob", NOW) is False  # active
+
+    assert risk.reset_breaker("paper", CONSECUTIVE_LOSSES, "backtest policy", NOW,
+                              reason="stuck", restart_counts=True) is True
+
+    close_trade(ledger, "p9", -100.0, NOW + timedelta(minutes=10))
+    assert risk.update(NOW + timedelta(minutes=10), [tick(closed=1)]) == []  # 1 loss, not 5
+    resets = [e["by"] for e in ledger.breaker_events("paper", CONSECUTIVE_LOSSES)
+              if e["kind"] == "reset"]
+    assert resets == ["backtest policy"]
+
+
 def test_next_session_auto_reset_only_where_config_allows(ledger):
     past_peak(ledger)
     risk = engine(ledger)
