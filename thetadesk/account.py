@@ -286,6 +286,8 @@ class AccountEngine:
         self._quotes_good_at = now  # stale-data breaker: the last tick with every quote usable
         self._bucket_session: date | None = None  # the session ``_bucket_cache`` belongs to
         self._bucket_cache: list[tuple[str, ...]] = []
+        self._book_cache: tuple[tuple, _EntryBook] | None = None  # ((now, changes), book)
+        self._positions_cache: tuple[tuple, list[dict]] | None = None
         stored = ledger.get_state(CLOSE_ALL + self.name)
         self._close_all: dict | None = json.loads(stored) if stored else None
         self.recover(now)
@@ -527,7 +529,7 @@ class AccountEngine:
             self.log.warning("entries_halted", reason=self.fail_closed)
         acct = self.broker.account()
         # Strategy positions: the hedge book is reported on its own (the hedging actor's).
-        positions = [p for p in self.ledger.positions(self.name) if not is_hedge(p)]
+        positions = [p for p in self._open_positions() if not is_hedge(p)]
         day = self.ledger.day(self.name, self._session)
         self.ledger.end_day(account=self.name, session=self._session, equity=acct.equity,
                             cash=acct.cash, open_positions=len(positions))
@@ -592,7 +594,17 @@ class AccountEngine:
         ``max_positions_per_symbol`` allows, or an entry fewer than ``min_days_between_entries``
         calendar days ago (New York dates). The hedge book blocks nothing."""
         now = self._prepared if now is None else now
-        positions = [p for p in self.ledger.positions(self.name) if not is_hedge(p)]
+        # Asked twice a round (which symbols to ask, then the entries): the same answer while
+        # nothing was written in between.
+        key = (now, self.ledger.changes)
+        if self._book_cache is not None and self._book_cache[0] == key:
+            return self._book_cache[1]
+        book = self._entry_book_now(now)
+        self._book_cache = (key, book)
+        return book
+
+    def _entry_book_now(self, now: datetime | None) -> _EntryBook:
+        positions = [p for p in self._open_positions() if not is_hedge(p)]
         orders = [o for o in self.ledger.orders(self.name, OPEN_STATUSES)
                   if not o["purpose"].startswith(HEDGE_PREFIX)]
         busy = {o["symbol"] for o in orders}
@@ -621,6 +633,15 @@ class AccountEngine:
                 if isinstance(loss, int | float) and math.isfinite(loss):
                     at_risk[o["symbol"]] += loss * (o["quantity"] - o["filled_quantity"])
         return _EntryBook(frozenset(busy), dict(at_risk))
+
+    def _open_positions(self) -> list[dict]:
+        """The account's open positions (ledger rows), read once per round while nothing is
+        written: only the account writes its own positions, so within one round its own
+        writes are all that can change them."""
+        key = (self._prepared, self.ledger.changes)
+        if self._positions_cache is None or self._positions_cache[0] != key:
+            self._positions_cache = (key, self.ledger.positions(self.name))
+        return self._positions_cache[1]
 
     def _busy_symbols(self) -> frozenset[str]:
         return self._entry_book().busy
@@ -1049,7 +1070,7 @@ class AccountEngine:
     def _book_contracts(self) -> set[Contract]:
         """The option contracts of the account's positions and working opening orders."""
         contracts = set()
-        for pos in self.ledger.positions(self.name):
+        for pos in self._open_positions():
             contracts |= {leg.contract for leg in legs_from_json(pos["legs"])}
         for order in self.ledger.orders(self.name, OPEN_STATUSES):
             if order["opening"] and order["instrument"] == "options":
@@ -1096,7 +1117,7 @@ class AccountEngine:
         rolling = {d["position_id"] for d in self.ledger.decisions(self.name, status="open",
                                                                   kind="roll")}
         stale = False  # some position went without a usable quote (stale-data breaker)
-        for pos in self.ledger.positions(self.name):
+        for pos in self._open_positions():
             if pos["position_id"] in closing or pos["quantity"] <= 0:
                 continue
             if pos["position_id"] in rolling:
@@ -1513,7 +1534,7 @@ class AccountEngine:
     def _open_count(self) -> int:
         """Strategy positions and working orders (what max_open_positions counts; the hedge
         book is not counted)."""
-        positions = sum(1 for p in self.ledger.positions(self.name) if not is_hedge(p))
+        positions = sum(1 for p in self._open_positions() if not is_hedge(p))
         orders = sum(1 for o in self.ledger.orders(self.name, OPEN_STATUSES)
                      if not o["purpose"].startswith(HEDGE_PREFIX))
         return positions + orders
@@ -1524,7 +1545,7 @@ class AccountEngine:
         """Close positions whose legs have expired from the broker's settlements, and book the
         shares that exercise and assignment delivered."""
         expired = []
-        for pos in self.ledger.positions(self.name):
+        for pos in self._open_positions():
             legs = legs_from_json(pos["legs"])
             closes = [expiry_instant(leg.contract.expiry, leg.contract.underlying)
                       for leg in legs]

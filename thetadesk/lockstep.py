@@ -6,7 +6,8 @@ broker and an ``AccountEngine`` per account, a ``SymbolEngine`` per symbol, the 
 and, when ``hedging.enabled``, the ``HedgeEngine``) over one ledger in ``state_dir``, and runs
 each tick in the supervisor's order: every account's first half (``prepare``: fills, upkeep,
 exits), the symbols' intents in the entry window, the hedging check when due, the accounts'
-second half (``enter``: hedges, then intents), the breaker update; at each session's close the
+second half (``enter``: hedges, then intents), the breaker update (at a session's first round,
+then, as the supervisor does, when one could change state); at each session's close the
 risk figures and closes are recorded (``RiskEngine.refresh``). Live sources are refused: this
 is for the simulator and replay, where the market is a function of the instant.
 """
@@ -18,12 +19,14 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from thetadesk.account import AccountEngine, AccountRules
+from thetadesk.chain import NEW_YORK
 from thetadesk.clock import MarketCalendar
 from thetadesk.config import Config
 from thetadesk.errors import ConfigError
 from thetadesk.hedging import hedge_book
 from thetadesk.messages import AccountTick
 from thetadesk.ports import MarketData
+from thetadesk.risk.breakers import BreakerWatch, breaker_limits_from_config, update_needed
 from thetadesk.store import LEDGER_FILE, Ledger
 from thetadesk.symbol import Profiles, SymbolEngine
 from thetadesk.wiring import (
@@ -93,6 +96,8 @@ class LockstepDesk:
         self.hedger = (build_hedge_engine(config, self.ledger, self.market)
                        if config.hedging.enabled else None)
         self._hedge_checked: datetime | None = None
+        self.breakers = BreakerWatch(self.ledger, breaker_limits_from_config(config))
+        self._evaluated_on: date | None = None  # New York date of the last breaker update
         self._next_session = self._first_session()
 
     def _check_one(self, request):
@@ -126,7 +131,14 @@ class LockstepDesk:
                     if i.symbol in account.symbols and i.profile in account.strategies]
             ticks[account.name] = self.accounts[account.name].enter(
                 now, mine, hedges=hedges.get(account.name, ()))
-        self.risk.update(now, ticks.values())
+        # The breakers are evaluated at a session's first round (a warning level still reached
+        # is recorded again in each session, which the backtest's reset policy counts), then
+        # only when one could change state (``BreakerWatch``: a closed trade, a refusal, a
+        # loss or data age near a limit): what ``evaluate`` does on any other round is nothing.
+        today = now.astimezone(NEW_YORK).date()
+        if today != self._evaluated_on or update_needed(ticks.values(), self.breakers):
+            self.risk.update(now, ticks.values())
+            self._evaluated_on = today
         return ticks
 
     def run_session(self, session: date) -> list[DayResult]:

@@ -424,6 +424,12 @@ class Ledger:
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def changes(self) -> int:
+        """Rows written through this ledger since it was opened (SQLite's total_changes): a
+        cache key for what depends only on its own writes."""
+        return self._conn.total_changes
+
     # -- transactions and migrations --------------------------------------------------------
 
     @contextmanager

@@ -555,6 +555,9 @@ class HistoricalReplay:
         # symbol -> (minute, contracts quoted in it, contracts quoted in the minute before)
         self._asked: dict[str, tuple[tuple[int, int], dict, dict]] = {}
         self._lock = threading.RLock()
+        self._memo_at: datetime | None = None  # the instant ``_memo`` holds quotes of
+        self._memo: dict[Contract, Quote] = {}
+        self._last_bar: tuple[str, datetime, _Bar] | None = None  # the last ``_bar`` answer
 
     def __reduce__(self):
         return (
@@ -660,36 +663,47 @@ class HistoricalReplay:
             raise DataError(f"quote needs a Contract, got {contract!r}")
         self._scale(contract.underlying)
         with self._lock:
-            bar = self._bar(contract.underlying, now)
-            if expiry_instant(contract.expiry) <= now:
-                raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
-            # A minute whose whole surface is not priced yet (positions marked between two
-            # chain reads) prices only this contract, together with the contracts quoted in the
-            # minute before (the same marks, asked again), in one call: the same arithmetic,
-            # element by element, so the quotes equal the surface's.
-            symbol, minute = contract.underlying, (bar.day, bar.minute)
-            asked = self._asked.get(symbol)
-            if asked is None or asked[0] != minute:
-                asked = (minute, {}, {} if asked is None else asked[1])
-                self._asked[symbol] = asked
-            asked[1][contract] = None
-            s = self._surfaces.get((symbol, *minute))
-            i = None if s is None else s.grid.index(contract)
-            q = None if i is None else s.quote(i)
-            if q is not None:
-                return q
-            q = self._singles.get((contract, *minute))
+            # The same contract asked again at the same instant (the account's exits, the
+            # broker's marks, the risk gate's): the answer it had.
+            if now != self._memo_at:
+                self._memo_at, self._memo = now, {}
+            q = self._memo.get(contract)
             if q is None:
-                batch = tuple(dict.fromkeys(
-                    [contract, *(c for c in asked[2] if expiry_instant(c.expiry) > now)]))
-                priced = self._price(symbol, bar, *contract_arrays(batch, bar.time))
-                bid, ask = priced.bid.tolist(), priced.ask.tolist()
-                bid_size, ask_size = priced.bid_size.tolist(), priced.ask_size.tolist()
-                for i, c in enumerate(batch):
-                    one = Quote(bid[i], ask[i], bid_size[i], ask_size[i], priced.time)
-                    self._singles.put((c, *minute), one)
-                q = self._singles.get((contract, *minute))
+                q = self._memo[contract] = self._quote(contract, now)
             return q
+
+    def _quote(self, contract: Contract, now: datetime) -> Quote:
+        """``quote`` without the per-instant memo (under the lock)."""
+        bar = self._bar(contract.underlying, now)
+        if expiry_instant(contract.expiry) <= now:
+            raise DataError(f"{contract} expired at {expiry_instant(contract.expiry)}")
+        # A minute whose whole surface is not priced yet (positions marked between two
+        # chain reads) prices only this contract, together with the contracts quoted in the
+        # minute before (the same marks, asked again), in one call: the same arithmetic,
+        # element by element, so the quotes equal the surface's.
+        symbol, minute = contract.underlying, (bar.day, bar.minute)
+        asked = self._asked.get(symbol)
+        if asked is None or asked[0] != minute:
+            asked = (minute, {}, {} if asked is None else asked[1])
+            self._asked[symbol] = asked
+        asked[1][contract] = None
+        s = self._surfaces.get((symbol, *minute))
+        i = None if s is None else s.grid.index(contract)
+        q = None if i is None else s.quote(i)
+        if q is not None:
+            return q
+        q = self._singles.get((contract, *minute))
+        if q is None:
+            batch = tuple(dict.fromkeys(
+                [contract, *(c for c in asked[2] if expiry_instant(c.expiry) > now)]))
+            priced = self._price(symbol, bar, *contract_arrays(batch, bar.time))
+            bid, ask = priced.bid.tolist(), priced.ask.tolist()
+            bid_size, ask_size = priced.bid_size.tolist(), priced.ask_size.tolist()
+            for i, c in enumerate(batch):
+                one = Quote(bid[i], ask[i], bid_size[i], ask_size[i], priced.time)
+                self._singles.put((c, *minute), one)
+            q = self._singles.get((contract, *minute))
+        return q
 
     def chain(
         self, symbol: str, now: datetime, min_dte: int | None = None, max_dte: int | None = None
@@ -785,6 +799,14 @@ class HistoricalReplay:
         return base * min(max(move, _MOVE_MIN), _MOVE_MAX)
 
     def _bar(self, symbol: str, now: datetime) -> _Bar:
+        last = self._last_bar
+        if last is not None and last[0] == symbol and last[1] == now:
+            return last[2]
+        bar = self._find_bar(symbol, now)
+        self._last_bar = (symbol, now, bar)
+        return bar
+
+    def _find_bar(self, symbol: str, now: datetime) -> _Bar:
         ns = _ns(now)
         h = self._h
         i = int(np.searchsorted(h.opens, ns, side="right")) - 1

@@ -710,6 +710,7 @@ class SimBroker:
         self._calendar = calendar or MarketCalendar()
         self._path = Path(db_path)
         self._lock = threading.RLock()
+        self._account_cache: tuple[tuple, BrokerAccount] | None = None  # ((changes, clock), ..)
         self._log = structlog.get_logger("sim_broker").bind(account=account)
         self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
@@ -995,14 +996,21 @@ class SimBroker:
         return [SharePosition(r["symbol"], r["quantity"], r["avg_price"]) for r in rows]
 
     def account(self) -> BrokerAccount:
-        """Cash, equity and buying power in dollars, marked at the broker's clock."""
+        """Cash, equity and buying power in dollars, marked at the broker's clock. Asked
+        again with nothing written since and the same clock, the answer it gave (the marks
+        are the market's quotes at that clock, a function of it)."""
         with self._lock:
             book = self._db.execute("SELECT cash, clock FROM book WHERE id = 1").fetchone()
             clock = None if book["clock"] is None else _time(book["clock"])
             if self._clock_unsaved is not None and (clock is None
                                                      or self._clock_unsaved > clock):
                 clock = self._clock_unsaved
-            return self._capital(book["cash"], clock)
+            key = (self._db.total_changes, clock)
+            if self._account_cache is not None and self._account_cache[0] == key:
+                return self._account_cache[1]
+            account = self._capital(book["cash"], clock)
+            self._account_cache = (key, account)
+            return account
 
     # -- extras for tests and reconciliation ------------------------------------------------
 
