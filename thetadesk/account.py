@@ -236,12 +236,15 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class _EntryBook:
-    """What entries are measured against: the symbols that take none now, and the max loss
-    at stake per symbol (open strategy positions and the unfilled part of working opening
-    orders; the hedge book is not max loss)."""
+    """What entries are measured against: the symbols that take none now, the max loss at
+    stake per symbol (open strategy positions and the unfilled part of working opening
+    orders; the hedge book is not max loss), and the net option contracts held per contract
+    (every open position's legs, hedges included, and the unfilled part of working opening
+    orders): what the broker nets into one position per contract."""
 
     busy: frozenset[str]
     at_risk: dict[str, float]
+    legs: dict[Contract, int] = field(default_factory=dict)
 
 
 class AccountEngine:
@@ -622,9 +625,17 @@ class AccountEngine:
             busy |= {s for s, at in self.ledger.latest_openings(self.name).items()
                      if (today - at.astimezone(NEW_YORK).date()).days < spacing}
         at_risk: Counter[str] = Counter()
+        legs: Counter[Contract] = Counter()
+        for p in self._open_positions():
+            for leg in legs_from_json(p["legs"]):
+                legs[leg.contract] += leg.ratio * p["quantity"]
         for p in positions:
             if math.isfinite(p["max_loss_per_spread"]):
                 at_risk[p["symbol"]] += p["max_loss_per_spread"] * p["quantity"]
+        for o in self.ledger.orders(self.name, OPEN_STATUSES):
+            if o["opening"] and o["instrument"] == "options":
+                for leg in legs_from_json(o["legs"]):
+                    legs[leg.contract] += leg.ratio * (o["quantity"] - o["filled_quantity"])
         for o in orders:
             if o["opening"] and o["instrument"] == "options":
                 intent = (self.ledger.intent_for_order(o["client_order_id"])
@@ -632,7 +643,7 @@ class AccountEngine:
                 loss = json.loads(intent.get("context") or "{}").get("max_loss_per_spread")
                 if isinstance(loss, int | float) and math.isfinite(loss):
                     at_risk[o["symbol"]] += loss * (o["quantity"] - o["filled_quantity"])
-        return _EntryBook(frozenset(busy), dict(at_risk))
+        return _EntryBook(frozenset(busy), dict(at_risk), {c: n for c, n in legs.items() if n})
 
     def _open_positions(self) -> list[dict]:
         """The account's open positions (ledger rows), read once per round while nothing is
@@ -743,6 +754,17 @@ class AccountEngine:
             self.log.warning("intent_rejected", intent_id=intent.intent_id,
                              reason=f"size multiplier {multiplier!r} outside (0, 2]")
             return None
+        # The broker keeps one net position per contract: a leg opposite to what other
+        # positions hold there would net against them, and closing either would then be
+        # refused as not matching what is held (or open what the other still needs).
+        held = self._entry_book(now).legs
+        for leg in intent.spread.legs:
+            if held.get(leg.contract, 0) * leg.ratio < 0:
+                self.log.info("intent_skipped", intent_id=intent.intent_id, reason=(
+                    f"leg {leg.contract.occ} x{leg.ratio:+d} is opposite to the "
+                    f"{held[leg.contract]:+d} other positions or orders hold: the broker would "
+                    "net them into one position"))
+                return None
         sizing = self._size(intent, acct, at_risk if at_risk is not None
                             else self._entry_book(now).at_risk)
         quantity = sizing.quantity

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from tests.unit.conftest import MORNING, RULES, START, account_rules
+from thetadesk.account import OPEN_STATUSES
+from thetadesk.models import Leg
 from thetadesk.sizing import SizingRules
 from thetadesk.symbol import SymbolEngine
 
@@ -57,7 +59,7 @@ def test_account_at_its_positions_per_symbol_limit_takes_no_entry_in_that_symbol
 def test_account_without_a_limit_of_its_own_leaves_the_count_to_the_gate(
         broker, make_engine, market, ledger):
     engine = make_engine(broker, rules=_rules(limit=None))
-    for day in range(3):
+    for day in (0, 2, 4):  # three entries whose strikes do not net against each other
         at = MORNING + day * DAY
         engine.tick(at, [_intent(market, "SPY", at)])
     assert len(ledger.positions("paper")) == 3
@@ -143,3 +145,27 @@ def test_account_bucket_of_correlated_underlyings_shares_one_budget(
 
     held = sorted(p["symbol"] for p in ledger.positions("paper"))
     assert held == (["QQQ", "SPY"] if qqq_enters else ["SPY"])
+
+
+def test_account_takes_no_entry_whose_leg_would_net_against_another_positions(
+        broker, make_engine, market, ledger):
+    # The broker keeps one net position per contract: a new spread short the contract an open
+    # spread is long would net the two, and closing either would be refused.
+    engine = make_engine(broker, rules=_rules(limit=3))
+    first = _intent(market, "SPY", MORNING)
+    engine.tick(MORNING, [first])
+    (held,) = ledger.positions("paper")
+    long_leg = next(leg for leg in first.spread.legs if leg.ratio > 0)
+    width = abs(first.spread.strikes[1] - first.spread.strikes[0])
+    later = MORNING + DAY
+    normal = _intent(market, "SPY", later)
+    below = replace(long_leg.contract, strike=long_leg.contract.strike - width)
+    netting = replace(normal, intent_id=normal.intent_id + "-net", spread=replace(
+        first.spread, legs=(Leg(long_leg.contract, -1), Leg(below, 1))))
+
+    engine.tick(later, [netting])
+    assert [p["position_id"] for p in ledger.positions("paper")] == [held["position_id"]]
+    assert not ledger.orders("paper", OPEN_STATUSES)
+
+    engine.tick(later + timedelta(minutes=15), [normal])  # the proposal as made: no netting
+    assert len(ledger.positions("paper")) == 2

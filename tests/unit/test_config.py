@@ -35,7 +35,7 @@ def test_load_config_repo_default_loads_sim_market_and_one_paper_account():
     assert config.strategy.entry_end == time(15, 30)
     assert [a.name for a in config.accounts] == ["paper"]
     assert config.accounts[0].symbols == ("SPY", "QQQ")
-    assert config.accounts[0].risk.daily_loss_limit == 2000
+    assert config.accounts[0].risk.daily_loss_limit == 4000
     assert config.logging.level == "info"
 
 

@@ -90,14 +90,15 @@ def test_config_regime_defaults_equal_sim_regimes_defaults():
     assert config.market.sim.correlation == sim_market._DEFAULT_CORRELATION
 
 
-def test_default_account_charges_only_its_commission_and_fills_at_the_limit(build):
+def test_default_account_charges_only_its_commission_and_fills_inside_the_spread_by_chance(build):
     _, broker = build(copy.deepcopy(DEFAULT_DATA))
 
     assert _option_fees(broker._fees) == (0.65, 0.0, 0.0, 0.0)
-    # At the limit: mid fills stay off (the calibrated curve is there for when they are on);
-    # the impact term charges only executions large against the displayed size.
-    assert broker._fill_model == FillModel(seed=7, mid_fill_exponent=3.6,
-                                           mid_fill_per_minute=True, impact_half_spreads=1.0)
+    # The calibrated mid-fill curve is on (a limit inside the spread fills by chance, per
+    # minute); the impact term charges only executions large against the displayed size.
+    assert broker._fill_model == FillModel(seed=7, mid_fill_probability=True,
+                                           mid_fill_exponent=3.6, mid_fill_per_minute=True,
+                                           impact_half_spreads=1.0)
 
 
 def test_account_without_fill_model_gets_the_broker_default(build):

@@ -52,7 +52,10 @@ def test_the_crash_hurts_the_unhedged_book(runs):
 def test_the_strategies_trade_the_same_with_and_without_hedges(runs):
     (plain, _), (hedged, _) = runs
     assert plain.keys() == hedged.keys()
-    for session in plain:
+    # Through the crash: after it the account's drawdown breaker reads the equity hedges
+    # included, so the unhedged desk (down about 11% from its peak, past the breaker's warning
+    # level) enters nothing while the hedged one may.
+    for session in (s for s in plain if s <= CRASH):
         assert hedged[session].strategy_realized == pytest.approx(plain[session].strategy_realized)
         assert hedged[session].open_positions == plain[session].open_positions
     assert plain[CRASH].hedge_realized == plain[CRASH].hedge_unrealized == 0.0

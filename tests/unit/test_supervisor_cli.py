@@ -24,7 +24,7 @@ def test_check_config_on_the_default_config_exits_0():
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("max_loss_per_trade: 1500", "max_loss_per_trade: 0",
+        ("max_loss_per_trade: 4000", "max_loss_per_trade: 0",
          "accounts[0].risk.max_loss_per_trade: must be > 0"),
         ("tick_seconds: 300", "tick_seconds: 300\n  tick_secs: 5", "market.tick_secs: unknown key"),
         ("symbols: [SPY, QQQ]", "symbols: [SPY, IWM]", "accounts[0].symbols[1]"),

@@ -61,6 +61,8 @@ GENEROUS = {
     "accounts.0.commission_per_contract": 0.0,
     "accounts.0.cash_interest": None,  # interest on the whole cash does not double with size
     "exits.ladder": [], "exits.take_profit": 0.5,
+    "sizing.risk_per_trade_pct": None, "sizing.max_total_risk_pct": None,  # the dollar budget
+    "sizing.max_bucket_risk_pct": None,
     "accounts.0.risk": {"max_loss_per_trade": 100_000, "max_open_positions": 10,
                         "min_buying_power": 1000, "daily_loss_limit": 100_000},
     "accounts.0.breakers": {"reducing_at": None, "drawdown": {"limit": 100_000},
@@ -304,6 +306,7 @@ def test_a_scratch_ledger_does_not_wait_for_the_disk_and_a_kept_one_does(tmp_pat
     assert scratch.db.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
 
 
+NO_POLICY = {"backtest.reset_after_sessions": None}  # the shipped config resets after 5 sessions
 TRIPS_AT_ONCE = {  # a drawdown breaker that the first entry's costs trip (a person resets it)
     "accounts.0.breakers": {"reducing_at": None, "drawdown": {"limit": 1, "auto_reset": "manual"},
                             "consecutive_losses": {"limit": 100}},
@@ -318,7 +321,7 @@ def _breaker_events(result, kind):
 def test_a_manual_breaker_halts_a_backtest_for_good_without_the_reset_policy(tmp_path):
     from thetadesk.store import Ledger
 
-    _, result = run(tmp_path, sim_data(**TRIPS_AT_ONCE))
+    _, result = run(tmp_path, sim_data(**TRIPS_AT_ONCE, **NO_POLICY))
     (trip,) = _breaker_events(result, "tripped")
     assert _breaker_events(result, "reset") == []
     assert trip["session"] < END.isoformat()  # sessions followed the trip ...
@@ -345,13 +348,14 @@ def test_the_reset_policy_resets_a_manual_breaker_sessions_after_its_trip(tmp_pa
 
 STREAK_WARNS = {  # one losing trade puts the losing-streak breaker at its warning level
     "exits.stop_multiple": 0.05, "exits.ladder": [], "exits.take_profit": 0.9,
+    "sizing.min_days_between_entries": 0,  # a new entry as soon as the last one closed
     "accounts.0.breakers": {"reducing_at": 0.25, "drawdown": {"limit": 100_000},
                             "consecutive_losses": {"limit": 40, "auto_reset": "manual"}},
 }
 
 
 def test_a_warning_level_no_entry_can_clear_holds_entries_back_without_the_policy(tmp_path):
-    _, result = run(tmp_path, sim_data(**STREAK_WARNS))
+    _, result = run(tmp_path, sim_data(**STREAK_WARNS, **NO_POLICY))
     warned = sorted({e["session"] for e in result.breaker_events
                      if (e["name"], e["kind"]) == ("consecutive_losses", "reducing")})
     assert len(warned) >= 3  # warned again every session: the streak cannot end by itself
@@ -365,4 +369,5 @@ def test_the_reset_policy_clears_a_warning_level_stuck_for_its_sessions(tmp_path
     assert resets
     assert all(r["by"] == "backtest policy" for r in resets)
     assert "REDUCING in each of the 2 session(s) before" in resets[0]["reason"]
-    assert len(result.trades) > len(run(tmp_path, sim_data(**STREAK_WARNS), "b")[1].trades)
+    _, without = run(tmp_path, sim_data(**STREAK_WARNS, **NO_POLICY), "b")
+    assert len(result.trades) > len(without.trades)
