@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +42,24 @@ class Run:
     def kill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.communicate(timeout=60)
+
+
+def default_config_with(changes: dict) -> str:
+    """The shipped config.yaml's text with ``changes`` given as dotted paths
+    (``{"accounts.0.risk.daily_loss_limit": 1}``), each of which must exist."""
+    from thetadesk.config import DEFAULT_CONFIG
+
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for path, value in changes.items():
+        node = data
+        keys = path.split(".")
+        for key in keys[:-1]:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        last = int(keys[-1]) if isinstance(node, list) else keys[-1]
+        if not isinstance(node, list) and last not in node:
+            raise KeyError(f"{path}: not in config.yaml")
+        node[last] = value
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def wait_for(predicate, timeout: float = 120, every: float = 0.2, what: str = "condition"):

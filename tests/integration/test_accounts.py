@@ -89,7 +89,7 @@ def test_adding_and_removing_accounts_leaves_the_others_rows_alone(tmp_path, run
 
     # Add ira with a global limit on top: paper's first day stays exactly as it was.
     two = config_with(tmp_path, ["paper", "ira"], "two.yaml",
-                      global_risk={"max_total_loss": 6000, "daily_loss_limit": 3000})
+                      global_risk={"max_total_loss": 40000, "daily_loss_limit": 8000})
     # --sim-days counts from the state dir's first session: this is the second day.
     code, out, err = run_supervisor(state, "--sim-days", "2", "--config", str(two)).wait()
     assert code == 0, err[-3000:]

@@ -11,8 +11,7 @@ from urllib.parse import parse_qs
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.integration.conftest import Run
-from thetadesk.config import DEFAULT_CONFIG
+from tests.integration.conftest import Run, default_config_with
 from thetadesk.store import LEDGER_FILE, Ledger
 
 pytestmark = pytest.mark.integration
@@ -31,9 +30,8 @@ def test_breaker_trip_in_a_sim_run_makes_one_sms_and_one_call(tmp_path, httpserv
     httpserver.expect_request(CALLS, method="POST").respond_with_json(
         {"sid": "CA" + "2" * 32, "account_sid": SID, "status": "queued", "to": TO}, status=201)
     config = tmp_path / "tight.yaml"
-    config.write_text(DEFAULT_CONFIG.read_text()
-                      .replace("daily_loss_limit: 2000", "daily_loss_limit: 1")
-                      .replace("stop_multiple: 2.0", "stop_multiple: 0.05"))
+    config.write_text(default_config_with({"accounts.0.risk.daily_loss_limit": 1,
+                                           "exits.stop_multiple": 0.05}))
     state = tmp_path / "s"
     env = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_FROM_NUMBER": FROM,
            "TWILIO_TO_NUMBERS": TO, "THETADESK_TWILIO_BASE_URL": httpserver.url_for("/"),

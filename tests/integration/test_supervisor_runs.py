@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import default_config_with, wait_for
 from thetadesk.config import DEFAULT_CONFIG, load_config
 from thetadesk.store import LEDGER_FILE, Ledger, legs_from_json
 from thetadesk.wiring import build_broker, build_market
@@ -175,11 +175,12 @@ def test_unknown_order_outcomes_are_resolved_by_lookup_after_crashes(tmp_path, r
 
 def test_daily_loss_breaker_trips_alerts_critical_and_halts_entries(tmp_path, run_supervisor):
     # A $1 daily loss limit: the first trade's commissions and spread trip it. A stop at 5% of
-    # the credit closes the spreads the same day, so entries are attempted again after the trip.
+    # the credit closes the spreads the same day, so entries (no spacing between them) are
+    # attempted again after the trip.
     config = tmp_path / "tight.yaml"
-    config.write_text(DEFAULT_CONFIG.read_text()
-                      .replace("daily_loss_limit: 2000", "daily_loss_limit: 1")
-                      .replace("stop_multiple: 2.0", "stop_multiple: 0.05"))
+    config.write_text(default_config_with({"accounts.0.risk.daily_loss_limit": 1,
+                                           "exits.stop_multiple": 0.05,
+                                           "sizing.min_days_between_entries": 0}))
     state = tmp_path / "s"
 
     code, _, err = run_supervisor(state, "--sim-days", "2", "--config", str(config)).wait()
@@ -243,7 +244,6 @@ def test_a_working_entry_survives_a_kill_between_a_steps_cancel_and_its_next_ord
     once, the ledger equal to the broker."""
     text = (DEFAULT_CONFIG.read_text()
             .replace("kind: bull_put_credit", "kind: adaptive", 1)
-            .replace("mid_fill_probability: false", "mid_fill_probability: true", 1)
             .replace("    fast: 20 ", "    fast: 2 ", 1).replace("    slow: 50 ", "    slow: 5 ", 1)
             .replace("    adx_period: 14", "    adx_period: 2", 1)
             .replace("    confirm: 3 ", "    confirm: 1 ", 1)
