@@ -8,7 +8,9 @@ import signal
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.configs import adaptive
 from tests.integration.conftest import default_config_with, wait_for
 from thetadesk.config import DEFAULT_CONFIG, load_config
 from thetadesk.store import LEDGER_FILE, Ledger, legs_from_json
@@ -242,16 +244,11 @@ def test_a_working_entry_survives_a_kill_between_a_steps_cancel_and_its_next_ord
     month): the account actor SIGKILLs itself right after a step's cancel is final, before the
     next step's order is written. The restarted actor carries the ladder on: each step sent
     once, the ledger equal to the broker."""
-    text = (DEFAULT_CONFIG.read_text()
-            .replace("kind: bull_put_credit", "kind: adaptive", 1)
-            .replace("    fast: 20 ", "    fast: 2 ", 1).replace("    slow: 50 ", "    slow: 5 ", 1)
-            .replace("    adx_period: 14", "    adx_period: 2", 1)
-            .replace("    confirm: 3 ", "    confirm: 1 ", 1)
-            .replace("      enabled: false             #   every step_minutes",
-                     "      enabled: true              #   every step_minutes", 1)
-            .replace("      max_steps: 5 ", "      max_steps: 30 ", 1))
+    data = adaptive(yaml.safe_load(DEFAULT_CONFIG.read_text()))
+    data["decision"]["regime"].update(fast=2, slow=5, adx_period=2, confirm=1)
+    data["decision"]["timing"]["ladder"].update(enabled=True, max_steps=30)
     config = tmp_path / "working.yaml"
-    config.write_text(text)
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
     loaded = load_config(config)
     assert loaded.strategy.kind == "adaptive"
     assert loaded.decision.timing.ladder.enabled

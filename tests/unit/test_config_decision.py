@@ -6,6 +6,7 @@ from datetime import time
 import pytest
 import yaml
 
+from tests.configs import adaptive
 from thetadesk.config import DEFAULT_CONFIG, parse_config
 from thetadesk.errors import ConfigError
 
@@ -14,7 +15,7 @@ DEFAULT_DATA = yaml.safe_load(DEFAULT_CONFIG.read_text())
 
 def _with(**decision):
     data = copy.deepcopy(DEFAULT_DATA)
-    data["strategy"]["kind"] = "adaptive"
+    adaptive(data)
     for key, value in decision.items():
         data["decision"][key] = value
     return data

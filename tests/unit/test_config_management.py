@@ -26,12 +26,17 @@ def _error(data) -> str:
     return str(info.value)
 
 
-def test_shipped_config_scales_out_at_25_50_75_and_leaves_hedging_off():
+def test_shipped_config_holds_to_expiry_without_a_stop_and_leaves_hedging_off():
+    # The research protocol's choice (research/protocol.yaml): no rungs, no per-trade stop,
+    # no time exit, and nothing paid to buy back the last nickel.
     config = parse_config(copy.deepcopy(DATA), env={})
-    assert (*config.exits.ladder, config.exits.take_profit) == (0.25, 0.5, 0.75)
+    exits = config.exits
+    assert (exits.ladder, exits.take_profit, exits.stop_multiple) == ((), 1.0, None)
+    assert exits.hold_to_expiry
+    assert exits.min_close_value == 0.05
     assert config.hedging.enabled is False
     rules = ManageRules.from_config(config.exits)
-    assert rules.rungs == (0.25, 0.5, 0.75)
+    assert rules.rungs == (1.0,)
 
 
 @pytest.mark.parametrize(("ladder", "take_profit"), [([0.5, 0.25], 0.75), ([0.25, 0.8], 0.75),

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 import yaml
 
+from tests.configs import LADDERED_EXITS
 from thetadesk.config import DEFAULT_CONFIG, parse_config
 from thetadesk.lockstep import LockstepDesk
 
@@ -21,6 +22,7 @@ def _config(hedged: bool):
     data["market"]["tick_seconds"] = 900  # 27 ticks a session: the same story, faster
     data["market"]["sim"]["shocks"] = [
         {"date": CRASH.isoformat(), "gap": -0.10, "vol_multiplier": 2.0}]
+    data["exits"].update(LADDERED_EXITS)  # the spreads are stopped in the gap
     if hedged:
         data["hedging"] = copy.deepcopy(HEDGING)
     return parse_config(data, env={})
@@ -57,7 +59,8 @@ def test_the_strategies_trade_the_same_with_and_without_hedges(runs):
     # level) enters nothing while the hedged one may.
     for session in (s for s in plain if s <= CRASH):
         assert hedged[session].strategy_realized == pytest.approx(plain[session].strategy_realized)
-        assert hedged[session].open_positions == plain[session].open_positions
+        if session < CRASH:  # after the gap the unhedged desk's loss holds its entries back
+            assert hedged[session].open_positions == plain[session].open_positions
     assert plain[CRASH].hedge_realized == plain[CRASH].hedge_unrealized == 0.0
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import date, timedelta
 
+from tests.configs import LADDERED_EXITS
 from tests.unit.adapters.test_sim_broker import make_broker, market  # noqa: F401 (fixture)
 from tests.unit.conftest import MORNING
 from thetadesk import clock
@@ -100,6 +101,7 @@ def test_deltas_computed_only_for_decisions_change_no_decision(tmp_path, monkeyp
 
     data = yaml.safe_load(DEFAULT_CONFIG.read_text())
     data["market"]["tick_seconds"] = 1800
+    data["exits"].update(LADDERED_EXITS)  # positions managed to a close within six sessions
 
     def run(where, always):
         if always:

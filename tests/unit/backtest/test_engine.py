@@ -1,6 +1,7 @@
 """Sanity of the backtester (thetadesk.backtest.engine) on the simulator: no trades means no
 P&L, twice the size means twice the P&L before fees, and no decision can see the future."""
 
+import copy
 import json
 from datetime import date, datetime
 
@@ -60,9 +61,13 @@ def test_a_strategy_that_never_trades_earns_the_tbill_rate_on_its_idle_cash(tmp_
 GENEROUS = {
     "accounts.0.commission_per_contract": 0.0,
     "accounts.0.cash_interest": None,  # interest on the whole cash does not double with size
-    "exits.ladder": [], "exits.take_profit": 0.5,
+    "exits.ladder": [], "exits.take_profit": 0.5, "exits.hold_to_expiry": False,
+    # A 5-wide spread at delta 0.25 sent at natural (the sizes below buy one and two of it).
+    "strategy.width_pct": None, "strategy.short_delta": 0.25, "strategy.ladder.enabled": False,
+    "strategy.min_credit_fraction": 0.15, "strategy.min_iv": 0.12,
+    "accounts.0.fill_model.mid_fill_probability": False,  # no draws that differ with size
     "sizing.risk_per_trade_pct": None, "sizing.max_total_risk_pct": None,  # the dollar budget
-    "sizing.max_bucket_risk_pct": None,
+    "sizing.max_bucket_risk_pct": None, "sizing.vol_target_iv": None,
     "accounts.0.risk": {"max_loss_per_trade": 100_000, "max_open_positions": 10,
                         "min_buying_power": 1000, "daily_loss_limit": 100_000},
     "accounts.0.breakers": {"reducing_at": None, "drawdown": {"limit": 100_000},
@@ -181,8 +186,9 @@ def test_named_fill_models_reach_the_accounts(name, mode, extra):
 
 def test_fill_at_mid_gets_a_better_price_than_at_natural(tmp_path):
     # Same orders on the first day; later the paths part (exits trigger at other times).
-    _, natural = run(tmp_path, sim_data(), "n", end=START, fill_model="natural")
-    _, mid = run(tmp_path, sim_data(), "m", end=START, fill_model="mid")
+    one_order = sim_data(**{"strategy.ladder.enabled": False})  # no steps that part the runs
+    _, natural = run(tmp_path, one_order, "n", end=START, fill_model="natural")
+    _, mid = run(tmp_path, copy.deepcopy(one_order), "m", end=START, fill_model="mid")
     n_orders = {o["client_order_id"]: o for o in _ledger(tmp_path / "n").orders()}
     m_orders = {o["client_order_id"]: o for o in _ledger(tmp_path / "m").orders()}
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from tests.configs import LADDERED_EXITS
 from thetadesk.positions import (
     ManageRules,
     PositionView,
@@ -236,6 +237,7 @@ def test_manage_rules_by_structure_replace_only_the_keys_given():
     from thetadesk.config import DEFAULT_CONFIG, parse_config
 
     data = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    data["exits"].update(LADDERED_EXITS)
     data["exits"]["structures"] = {"iron_condor": {"take_profit": 0.5, "stop_multiple": None},
                                    "bull_call_debit": {"hold_to_expiry": True}}
     exits = parse_config(data, env={}).exits

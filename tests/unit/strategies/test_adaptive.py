@@ -6,7 +6,9 @@ from datetime import UTC, date, datetime, time
 
 import numpy as np
 import pytest
+import yaml
 
+from tests.configs import LADDERED_EXITS, adaptive
 from thetadesk.adapters.sim_market import SimMarket, SimSymbol
 from thetadesk.chain import NEW_YORK
 from thetadesk.clock import MarketCalendar
@@ -125,8 +127,7 @@ def test_regime_parameters_size_and_restrict(sim):
 
 def test_the_config_builds_adaptive_profiles_for_the_symbol_engine(tmp_path):
     path = tmp_path / "c.yaml"
-    text = DEFAULT_CONFIG.read_text().replace("kind: bull_put_credit", "kind: adaptive", 1)
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(adaptive(yaml.safe_load(DEFAULT_CONFIG.read_text()))))
     cfg = load_config(path)
     profiles = Profiles.from_config(cfg)
     assert profiles.adaptive()
@@ -167,7 +168,8 @@ def test_the_whole_desk_trades_the_adaptive_strategy_after_its_warm_up(tmp_path,
     from thetadesk.lockstep import LockstepDesk
 
     data = load_config_data(DEFAULT_CONFIG)
-    data["strategy"]["kind"] = "adaptive"
+    adaptive(data)
+    data["exits"].update(LADDERED_EXITS)  # positions managed to a close within the run
     if working:
         data["decision"]["timing"]["ladder"] = {"enabled": True, "max_steps": 30}
         data["accounts"][0]["fill_model"]["mid_fill_probability"] = True
