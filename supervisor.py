@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from thetadesk.config import DEFAULT_CONFIG, Config, load_config
+from thetadesk.config import DEFAULT_CONFIG, Config, load_config, load_config_data, parse_config
 from thetadesk.errors import ConfigError, OperationalError
 
 ACTOR_MAX_RESTARTS = 3
@@ -973,13 +973,22 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
+def run_config(path: str | os.PathLike[str], seed: int | None = None) -> Config:
+    """The config a run uses: the file at ``path`` with ``--seed`` in place of its seed before
+    validation, so what defaults to the seed (the paper broker's fill draws) follows it too."""
+    if seed is None:
+        return load_config(path)
+    data = load_config_data(path)
+    if isinstance(data, dict):
+        data = {**data, "seed": seed}
+    return parse_config(data, source=str(path))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started_wall = _process_start()
     args = parse_args(argv)
     try:
-        config = load_config(args.config)
-        if args.seed is not None:
-            config = config.model_copy(update={"seed": args.seed})
+        config = run_config(args.config, args.seed)
     except ConfigError as exc:
         print(f"config error in {args.config}:\n{exc}", file=sys.stderr)
         return 2

@@ -118,3 +118,13 @@ def test_the_close_report_is_collected_before_the_next_session_only_when_asked(f
     sup._end_of_day(date(2025, 1, 6))
 
     assert calls == [("report", True)] + ([("collect",)] if waited else [])
+
+
+def test_seed_on_the_command_line_reaches_what_defaults_to_the_seed():
+    sys.path.insert(0, str(ROOT))
+    from supervisor import run_config
+
+    config = run_config(ROOT / "config.yaml", 11)
+    assert config.seed == 11
+    assert config.accounts[0].fill_model.seed == 11  # the mid-fill draws follow --seed
+    assert run_config(ROOT / "config.yaml").accounts[0].fill_model.seed == 7
