@@ -13,6 +13,7 @@ records which ran. Timestamps are ISO-8601 UTC strings; legs and contexts are JS
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -372,7 +373,10 @@ def legs_to_json(legs: tuple[Leg, ...] | list[Leg]) -> str:
     return json.dumps([{"occ": leg.contract.occ, "ratio": leg.ratio} for leg in legs])
 
 
+@functools.lru_cache(maxsize=4096)
 def legs_from_json(text: str) -> tuple[Leg, ...]:
+    """The legs a ledger row keeps as JSON (``legs_to_json``). Legs are immutable, so the same
+    text is parsed once (a round reads every open position's and order's legs)."""
     return tuple(
         Leg(Contract.from_occ(item["occ"]), int(item["ratio"])) for item in json.loads(text)
     )
