@@ -216,10 +216,60 @@ def _walk_forward(protocol, run_many) -> dict:
         d = cal.next_session(date.fromordinal(d.toordinal() + 1))
     wf = protocol.walk_forward
     data = apply_params(protocol.base, (*protocol.fixed, *protocol.desk, *wf["fixed"]))
-    return walk_forward(data, "replay", sessions, grid=wf["grid"],
-                        in_sample=wf["in_sample"], out_of_sample=wf["out_of_sample"],
-                        objective=protocol.objective,
-                        run_many=lambda jobs: run_many(jobs, run_job, "walk-forward"))
+    walked = walk_forward(data, "replay", sessions, grid=wf["grid"],
+                          in_sample=wf["in_sample"], out_of_sample=wf["out_of_sample"],
+                          objective=protocol.objective,
+                          run_many=lambda jobs: run_many(jobs, run_job, "walk-forward"))
+    return with_baselines(data, walked)
+
+
+def with_baselines(data: dict, wf: dict) -> dict:
+    """The walk-forward result with ``baselines``: buy-and-hold and the put-write over its
+    stitched out-of-sample sessions, with the same capital, T-bill rates and interest on idle
+    cash as the desk (``results.add_walk_forward``)."""
+    from thetadesk.backtest.engine import backtest_config
+    from thetadesk.backtest.results import add_walk_forward
+    from thetadesk.wiring import build_market, cash_interest_of
+
+    sessions = [date.fromisoformat(e["session"]) for e in wf["equity"]]
+    if not sessions:
+        return wf
+    config, market, _, _ = backtest_config(data, source="replay", start=sessions[0],
+                                           end=sessions[-1])
+    if market is None:  # the replay: built from the config, as the backtest builds it
+        market = build_market(config)
+    account = config.accounts[0]
+    interest = cash_interest_of(account)
+    symbol = "SPY" if "SPY" in config.market.symbols else next(iter(config.market.symbols))
+    results = {"capital": wf["out_of_sample"]["capital"]}
+    add_walk_forward(results, wf, market, symbol, account.commission_per_contract,
+                     None if interest is None else interest.daily)
+    return results["walk_forward"]
+
+
+def walk_forward_markdown(wf: dict) -> list[str]:
+    """The walk-forward's lines in the Markdown report: the stitched out-of-sample figures,
+    then the baselines over the same sessions."""
+    def f(v, pct=False):
+        return "n/a" if v is None else (f"{v * 100:.2f}%" if pct else f"{v:.2f}")
+
+    def line(m):
+        return (f"annual return {f(m.get('annual_return'), True)}, Sharpe {f(m.get('sharpe'))}"
+                f" (T-bill {f(m.get('sharpe_rf'))}), max drawdown "
+                f"{f(m.get('max_drawdown'), True)}")
+
+    oos = wf["out_of_sample"]
+    lines = ["", "## Walk-forward", "",
+             f"{len(wf['windows'])} windows of {wf['in_sample_sessions']} in-sample and "
+             f"{wf['out_of_sample_sessions']} out-of-sample sessions, embargo "
+             f"{wf.get('embargo_sessions')} sessions. Stitched out of sample: {line(oos)}, "
+             f"{oos.get('trades')} trades."]
+    names = {"buy_and_hold": "buy and hold", "put_write": "the put-write"}
+    base = wf.get("baselines") or {}
+    if base:
+        lines += ["", "Over the same sessions: " + "; ".join(
+            f"{names.get(k, k)}: {line(v)}" for k, v in base.items()) + "."]
+    return lines
 
 
 def _metrics():
@@ -275,15 +325,7 @@ def markdown(out: dict, periods: dict, comparison_markdown, runs_of) -> str:
                      f"{f(s.get('annual_return'), True)} | {f(s.get('max_drawdown'), True)} | "
                      f"{s.get('trades')} |")
     if out.get("walk_forward"):
-        wf = out["walk_forward"]
-        oos = wf["out_of_sample"]
-        lines += ["", "## Walk-forward", "",
-                  f"{len(wf['windows'])} windows of {wf['in_sample_sessions']} in-sample and "
-                  f"{wf['out_of_sample_sessions']} out-of-sample sessions, embargo "
-                  f"{wf.get('embargo_sessions')} sessions. Stitched out of sample: annual "
-                  f"return {f(oos.get('annual_return'), True)}, Sharpe {f(oos.get('sharpe'))}"
-                  f" (T-bill {f(oos.get('sharpe_rf'))}), max drawdown "
-                  f"{f(oos.get('max_drawdown'), True)}, {oos.get('trades')} trades."]
+        lines += walk_forward_markdown(out["walk_forward"])
     if out.get("crash"):
         lines += ["", "## Scheduled crash (simulator)", ""]
         for who, c in out["crash"].items():

@@ -62,3 +62,23 @@ def test_research_refuses_a_bad_protocol_with_exit_2(tmp_path, capsys):
     assert code == 2
     assert "strategy.nope: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_walk_forward_is_reported_next_to_the_baselines_of_its_sessions():
+    import yaml
+
+    from thetadesk.clock import MarketCalendar
+
+    sessions = MarketCalendar().sessions(cli.date(2014, 2, 3), 15)
+    wf = {"equity": [{"session": d.isoformat(), "equity": 100_000.0} for d in sessions],
+          "out_of_sample": {"capital": 100_000.0, "annual_return": 0.0, "sharpe": None,
+                            "sharpe_rf": None, "max_drawdown": 0.0, "trades": 0},
+          "windows": [], "in_sample_sessions": 10, "out_of_sample_sessions": 5,
+          "embargo_sessions": 0}
+    walked = cli.with_baselines(yaml.safe_load(DEFAULT_CONFIG.read_text()), wf)
+
+    assert set(walked["baselines"]) == {"buy_and_hold", "put_write"}
+    assert walked["baselines"]["buy_and_hold"]["sessions"] == 15
+    text = "\n".join(cli.walk_forward_markdown(walked))
+    assert "Over the same sessions: buy and hold: annual return" in text
+    assert "the put-write: annual return" in text
