@@ -228,7 +228,7 @@ def with_baselines(data: dict, wf: dict) -> dict:
     stitched out-of-sample sessions, with the same capital, T-bill rates and interest on idle
     cash as the desk (``results.add_walk_forward``)."""
     from thetadesk.backtest.engine import backtest_config
-    from thetadesk.backtest.results import add_walk_forward
+    from thetadesk.backtest.results import add_walk_forward, baseline_symbol
     from thetadesk.wiring import build_market, cash_interest_of
 
     sessions = [date.fromisoformat(e["session"]) for e in wf["equity"]]
@@ -240,9 +240,8 @@ def with_baselines(data: dict, wf: dict) -> dict:
         market = build_market(config)
     account = config.accounts[0]
     interest = cash_interest_of(account)
-    symbol = "SPY" if "SPY" in config.market.symbols else next(iter(config.market.symbols))
     results = {"capital": wf["out_of_sample"]["capital"]}
-    add_walk_forward(results, wf, market, symbol, account.commission_per_contract,
+    add_walk_forward(results, wf, market, baseline_symbol(config), account.commission_per_contract,
                      None if interest is None else interest.daily)
     return results["walk_forward"]
 

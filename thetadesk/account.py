@@ -608,8 +608,8 @@ class AccountEngine:
 
     def _entry_book_now(self, now: datetime | None) -> _EntryBook:
         positions = [p for p in self._open_positions() if not is_hedge(p)]
-        orders = [o for o in self.ledger.orders(self.name, OPEN_STATUSES)
-                  if not o["purpose"].startswith(HEDGE_PREFIX)]
+        working = self.ledger.orders(self.name, OPEN_STATUSES)  # the hedge book's included
+        orders = [o for o in working if not o["purpose"].startswith(HEDGE_PREFIX)]
         busy = {o["symbol"] for o in orders}
         busy |= {p["symbol"] for p in self.ledger.share_positions(self.name)}
         # A working entry between two steps (the old order cancelled, the next not yet sent).
@@ -632,7 +632,7 @@ class AccountEngine:
         for p in positions:
             if math.isfinite(p["max_loss_per_spread"]):
                 at_risk[p["symbol"]] += p["max_loss_per_spread"] * p["quantity"]
-        for o in self.ledger.orders(self.name, OPEN_STATUSES):
+        for o in working:
             if o["opening"] and o["instrument"] == "options":
                 for leg in legs_from_json(o["legs"]):
                     legs[leg.contract] += leg.ratio * (o["quantity"] - o["filled_quantity"])

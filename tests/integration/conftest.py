@@ -46,19 +46,12 @@ class Run:
 
 def default_config_with(changes: dict) -> str:
     """The shipped config.yaml's text with ``changes`` given as dotted paths
-    (``{"accounts.0.risk.daily_loss_limit": 1}``), each of which must exist."""
+    (``{"accounts.0.risk.daily_loss_limit": 1}``; ``walkforward.apply_params``: a path the
+    config does not have fails here or when the file is loaded)."""
+    from thetadesk.backtest.walkforward import apply_params
     from thetadesk.config import DEFAULT_CONFIG
 
-    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    for path, value in changes.items():
-        node = data
-        keys = path.split(".")
-        for key in keys[:-1]:
-            node = node[int(key)] if isinstance(node, list) else node[key]
-        last = int(keys[-1]) if isinstance(node, list) else keys[-1]
-        if not isinstance(node, list) and last not in node:
-            raise KeyError(f"{path}: not in config.yaml")
-        node[last] = value
+    data = apply_params(yaml.safe_load(DEFAULT_CONFIG.read_text()), list(changes.items()))
     return yaml.safe_dump(data, sort_keys=False)
 
 

@@ -54,6 +54,7 @@ from thetadesk.analytics.metrics import (
 from thetadesk.analytics.montecarlo import block_bootstrap_returns, bootstrap_trades
 from thetadesk.backtest.baselines import PutWriteRun, buy_and_hold, put_write_run
 from thetadesk.backtest.engine import BacktestResult
+from thetadesk.config import Config
 from thetadesk.ports import MarketData
 from thetadesk.rates import TBILL_3M, TBILL_3M_LAST, tbill_3m
 from thetadesk.wiring import cash_interest_of
@@ -65,8 +66,10 @@ RATE_TABLE = ("3-month Treasury bill, H.15 TB3MS annual means (thetadesk.rates.t
               "a session earns rate / 252")
 
 
-def baseline_symbol(result: BacktestResult) -> str:
-    symbols = list(result.config.market.symbols)
+def baseline_symbol(result: BacktestResult | Config) -> str:
+    """What the baselines trade: SPY when the run has it, else its first symbol."""
+    config = result.config if isinstance(result, BacktestResult) else result
+    symbols = list(config.market.symbols)
     return "SPY" if "SPY" in symbols else symbols[0]
 
 
